@@ -1,0 +1,32 @@
+"""Shared behaviour of the ``scripts/`` entry points."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import TypeVar
+
+from recsys.data.errors import DataFormatError, DatasetNotFoundError, SplitMismatchError
+
+log = logging.getLogger("recsys")
+T = TypeVar("T")
+
+# Errors whose message already tells the user what to do: no traceback needed.
+USER_ERRORS = (DataFormatError, DatasetNotFoundError, SplitMismatchError, FileNotFoundError, ValueError)
+
+
+def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
+    """Print the message of an error the user can act on and exit with status 2, instead of a
+    traceback; any other exception propagates unchanged."""
+
+    @wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as err:
+            log.error("%s", err)
+            sys.exit(2)
+
+    return wrapper

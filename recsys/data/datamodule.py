@@ -1,0 +1,186 @@
+"""The LightningDataModule: owns the raw data, its caches, the split and the batches."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from recsys.data.batches import PairCollator, PairIndexDataset
+from recsys.data.negatives import UserItemSets, sample_negatives
+from recsys.data.prepared import PreparedData, prepare_dataset
+from recsys.data.sources import DatasetFiles
+from recsys.data.splits import SplitSpec
+from recsys.data.tokenization import TokenCache, TokenizedTexts, token_counter
+from recsys.data.validation import BadLinePolicy
+from recsys.pretrained import resolve_encoder_path
+
+log = logging.getLogger(__name__)
+
+EVAL_NEGATIVES_SEED_OFFSET = 1_000_003
+
+
+class ReviewDataModule(pl.LightningDataModule):
+    """Review data for the two-tower model.
+
+    ``prepare_data`` reads the raw files, writes the parsed tables, the split and the token
+    caches under ``cache_dir``; ``setup`` loads them (fast on every later run) and builds the
+    user histories, item documents and token tables. Batches are :class:`PairBatch`.
+
+    Args:
+        dataset: which raw files to read.
+        data_dir: folder holding the dataset folders (``None``: ``$RECSYS_DATA_DIR``, else ``./data``).
+        cache_dir: folder for parsed tables, splits and token caches.
+        split: how to split into train/val/test.
+        tokenizer_path: local Hugging Face folder of the encoder's tokenizer (``None``: bundled MiniLM).
+        on_bad_line: ``error`` or ``skip``.
+        max_reviews: most recent training reviews kept in a user's history.
+        review_max_tokens / item_max_tokens: token budgets of a review and of an item document.
+        num_negatives: sampled negative items per pair.
+        batch_size / eval_batch_size: pairs per training / evaluation batch.
+        num_workers: DataLoader workers (0 keeps batching in the training process).
+        seed: seed of training negatives (validation/test negatives are fixed from it).
+    """
+
+    def __init__(
+        self,
+        dataset: DatasetFiles,
+        data_dir: str | Path | None = None,
+        cache_dir: str | Path = ".cache/recsys",
+        split: SplitSpec | None = None,
+        tokenizer_path: str | Path | None = None,
+        on_bad_line: str = "error",
+        max_reviews: int = 20,
+        review_max_tokens: int = 128,
+        item_max_tokens: int = 256,
+        num_negatives: int = 4,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.data_dir = data_dir
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.split = split or SplitSpec()
+        self.tokenizer_path = tokenizer_path
+        self.on_bad_line = BadLinePolicy.parse(on_bad_line)
+        for name, value in (("max_reviews", max_reviews), ("num_negatives", num_negatives)):
+            if value < 0:
+                raise ValueError(f"data.{name} must be >= 0, got {value}")
+        for name, value in (("review_max_tokens", review_max_tokens), ("item_max_tokens", item_max_tokens),
+                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {value}")
+        self.max_reviews = max_reviews
+        self.review_max_tokens = review_max_tokens
+        self.item_max_tokens = item_max_tokens
+        self.num_negatives = num_negatives
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+        self.data: PreparedData | None = None
+        self.item_tokens: TokenizedTexts | None = None
+        self.review_tokens: TokenizedTexts | None = None
+        self.timings: dict[str, float] = {}
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        if self._tokenizer is None:
+            self._tokenizer = AutoTokenizer.from_pretrained(str(resolve_encoder_path(self.tokenizer_path)))
+        return self._tokenizer
+
+    def _build(self) -> None:
+        started = time.perf_counter()
+        data = prepare_dataset(
+            self.dataset, self.data_dir, self.cache_dir, self.split, self.on_bad_line,
+            self.item_max_tokens, token_counter(self.tokenizer),
+        )
+        self.timings["prepare_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        cache = TokenCache(self.tokenizer, self.cache_dir / "tokens")
+        self.item_tokens = cache.tokenize(data.item_documents["document"].tolist(), self.item_max_tokens)
+        self.review_tokens = cache.tokenize(data.review_texts, self.review_max_tokens)
+        self.timings["tokenize_s"] = time.perf_counter() - started
+        self.data = data
+
+    def prepare_data(self) -> None:
+        """Parse, split and tokenize once (rank 0), writing every cache to disk."""
+        self._build()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the prepared data (from the caches written by ``prepare_data``)."""
+        if self.data is None:
+            self._build()
+
+    def _require(self) -> PreparedData:
+        if self.data is None:
+            raise RuntimeError("ReviewDataModule is not set up: call prepare_data() and setup() first")
+        return self.data
+
+    @property
+    def num_users(self) -> int:
+        return self._require().num_users
+
+    @property
+    def num_items(self) -> int:
+        return self._require().num_items
+
+    @property
+    def train_items(self) -> UserItemSets:
+        return self._require().train_items
+
+    def item_train_counts(self) -> np.ndarray:
+        return self._require().item_train_counts()
+
+    def held_out_items(self, split: str, min_rating: float | None = None) -> UserItemSets:
+        return self._require().held_out_items(split, min_rating)
+
+    def collator(self, split: str) -> PairCollator:
+        """The collator of ``split``; evaluation splits use negatives fixed once from the seed."""
+        data = self._require()
+        pairs = data.pairs[split]
+        fixed = None
+        if split != "train":
+            rng = np.random.default_rng(self.seed + EVAL_NEGATIVES_SEED_OFFSET)
+            fixed = sample_negatives(pairs.user, pairs.item, self.num_negatives, data.train_items, rng)
+        return PairCollator(
+            pairs=pairs,
+            histories=data.histories,
+            review_items=data.pairs["train"].item,
+            review_ratings=data.pairs["train"].rating,
+            train_items=data.train_items,
+            item_tokens=self.item_tokens,
+            num_negatives=self.num_negatives,
+            max_reviews=self.max_reviews,
+            seed=self.seed,
+            fixed_negatives=fixed,
+        )
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        pairs = self._require().pairs[split]
+        return DataLoader(
+            PairIndexDataset(len(pairs)),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=self.collator(split),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)

@@ -1,0 +1,47 @@
+"""Exceptions raised while reading and preparing review data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataFormatError(ValueError):
+    """A line of a data file cannot be used.
+
+    Carries where (file and 1-based line number) and why (a short reason key from
+    :data:`recsys.data.validation.BAD_LINE_REASONS` plus a human detail).
+    """
+
+    def __init__(self, path: Path | str, line_number: int, reason: str, detail: str) -> None:
+        self.path = Path(path)
+        self.line_number = line_number
+        self.reason = reason
+        self.detail = detail
+        super().__init__(
+            f"{self.path}:{line_number}: {reason}: {detail}\n"
+            "Fix or remove the line, or set data.on_bad_line=skip to skip bad lines and count them."
+        )
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files of a dataset are not where the configuration says they are."""
+
+    def __init__(self, dataset: str, looked_in: Path, expected: list[str]) -> None:
+        self.dataset = dataset
+        self.looked_in = looked_in
+        self.expected = expected
+        files = "\n".join(f"  - {name}" for name in expected)
+        super().__init__(
+            f"Dataset '{dataset}' not found.\n"
+            f"Looked in: {looked_in}\n"
+            f"Expected files:\n{files}\n"
+            "How to get them: download the 5-core review file (and the meta_*.json.gz item file, when the\n"
+            "dataset uses one) from the public Amazon review data releases by McAuley et al.\n"
+            "(2014: https://jmcauley.ucsd.edu/data/amazon/ ; 2018: https://nijianmo.github.io/amazon/)\n"
+            "into that folder, or point recsys at the folder that holds them:\n"
+            "  export RECSYS_DATA_DIR=/path/to/data     (or the override paths.data_dir=/path/to/data)"
+        )
+
+
+class SplitMismatchError(RuntimeError):
+    """A split saved on disk does not belong to the data or settings it is loaded for."""

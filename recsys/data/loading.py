@@ -1,0 +1,91 @@
+"""Read a dataset's raw files into tables once, and keep the parsed tables on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from recsys.data.readers import read_items, read_reviews
+from recsys.data.schema import INTERACTION_DTYPES, ITEM_DTYPES
+from recsys.data.sources import LocatedFiles
+from recsys.data.validation import BadLinePolicy, ReadReport
+
+log = logging.getLogger(__name__)
+
+# Bump when the readers change what they produce, so old parsed tables are not reused.
+READER_VERSION = 1
+HASH_CHUNK = 1 << 20
+
+
+@dataclass
+class LoadedTables:
+    """The interactions table, the items table (None without a metadata file) and the reports."""
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame | None
+    reports: list[ReadReport]
+    cache_dir: Path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tables_cache_dir(files: LocatedFiles, policy: BadLinePolicy, cache_root: Path) -> Path:
+    """``cache_root/<dataset>/<hash of raw bytes, policy and reader version>``."""
+    digest = hashlib.sha256(f"v{READER_VERSION}|{policy.value}".encode())
+    for path in (files.reviews, files.meta):
+        if path is not None:
+            digest.update(file_sha256(path).encode())
+    return Path(cache_root) / files.name / digest.hexdigest()[:16]
+
+
+def load_tables(files: LocatedFiles, on_bad_line: BadLinePolicy | str, cache_root: Path | str) -> LoadedTables:
+    """Parse the raw files (or read the parsed tables kept from an earlier run).
+
+    Items are limited to those that have at least one review; the number of metadata rows for
+    items without reviews is logged.
+    """
+    policy = BadLinePolicy.parse(on_bad_line)
+    directory = tables_cache_dir(files, policy, Path(cache_root))
+    interactions_path = directory / "interactions.parquet"
+    items_path = directory / "items.parquet"
+    reports_path = directory / "read_reports.json"
+    if interactions_path.exists() and reports_path.exists():
+        interactions = pd.read_parquet(interactions_path).astype(INTERACTION_DTYPES)
+        items = pd.read_parquet(items_path).astype(ITEM_DTYPES) if items_path.exists() else None
+        reports = [ReadReport.from_dict(r) for r in json.loads(reports_path.read_text())]
+        log.info("Read parsed tables from %s", directory)
+        return LoadedTables(interactions, items, reports, directory)
+
+    reviews = read_reviews(files.reviews, policy)
+    reviews.report.log_summary()
+    reports = [reviews.report]
+    items = None
+    if files.meta is not None:
+        meta = read_items(files.meta, policy)
+        meta.report.log_summary()
+        reports.append(meta.report)
+        reviewed = meta.table["item_id"].isin(reviews.table["item_id"])
+        log.info(
+            "%s: %d items have metadata; %d metadata rows are for items without reviews and are not used",
+            files.meta.name, int(reviewed.sum()), int((~reviewed).sum()),
+        )
+        items = meta.table[reviewed].reset_index(drop=True)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    reviews.table.to_parquet(interactions_path, index=False)
+    if items is not None:
+        items.to_parquet(items_path, index=False)
+    # The reports go last: their presence marks a complete cache entry.
+    reports_path.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
+    return LoadedTables(reviews.table, items, reports, directory)

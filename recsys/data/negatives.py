@@ -1,0 +1,66 @@
+"""Which items each user has, and negative items sampled outside that set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_RESAMPLE_ROUNDS = 1000
+
+
+@dataclass
+class UserItemSets:
+    """A set of items per user, as sorted ``user * num_items + item`` keys (scales to any size)."""
+
+    keys: np.ndarray
+    num_users: int
+    num_items: int
+
+    @classmethod
+    def from_pairs(cls, users: np.ndarray, items: np.ndarray, num_users: int, num_items: int) -> UserItemSets:
+        keys = np.unique(np.asarray(users, dtype=np.int64) * num_items + np.asarray(items, dtype=np.int64))
+        return cls(keys=keys, num_users=num_users, num_items=num_items)
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Elementwise: does ``users[...]`` have ``items[...]``? (shapes broadcast)."""
+        query = np.asarray(users, dtype=np.int64) * self.num_items + np.asarray(items, dtype=np.int64)
+        where = np.searchsorted(self.keys, query)
+        where = np.minimum(where, max(len(self.keys) - 1, 0))
+        return (self.keys[where] == query) if len(self.keys) else np.zeros(query.shape, dtype=bool)
+
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.keys // self.num_items, minlength=self.num_users)
+
+    def items_of(self, user: int) -> np.ndarray:
+        low, high = np.searchsorted(self.keys, [user * self.num_items, (user + 1) * self.num_items])
+        return self.keys[low:high] - user * self.num_items
+
+
+def sample_negatives(
+    users: np.ndarray,
+    positives: np.ndarray,
+    count: int,
+    known: UserItemSets,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``[len(users), count]`` items drawn uniformly among items that the user does not have in
+    ``known`` and that are not the pair's own positive item.
+
+    Raises ValueError when a user has every item (nothing to sample).
+    """
+    users = np.asarray(users, dtype=np.int64)
+    positives = np.asarray(positives, dtype=np.int64)
+    if count == 0 or len(users) == 0:
+        return np.zeros((len(users), count), dtype=np.int64)
+    available = known.num_items - known.counts()[users] - (~known.contains(users, positives))
+    if (available <= 0).any():
+        user = int(users[available <= 0][0])
+        raise ValueError(f"user index {user} has interacted with every item: no negative to sample")
+    negatives = rng.integers(0, known.num_items, size=(len(users), count))
+    for _ in range(MAX_RESAMPLE_ROUNDS):
+        bad = known.contains(users[:, None], negatives) | (negatives == positives[:, None])
+        if not bad.any():
+            return negatives
+        negatives[bad] = rng.integers(0, known.num_items, size=int(bad.sum()))
+    raise RuntimeError("negative sampling did not converge; a user has almost every item")

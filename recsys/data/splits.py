@@ -1,0 +1,205 @@
+"""Train/validation/test splits of an interactions table, saved to disk and reused.
+
+Both strategies are functions of the table's content and the seed only, never of row order,
+process or platform: the random split ranks interactions by ``sha256(seed, user, item)``, so
+the same seed gives the same split on any machine and any NumPy version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.errors import SplitMismatchError
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+STRATEGIES: tuple[str, ...] = ("random", "temporal")
+SPLIT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How to split: ``random`` (by interaction, seeded fractions) or ``temporal`` (per user,
+    the last interaction to test and the second-to-last to validation)."""
+
+    strategy: str = "random"
+    seed: int = 0
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"data.split.strategy={self.strategy!r} is not allowed; use one of: {', '.join(STRATEGIES)}"
+            )
+        fractions = tuple(float(f) for f in self.fractions)
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(
+                f"data.split.fractions={list(self.fractions)} must be three non-negative numbers "
+                "(train, val, test) that sum to 1"
+            )
+        object.__setattr__(self, "fractions", fractions)
+
+    def file_stem(self) -> str:
+        if self.strategy == "temporal":
+            return "temporal"
+        return "random-seed{}-{}".format(self.seed, "-".join(f"{f:g}" for f in self.fractions))
+
+
+def interactions_fingerprint(interactions: pd.DataFrame) -> str:
+    """sha256 of the (user, item, rating, timestamp) content, independent of row order."""
+    canonical = interactions[["user_id", "item_id", "rating", "timestamp"]].sort_values(
+        ["user_id", "item_id"], kind="stable"
+    )
+    digest = hashlib.sha256()
+    for user, item, rating, timestamp in canonical.itertuples(index=False):
+        digest.update(f"{user}\t{item}\t{float(rating):g}\t{int(timestamp)}\n".encode())
+    return digest.hexdigest()
+
+
+def _assignment_fingerprint(interactions: pd.DataFrame, split: np.ndarray) -> str:
+    keyed = pd.DataFrame(
+        {"user_id": interactions["user_id"], "item_id": interactions["item_id"], "split": split}
+    ).sort_values(["user_id", "item_id"], kind="stable")
+    digest = hashlib.sha256()
+    for user, item, name in keyed.itertuples(index=False):
+        digest.update(f"{user}\t{item}\t{name}\n".encode())
+    return digest.hexdigest()
+
+
+def _split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
+    n_val = int(round(n * fractions[1]))
+    n_test = int(round(n * fractions[2]))
+    return n - n_val - n_test, n_val, n_test
+
+
+def random_split(interactions: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
+    """Assign each interaction to ``train``/``val``/``test`` at random (seeded), in exact proportions.
+
+    Returns an array of split names aligned with the rows of ``interactions``.
+    """
+    keys = [
+        hashlib.sha256(f"{seed}\t{user}\t{item}".encode()).hexdigest()
+        for user, item in zip(interactions["user_id"], interactions["item_id"], strict=True)
+    ]
+    order = np.argsort(np.asarray(keys), kind="stable")
+    n_train, n_val, _ = _split_counts(len(keys), tuple(fractions))
+    split = np.empty(len(keys), dtype=object)
+    split[order[:n_train]] = "train"
+    split[order[n_train : n_train + n_val]] = "val"
+    split[order[n_train + n_val :]] = "test"
+    return split
+
+
+def temporal_split(interactions: pd.DataFrame) -> np.ndarray:
+    """Per user: the latest interaction to ``test``, the one before to ``val``, the rest to ``train``.
+
+    Ties in time (timestamps have one-day resolution) are broken by item id, so the result does
+    not depend on row order. A user with one interaction keeps it in train; with two, one goes to
+    test and none to validation.
+    """
+    frame = pd.DataFrame(
+        {
+            "user_id": interactions["user_id"].to_numpy(),
+            "item_id": interactions["item_id"].to_numpy(),
+            "timestamp": interactions["timestamp"].to_numpy(),
+            "row": np.arange(len(interactions)),
+        }
+    ).sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    count = frame.groupby("user_id", sort=False)["row"].transform("size").to_numpy()
+    names = np.full(len(frame), "train", dtype=object)
+    names[from_end == 0] = "test"
+    names[(from_end == 0) & (count == 1)] = "train"
+    names[(from_end == 1) & (count >= 3)] = "val"
+    split = np.empty(len(frame), dtype=object)
+    split[frame["row"].to_numpy()] = names
+    return split
+
+
+def assign_split(interactions: pd.DataFrame, spec: SplitSpec) -> np.ndarray:
+    """Split names for each row of ``interactions`` under ``spec``."""
+    if spec.strategy == "random":
+        return random_split(interactions, spec.seed, spec.fractions)
+    return temporal_split(interactions)
+
+
+@dataclass
+class SplitManifest:
+    """What a split file on disk was made from, so that a stale one is never reused."""
+
+    spec: dict
+    data_fingerprint: str
+    split_fingerprint: str
+    counts: dict[str, int] = field(default_factory=dict)
+    format_version: int = SPLIT_FORMAT_VERSION
+
+
+def load_or_create_split(interactions: pd.DataFrame, spec: SplitSpec, directory: Path) -> pd.Series:
+    """Return the split names of ``interactions`` (a Series aligned with its index).
+
+    The split is read from ``directory`` when a file made from the same data and spec exists;
+    otherwise it is computed and written there (parquet of ``user_id, item_id, split`` plus a
+    JSON manifest with the seed and content hashes).
+    """
+    directory = Path(directory)
+    table_path = directory / f"{spec.file_stem()}.parquet"
+    manifest_path = directory / f"{spec.file_stem()}.json"
+    data_fingerprint = interactions_fingerprint(interactions)
+    if table_path.exists() and manifest_path.exists():
+        split = _read_split(interactions, spec, table_path, manifest_path, data_fingerprint)
+        log.info("Reusing split %s", table_path)
+        return split
+
+    split = assign_split(interactions, spec)
+    names, counts = np.unique(split.astype(str), return_counts=True)
+    manifest = SplitManifest(
+        spec=asdict(spec),
+        data_fingerprint=data_fingerprint,
+        split_fingerprint=_assignment_fingerprint(interactions, split),
+        counts={str(k): int(v) for k, v in zip(names, counts, strict=True)},
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(
+        {"user_id": interactions["user_id"], "item_id": interactions["item_id"], "split": split}
+    ).astype("string")
+    _atomic_write(table_path, lambda p: table.to_parquet(p, index=False))
+    _atomic_write(manifest_path, lambda p: p.write_text(json.dumps(asdict(manifest), indent=2)))
+    log.info("Wrote split %s (%s)", table_path, manifest.counts)
+    return pd.Series(split, index=interactions.index, name="split")
+
+
+def _read_split(
+    interactions: pd.DataFrame, spec: SplitSpec, table_path: Path, manifest_path: Path, data_fingerprint: str
+) -> pd.Series:
+    manifest = SplitManifest(**json.loads(manifest_path.read_text()))
+    saved_spec = SplitSpec(**manifest.spec)
+    if saved_spec != spec or manifest.data_fingerprint != data_fingerprint:
+        raise SplitMismatchError(
+            f"{manifest_path} was made for {saved_spec} on data {manifest.data_fingerprint[:12]}, "
+            f"not for {spec} on data {data_fingerprint[:12]}. Delete it to make a new split."
+        )
+    saved = pd.read_parquet(table_path)
+    merged = interactions[["user_id", "item_id"]].astype("string").merge(
+        saved, on=["user_id", "item_id"], how="left", validate="one_to_one"
+    )
+    split = merged["split"].to_numpy(dtype=object)
+    if pd.isna(merged["split"]).any() or _assignment_fingerprint(interactions, split) != manifest.split_fingerprint:
+        raise SplitMismatchError(
+            f"{table_path} does not match its manifest {manifest_path} (edited or corrupted?). "
+            "Delete both files to make a new split."
+        )
+    return pd.Series(split, index=interactions.index, name="split")
+
+
+def _atomic_write(path: Path, write) -> None:
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    partial.replace(path)

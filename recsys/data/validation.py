@@ -1,0 +1,128 @@
+"""Bad-line policy and the accounting of every line read.
+
+The invariant kept by every reader: ``lines_read == rows_kept + sum(skipped.values())
++ duplicates_dropped + blank_lines``. Nothing read is lost without a count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from recsys.data.errors import DataFormatError
+
+log = logging.getLogger(__name__)
+
+BAD_LINE_REASONS: dict[str, str] = {
+    "invalid_json": "the line is not valid JSON",
+    "not_an_object": "the line is JSON but not an object",
+    "missing_id": "a user or item id is missing or empty",
+    "missing_field": "a required field is missing",
+    "wrong_type": "a field has the wrong type",
+    "rating_out_of_range": "the rating is not a number in 1..5",
+    "non_utf8": "the line is not valid UTF-8",
+    "truncated_file": "the compressed file ends early (truncated download?)",
+}
+
+MAX_EXAMPLES_PER_REASON = 3
+
+
+class BadLinePolicy(str, Enum):
+    """What to do with a line that cannot be used: raise (``error``) or count and go on (``skip``)."""
+
+    ERROR = "error"
+    SKIP = "skip"
+
+    @classmethod
+    def parse(cls, value: str | BadLinePolicy) -> BadLinePolicy:
+        """Turn a config value into a policy, with an error that lists the allowed values."""
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(p.value for p in cls)
+            raise ValueError(
+                f"data.on_bad_line={value!r} is not allowed; use one of: {allowed}"
+            ) from None
+
+
+class BadLine(Exception):
+    """Raised by line parsers; the reader adds the file and line number."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in BAD_LINE_REASONS:
+            raise KeyError(f"unknown bad-line reason {reason!r}")
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+@dataclass
+class ReadReport:
+    """What happened to each line of one file."""
+
+    path: str
+    lines_read: int = 0
+    rows_kept: int = 0
+    blank_lines: int = 0
+    duplicates_dropped: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def rows_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def is_balanced(self) -> bool:
+        """True when every line read is kept or counted under a reason."""
+        accounted = self.rows_kept + self.rows_skipped + self.duplicates_dropped + self.blank_lines
+        return self.lines_read == accounted
+
+    def record_bad_line(
+        self, line_number: int, bad: BadLine, policy: BadLinePolicy
+    ) -> None:
+        """Raise under ``error``; count the line and keep an example under ``skip``."""
+        if policy is BadLinePolicy.ERROR:
+            raise DataFormatError(self.path, line_number, bad.reason, bad.detail)
+        self.skipped[bad.reason] += 1
+        examples = self.examples.setdefault(bad.reason, [])
+        if len(examples) < MAX_EXAMPLES_PER_REASON:
+            examples.append(f"line {line_number}: {bad.detail}")
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "lines_read": self.lines_read,
+            "rows_kept": self.rows_kept,
+            "blank_lines": self.blank_lines,
+            "duplicates_dropped": self.duplicates_dropped,
+            "skipped": dict(self.skipped),
+            "examples": self.examples,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReadReport:
+        return cls(
+            path=d["path"],
+            lines_read=d["lines_read"],
+            rows_kept=d["rows_kept"],
+            blank_lines=d["blank_lines"],
+            duplicates_dropped=d["duplicates_dropped"],
+            skipped=Counter(d["skipped"]),
+            examples=d["examples"],
+        )
+
+    def log_summary(self) -> None:
+        """One log line for a clean file; one line per reason (with examples) otherwise."""
+        name = Path(self.path).name
+        log.info(
+            "%s: %d lines read, %d rows kept, %d skipped, %d duplicate rows dropped",
+            name, self.lines_read, self.rows_kept, self.rows_skipped, self.duplicates_dropped,
+        )
+        for reason, count in sorted(self.skipped.items()):
+            log.warning(
+                "%s: skipped %d lines (%s), e.g. %s",
+                name, count, BAD_LINE_REASONS[reason], "; ".join(self.examples.get(reason, [])),
+            )

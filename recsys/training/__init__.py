@@ -1,0 +1,1 @@
+"""Training: the LightningModule, metrics, callbacks and the train() entry."""

@@ -1,0 +1,20 @@
+"""Parse, split and tokenize a dataset once, then print its statistics.
+
+    python scripts/prepare_data.py data=musical_instruments
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from recsys.cli import exit_on_user_error
+from recsys.data.preparation import prepare_and_describe
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    print(prepare_and_describe(cfg.data))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Train a model. Hydra overrides pick data, model, trainer and logger, e.g.
+
+    python scripts/train.py data=magazine trainer.max_epochs=3
+    python scripts/train.py --cfg job          # print the resolved config and exit
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from recsys.cli import exit_on_user_error
+from recsys.training.run import train
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny hand-written review files, the real data folder, the bundled tokenizer."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from recsys.data.sources import DatasetFiles
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+MUSICAL_INSTRUMENTS = DatasetFiles(
+    name="musical_instruments",
+    subdir="amazon2014-musical-instruments-5core",
+    reviews="reviews_Musical_Instruments_5.json.gz",
+)
+MAGAZINE = DatasetFiles(
+    name="magazine",
+    subdir="amazon2018-magazine-subscriptions-5core",
+    reviews="Magazine_Subscriptions_5.json.gz",
+    meta="meta_Magazine_Subscriptions.json.gz",
+)
+
+
+def review(user: str, item: str, rating: float = 5.0, t: int = 0, text: str | None = None,
+           summary: str | None = None) -> dict:
+    """A 2014-style review object."""
+    return {
+        "reviewerID": user,
+        "asin": item,
+        "overall": rating,
+        "reviewText": text if text is not None else f"{user} on {item}",
+        "summary": summary if summary is not None else f"about {item}",
+        "unixReviewTime": t,
+    }
+
+
+def write_lines(path: Path, lines: list, compress: bool | None = None) -> Path:
+    """Write objects (as JSON), strings or raw bytes one per line; gzip when the name ends in .gz."""
+    compress = path.suffix == ".gz" if compress is None else compress
+    payload = b"".join(
+        (line if isinstance(line, bytes) else (line if isinstance(line, str) else json.dumps(line)).encode())
+        + b"\n"
+        for line in lines
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload, mtime=0) if compress else payload)
+    return path
+
+
+def tiny_reviews(num_users: int = 6, num_items: int = 8, per_user: int = 5) -> list[dict]:
+    """Each user reviews ``per_user`` items on distinct days, with distinct texts."""
+    rows = []
+    for u in range(num_users):
+        for k in range(per_user):
+            item = (u + 2 * k) % num_items
+            rows.append(review(f"U{u}", f"I{item}", rating=1 + (u + k) % 5, t=86_400 * (10 * u + k + 1),
+                               text=f"user {u} writes review {k} about item {item}",
+                               summary=f"headline {u}-{k}"))
+    return rows
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> tuple[DatasetFiles, Path]:
+    """A tiny dataset folder (6 users x 5 reviews, 8 items) and its DatasetFiles."""
+    files = DatasetFiles(name="tiny", subdir="tiny", reviews="reviews_tiny.json.gz")
+    write_lines(tmp_path / "data" / "tiny" / files.reviews, tiny_reviews())
+    return files, tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real review data (``$RECSYS_DATA_DIR`` or ``../shared/data``); skips when absent."""
+    candidate = Path(os.environ.get("RECSYS_DATA_DIR", SHARED_DATA))
+    if not (candidate / MUSICAL_INSTRUMENTS.subdir).is_dir():
+        pytest.skip(f"real data not found at {candidate} (set RECSYS_DATA_DIR)")
+    return candidate
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The bundled MiniLM tokenizer (local files, no network)."""
+    from transformers import AutoTokenizer
+
+    from recsys.pretrained import bundled_encoder_path
+
+    return AutoTokenizer.from_pretrained(str(bundled_encoder_path()))

@@ -1,0 +1,51 @@
+"""The entry points, run as a user runs them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO_ROOT, tiny_reviews, write_lines
+
+
+def run_script(name: str, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / name), *overrides],
+        capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, timeout=300,
+    )
+
+
+def test_train_cfg_job_prints_the_resolved_config(tmp_path: Path):
+    result = run_script("train.py", "--cfg", "job", "--resolve", "data=magazine", "data.num_negatives=7",
+                        env={"RECSYS_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["data"]["_target_"] == "recsys.data.datamodule.ReviewDataModule"
+    assert cfg["data"]["dataset"]["meta"] == "meta_Magazine_Subscriptions.json.gz"
+    assert cfg["data"]["num_negatives"] == 7
+    assert cfg["data"]["data_dir"] == str(tmp_path)
+
+
+def test_prepare_data_prints_stats_and_reuses_its_cache(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    write_lines(data_dir / "amazon2014-musical-instruments-5core" / "reviews_Musical_Instruments_5.json.gz",
+                tiny_reviews(num_users=10, num_items=12, per_user=5))
+    args = (f"paths.data_dir={data_dir}", f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'run'}")
+    first = run_script("prepare_data.py", *args)
+    assert first.returncode == 0, first.stderr
+    assert "| train | 40 | 10 |" in first.stdout and "| all | 50 | 10 | 12 |" in first.stdout
+    assert "Median user history (training reviews, capped): 4" in first.stdout
+    second = run_script("prepare_data.py", *args)
+    assert "Reusing split" in second.stderr + second.stdout
+    assert "40 from cache, 0 tokenized" in second.stderr + second.stdout
+
+
+def test_missing_data_exits_with_instructions(tmp_path: Path):
+    result = run_script("prepare_data.py", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "Dataset 'musical_instruments' not found" in output
+    assert "RECSYS_DATA_DIR" in output and "Traceback" not in output
