@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from recsys.data.batches import PairCollator, PairIndexDataset
+from recsys.data.catalog import Catalog
 from recsys.data.negatives import UserItemSets, sample_negatives
 from recsys.data.prepared import PreparedData, prepare_dataset
 from recsys.data.sources import DatasetFiles
@@ -143,6 +144,19 @@ class ReviewDataModule(pl.LightningDataModule):
 
     def held_out_items(self, split: str, min_rating: float | None = None) -> UserItemSets:
         return self._require().held_out_items(split, min_rating)
+
+    def catalog(self) -> Catalog:
+        """The item catalog and training-review tokens that the model caches encodings of."""
+        data = self._require()
+        return Catalog(
+            num_users=data.num_users,
+            num_items=data.num_items,
+            item_tokens=self.item_tokens,
+            review_tokens=self.review_tokens,
+            train_items=data.train_items,
+            item_train_counts=data.item_train_counts(),
+            mean_rating=float(data.pairs["train"].rating.mean()),
+        )
 
     def collator(self, split: str) -> PairCollator:
         """The collator of ``split``; evaluation splits use negatives fixed once from the seed."""

@@ -1,17 +1,138 @@
-"""The ``train.py`` entry."""
+"""The ``train.py`` and ``evaluate.py`` entries."""
 
 from __future__ import annotations
 
+import logging
+import time
+from pathlib import Path
+
 import hydra
-from omegaconf import DictConfig
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from recsys.data.datamodule import ReviewDataModule
+from recsys.training.loggers import instantiate_callbacks, instantiate_loggers
+from recsys.training.module import TwoTowerModule
+from recsys.training.report import (
+    example_recommendations,
+    plot_learning_curves,
+    write_metrics,
+    write_recommendations,
+)
+
+log = logging.getLogger(__name__)
+CONFIG_KEY = "recsys_config"
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    """The Hydra run directory, or ``paths.output_dir`` outside a Hydra app."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.output_dir)
+
+
+def build_module(cfg: DictConfig, datamodule: ReviewDataModule) -> TwoTowerModule:
+    """The LightningModule of ``cfg.model`` sized for ``datamodule``'s catalog."""
+    net = hydra.utils.instantiate(cfg.model.net, num_items=datamodule.num_items)
+    module = hydra.utils.instantiate(cfg.model.module, net=net)
+    module.run_config = OmegaConf.to_yaml(cfg, resolve=True)
+    return module
+
+
+def _resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
+    if ckpt_path != "last":
+        return ckpt_path
+    candidates = sorted(Path(cfg.paths.output_dir, cfg.task_name).glob("*/checkpoints/last.ckpt"))
+    if not candidates:
+        raise FileNotFoundError(f"ckpt_path=last: no last.ckpt under {Path(cfg.paths.output_dir, cfg.task_name)}")
+    return str(max(candidates, key=lambda p: p.stat().st_mtime))
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor)}
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Prepare the data of ``cfg`` and train the model of ``cfg`` on it."""
+    """Prepare the data, fit the model, test the best checkpoint and write the run's reports.
+
+    Returns the monitored metric (``cfg.model.monitor``) of the best checkpoint, for sweeps.
+    """
+    started = time.perf_counter()
+    pl.seed_everything(cfg.seed, workers=True)
+    out = run_dir(cfg)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
-    raise NotImplementedError(
-        "Data is prepared; the two-tower model is not in this version yet (see issue 3)."
-    )
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(module, datamodule, ckpt_path=_resolve_checkpoint(cfg.get("ckpt_path"), cfg))
+    fit_minutes = (time.perf_counter() - started) / 60
+    metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("val/")}
+    checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    monitored = float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None
+    if cfg.get("test", True):
+        results = trainer.test(module, datamodule, ckpt_path=best, verbose=False)
+        metrics.update(results[0] if results else {})
+    metrics["train_minutes"] = fit_minutes
+    metrics["total_minutes"] = (time.perf_counter() - started) / 60
+    if monitored is not None:
+        metrics[f"best_{cfg.model.monitor}"] = monitored
+
+    write_metrics(out / "metrics.json", metrics)
+    csv = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
+    curves = plot_learning_curves(Path(csv.log_dir) / "metrics.csv", out / "learning_curves.png") if csv else None
+    examples = example_recommendations(module, datamodule)
+    write_recommendations(examples, out / "recommendations.md")
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_table("recommendations", dataframe=examples)
+            if curves is not None:
+                logger.log_image("learning_curves", [str(curves)])
+            logger.experiment.summary.update(metrics)
+    log.info("Run directory: %s", out)
+    log.info("Metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    if monitored is not None:
+        return monitored
+    return metrics.get(cfg.model.monitor)
+
+
+def load_checkpoint_config(path: Path) -> tuple[DictConfig, dict]:
+    """The run config stored in a checkpoint and the checkpoint itself (read without pickles)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if CONFIG_KEY not in checkpoint:
+        raise ValueError(f"{path} has no recsys config: was it written by scripts/train.py?")
+    return OmegaConf.create(checkpoint[CONFIG_KEY]), checkpoint
+
+
+def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | None = None) -> dict[str, float]:
+    """Metrics of a checkpoint on ``split`` (``val`` or ``test``), written to ``metrics.json``
+    (in ``output_dir``, by default the checkpoint's run directory as ``metrics_<split>.json``)."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split={split!r} is not allowed; use val or test")
+    path = Path(ckpt)
+    cfg, checkpoint = load_checkpoint_config(path)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup(split)
+    module = build_module(cfg, datamodule)
+    module.load_state_dict(checkpoint["state_dict"])
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+    run = trainer.validate if split == "val" else trainer.test
+    metrics = _scalars(run(module, datamodule, verbose=False)[0])
+    target = Path(output_dir) / "metrics.json" if output_dir else path.parent.parent / f"metrics_{split}.json"
+    write_metrics(target, metrics)
+    log.info("Wrote %s", target)
+    return metrics

@@ -1,0 +1,1 @@
+"""Networks: text encoder, item tower, user tower, scoring head, losses."""

@@ -1,0 +1,42 @@
+"""Embeddings that are a pure function of (frozen weights, token ids), kept on disk between runs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from recsys.data.tokenization import TokenizedTexts
+
+log = logging.getLogger(__name__)
+
+
+def tokens_fingerprint(tokens: TokenizedTexts) -> str:
+    digest = hashlib.sha256(tokens.ids.astype("int64").tobytes())
+    digest.update(tokens.offsets.astype("int64").tobytes())
+    return digest.hexdigest()
+
+
+def cached_embeddings(
+    directory: Path | str | None, encoder_fingerprint: str, tokens: TokenizedTexts,
+    compute: Callable[[], torch.Tensor],
+) -> torch.Tensor:
+    """``compute()`` once per (encoder weights, token ids); later calls read the safetensors file.
+    With ``directory`` None nothing is kept."""
+    if directory is None:
+        return compute()
+    key = hashlib.sha256(f"{encoder_fingerprint}|{tokens_fingerprint(tokens)}".encode()).hexdigest()[:24]
+    path = Path(directory) / f"embeddings-{key}.safetensors"
+    if path.exists():
+        log.info("Read %d cached embeddings from %s", len(tokens), path)
+        return load_file(str(path))["embeddings"]
+    embeddings = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_file({"embeddings": embeddings.contiguous()}, str(partial))
+    partial.replace(path)
+    return embeddings

@@ -1,0 +1,80 @@
+"""Item tower: TextEncoder(item document) -> projection (+ item-id embedding) -> unit vector."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.data.tokenization import TokenizedTexts
+from recsys.models.text_encoder import PrefixCache, TextEncoder
+
+
+class ItemTower(nn.Module):
+    """Maps items to L2-normalised vectors of size ``dim``.
+
+    The text part reads the item document. The optional item-id embedding is added for items of
+    the training catalog; during training it is dropped per item with probability ``id_dropout``
+    so that the text part alone still places cold items well.
+
+    After :meth:`attach_catalog`, catalog items are encoded from cached frozen-encoder states
+    (only the trainable top layers run); otherwise from the token ids given to :meth:`forward`.
+    """
+
+    def __init__(self, encoder: TextEncoder, num_items: int, dim: int = 128, id_embedding: bool = True,
+                 id_dropout: float = 0.2) -> None:
+        super().__init__()
+        if not 0.0 <= id_dropout <= 1.0:
+            raise ValueError(f"model.net.item.id_dropout={id_dropout} must be in [0, 1]")
+        self.encoder = encoder
+        self.projection = nn.Linear(encoder.hidden_size, dim)
+        self.id_embedding = nn.Embedding(num_items, dim) if id_embedding else None
+        if self.id_embedding is not None:
+            nn.init.normal_(self.id_embedding.weight, std=0.01)
+        self.id_dropout = id_dropout
+        self.prefix_cache: PrefixCache | None = None
+        self.catalog_tokens: TokenizedTexts | None = None
+        self.register_buffer("frozen_text", torch.empty(0), persistent=False)
+
+    @property
+    def dim(self) -> int:
+        return self.projection.out_features
+
+    def attach_catalog(self, tokens: TokenizedTexts) -> None:
+        """Cache what the frozen part of the encoder gives for every catalog item document."""
+        self.catalog_tokens = tokens
+        if self.encoder.fully_frozen:
+            self.frozen_text = self.encoder.encode(tokens)
+        elif not self.encoder.train_embeddings:
+            self.prefix_cache = PrefixCache(self.encoder, tokens)
+
+    def text_embeddings(
+        self, items: torch.Tensor | None, input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encoder output [N, H]: from the catalog caches for catalog ``items`` when attached,
+        else by running the encoder on the given tokens."""
+        if items is not None and self.frozen_text.numel():
+            return self.frozen_text[items]
+        if items is not None and self.prefix_cache is not None:
+            states, mask = self.prefix_cache.gather(items)
+            return self.encoder.from_prefix(states, mask)
+        if input_ids is None and items is not None and self.catalog_tokens is not None:
+            input_ids, attention_mask = self.catalog_tokens.pad(items.cpu().numpy())
+        if input_ids is None:
+            raise ValueError("ItemTower needs token ids, or catalog item indices after attach_catalog()")
+        return self.encoder(input_ids, attention_mask)
+
+    def forward(
+        self, items: torch.Tensor | None, input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Unit vectors [N, dim]. ``items`` is None for texts outside the catalog (cold items)."""
+        hidden = self.projection(self.text_embeddings(items, input_ids, attention_mask))
+        if self.id_embedding is not None and items is not None:
+            ids = self.id_embedding(items)
+            if self.training and self.id_dropout > 0:
+                keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
+                ids = ids * keep
+            hidden = hidden + ids
+        return F.normalize(hidden, dim=-1)

@@ -1,0 +1,74 @@
+"""Losses of the two-tower model: rating MSE, like BCE, and in-batch retrieval on cosine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+RETRIEVAL_LOSSES = ("bce", "softmax")
+
+
+@dataclass
+class LossConfig:
+    """Weights and settings of the three losses (``model.loss`` in config)."""
+
+    rating_weight: float = 1.0
+    like_weight: float = 0.5
+    retrieval_weight: float = 1.0
+    temperature: float = 0.05
+    like_threshold: float = 4.0
+    retrieval: str = "bce"
+    logq_correction: bool = False
+
+    def __post_init__(self) -> None:
+        if self.retrieval not in RETRIEVAL_LOSSES:
+            raise ValueError(f"model.loss.retrieval={self.retrieval!r} is not allowed; use one of: bce, softmax")
+        if self.temperature <= 0:
+            raise ValueError(f"model.loss.temperature must be > 0, got {self.temperature}")
+
+
+def rating_loss(predicted: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between predicted and observed stars."""
+    return F.mse_loss(predicted, rating)
+
+
+def like_loss(positive_logit: torch.Tensor, negative_logits: torch.Tensor, rating: torch.Tensor,
+              threshold: float) -> torch.Tensor:
+    """BCE of like-logits: an observed pair is a like when rated >= ``threshold`` (else a
+    dislike); sampled negatives [B, N] are not liked. Observed and sampled terms weigh equally."""
+    observed = F.binary_cross_entropy_with_logits(positive_logit, (rating >= threshold).float())
+    if negative_logits.numel() == 0:
+        return observed
+    sampled = F.binary_cross_entropy_with_logits(negative_logits, torch.zeros_like(negative_logits))
+    return 0.5 * (observed + sampled)
+
+
+def in_batch_retrieval_loss(
+    users: torch.Tensor, items: torch.Tensor, item_slot: torch.Tensor, accidental_hits: torch.Tensor,
+    temperature: float, kind: str = "bce", log_q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Retrieval loss on cosine(u, v) / temperature over every (user, batch item) pair.
+
+    ``users`` [B, d] and ``items`` [U, d] are unit vectors; ``item_slot`` [B] is each user's
+    positive among the U batch items; ``accidental_hits`` [B, U] marks batch items the user has
+    in training (or its own item): apart from the positive itself they are no negatives and are
+    left out of the loss. ``log_q`` [U] (log sampling probability of each batch item) applies
+    the logQ popularity correction.
+
+    ``bce``: per user, BCE of the positive plus the mean BCE of its valid negatives.
+    ``softmax``: cross-entropy of the positive against the valid negatives.
+    """
+    logits = users @ items.T / temperature
+    if log_q is not None:
+        logits = logits - log_q[None, :]
+    positive = F.one_hot(item_slot, num_classes=items.shape[0]).bool()
+    valid_negative = ~accidental_hits & ~positive
+    if kind == "softmax":
+        masked = logits.masked_fill(~(valid_negative | positive), float("-inf"))
+        return F.cross_entropy(masked, item_slot)
+    positive_term = F.binary_cross_entropy_with_logits(logits[positive], torch.ones(len(users), device=logits.device))
+    negative_bce = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
+    per_user = (negative_bce * valid_negative).sum(1) / valid_negative.sum(1).clamp(min=1)
+    return positive_term + per_user.mean()

@@ -1,0 +1,244 @@
+"""A BERT-family encoder with mean pooling, of which only the top layers are fine-tuned.
+
+The frozen part (embeddings and the lower layers) never changes during training, so its output
+for a fixed set of texts (the item catalog) can be computed once and kept: then a training step
+only runs the trainable top layers. ``trainable_layers``: 0 = all frozen, -1 = all trainable,
+N = the top N layers trainable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.utils import logging as hf_logging
+
+from recsys.data.tokenization import TokenizedTexts
+from recsys.pretrained import resolve_encoder_path
+
+log = logging.getLogger(__name__)
+
+ENCODE_BATCH = 128
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` [N, L, H] over the positions where ``attention_mask`` [N, L] is 1."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class TextEncoder(nn.Module):
+    """Hugging Face BERT encoder + mean pooling, with ``trainable_layers`` top layers fine-tuned.
+
+    Args:
+        pretrained_path: local folder of a Hugging Face BERT model (None: bundled all-MiniLM-L6-v2).
+        trainable_layers: top layers to fine-tune (0 none, -1 all, embeddings included).
+        bf16: run under bfloat16 autocast on CPU (about 2-3x faster than float32 there).
+        config: build a randomly initialised encoder from this config instead (tests).
+    """
+
+    def __init__(
+        self,
+        pretrained_path: str | Path | None = None,
+        trainable_layers: int = 1,
+        bf16: bool = True,
+        config: BertConfig | None = None,
+    ) -> None:
+        super().__init__()
+        if config is not None:
+            self.bert = BertModel(config, add_pooling_layer=False)
+            self.source = "random-init"
+        else:
+            path = resolve_encoder_path(pretrained_path)
+            AutoConfig.from_pretrained(str(path))  # a clear error for a folder that is not a model
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # the pooler weights we do not use are not news
+            try:
+                self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+            finally:
+                hf_logging.set_verbosity(verbosity)
+            self.source = str(path)
+        num_layers = self.bert.config.num_hidden_layers
+        if not -1 <= trainable_layers <= num_layers:
+            raise ValueError(
+                f"model.text.trainable_layers={trainable_layers} is not allowed: use -1 (all), 0 (frozen) "
+                f"or 1..{num_layers}"
+            )
+        self.trainable_layers = num_layers if trainable_layers == -1 else trainable_layers
+        self.train_embeddings = trainable_layers == -1
+        self.bf16 = bf16
+        self.frozen_layers = num_layers - self.trainable_layers
+        # FLOPs of the trainable layers since the last reset (read by the training loop).
+        self.flops_counter = 0.0
+        for parameter in self.bert.parameters():
+            parameter.requires_grad_(False)
+        for layer in self.bert.encoder.layer[self.frozen_layers :]:
+            for parameter in layer.parameters():
+                parameter.requires_grad_(True)
+        if self.train_embeddings:
+            for parameter in self.bert.embeddings.parameters():
+                parameter.requires_grad_(True)
+        # A frozen copy of the layers that fine-tuning changes: with the shared frozen bottom it
+        # is the pretrained encoder, for texts that are embedded once (user review histories).
+        self.pretrained_embeddings = copy.deepcopy(self.bert.embeddings) if self.train_embeddings else None
+        self.pretrained_top = copy.deepcopy(self.bert.encoder.layer[self.frozen_layers :])
+        for module in (self.pretrained_embeddings, self.pretrained_top):
+            if module is not None:
+                module.requires_grad_(False)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.bert.config.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.bert.config.num_hidden_layers
+
+    @property
+    def fully_frozen(self) -> bool:
+        return self.trainable_layers == 0
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        self.pretrained_top.eval()
+        if self.pretrained_embeddings is not None:
+            self.pretrained_embeddings.eval()
+        # Frozen layers stay in eval mode (no dropout), so their output is a pure function of
+        # the text and may be cached.
+        if not self.train_embeddings:
+            self.bert.embeddings.eval()
+        for layer in self.bert.encoder.layer[: self.frozen_layers]:
+            layer.eval()
+        return self
+
+    def autocast(self):
+        if self.bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+        return create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
+
+    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers) -> torch.Tensor:
+        mask = self._mask(hidden, attention_mask)
+        for layer in layers:
+            hidden = layer(hidden, attention_mask=mask)
+            if isinstance(hidden, tuple):
+                hidden = hidden[0]
+        return hidden
+
+    def frozen_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states after the frozen part [N, L, H] (no gradient). Requires frozen embeddings."""
+        with torch.no_grad(), self.autocast():
+            hidden = self.bert.embeddings(input_ids=input_ids)
+            return self._layers(hidden, attention_mask, self.bert.encoder.layer[: self.frozen_layers])
+
+    def estimate_flops(self, attention_mask: torch.Tensor, layers: int, backward: bool) -> float:
+        """FLOPs of ``layers`` transformer layers on a padded batch (the padding is computed too).
+
+        Per layer and sequence of length L: 2*L*(4*H*H + 2*H*I) for the projections and the MLP,
+        plus 4*L*L*H for the attention scores and mixing; a backward pass costs twice a forward.
+        """
+        config = self.bert.config
+        n, length = attention_mask.shape
+        hidden, inner = config.hidden_size, config.intermediate_size
+        forward = n * layers * (2 * length * (4 * hidden * hidden + 2 * hidden * inner) + 4 * length * length * hidden)
+        return float(forward * (3 if backward else 1))
+
+    def from_prefix(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Run the trainable layers on frozen-prefix states and mean-pool: [N, H] float32."""
+        if self.training:
+            self.flops_counter += self.estimate_flops(attention_mask, self.trainable_layers, backward=True)
+        with self.autocast():
+            hidden = self._layers(hidden, attention_mask, self.bert.encoder.layer[self.frozen_layers :])
+        return mean_pool(hidden.float(), attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled embeddings [N, H] (float32) of a padded token batch."""
+        if self.train_embeddings:
+            with self.autocast():
+                hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return mean_pool(hidden.float(), attention_mask)
+        return self.from_prefix(self.frozen_prefix(input_ids, attention_mask), attention_mask)
+
+    @torch.no_grad()
+    def forward_pretrained(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled embeddings [N, H] by the encoder as loaded, before any fine-tuning."""
+        with self.autocast():
+            embeddings = self.pretrained_embeddings or self.bert.embeddings
+            hidden = embeddings(input_ids=input_ids)
+            hidden = self._layers(hidden, attention_mask, self.bert.encoder.layer[: self.frozen_layers])
+            hidden = self._layers(hidden, attention_mask, self.pretrained_top)
+        return mean_pool(hidden.float(), attention_mask)
+
+    @torch.no_grad()
+    def encode(
+        self, tokens: TokenizedTexts, batch_size: int = ENCODE_BATCH, progress: bool = False, pretrained: bool = False
+    ) -> torch.Tensor:
+        """Embeddings [len(tokens), H] of every text, in eval mode, in length-sorted batches
+        (sorting by length avoids most padding); ``pretrained`` uses the weights as loaded."""
+        encode = self.forward_pretrained if pretrained else self.forward
+        was_training = self.training
+        self.eval()
+        order = torch.from_numpy(tokens.lengths().argsort(kind="stable"))
+        output = torch.empty(len(tokens), self.hidden_size)
+        starts = range(0, len(tokens), batch_size)
+        if progress:
+            from rich.progress import track
+
+            starts = track(starts, description=f"Encoding {len(tokens)} texts")
+        for start in starts:
+            rows = order[start : start + batch_size]
+            input_ids, attention_mask = tokens.pad(rows.numpy())
+            output[rows] = encode(input_ids, attention_mask)
+        self.train(was_training)
+        return output
+
+    def pretrained_fingerprint(self) -> str:
+        """sha256 of the weights as loaded (frozen part and pretrained copy) and of the precision:
+        keys on-disk caches of :meth:`forward_pretrained` outputs."""
+        digest = hashlib.sha256(f"{self.bf16}".encode())
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(self._trainable_prefixes())}
+        for name, tensor in sorted(state.items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().numpy().tobytes())
+        return digest.hexdigest()
+
+    def _trainable_prefixes(self) -> tuple[str, ...]:
+        prefixes = tuple(f"bert.encoder.layer.{i}." for i in range(self.frozen_layers, self.num_layers))
+        return prefixes + (("bert.embeddings.",) if self.train_embeddings else ())
+
+
+class PrefixCache(nn.Module):
+    """The frozen-prefix states of a fixed set of texts (e.g. the item catalog), computed once.
+
+    Held as a non-persistent buffer: it is derived from the frozen weights and the texts, so it
+    is never saved in checkpoints.
+    """
+
+    def __init__(self, encoder: TextEncoder, tokens: TokenizedTexts, batch_size: int = ENCODE_BATCH) -> None:
+        super().__init__()
+        width = max(int(tokens.lengths().max(initial=1)), 1)
+        states = torch.zeros(len(tokens), width, encoder.hidden_size, dtype=torch.bfloat16)
+        masks = torch.zeros(len(tokens), width, dtype=torch.long)
+        for start in range(0, len(tokens), batch_size):
+            rows = list(range(start, min(start + batch_size, len(tokens))))
+            input_ids, attention_mask = tokens.pad(rows)
+            hidden = encoder.frozen_prefix(input_ids, attention_mask)
+            states[rows, : hidden.shape[1]] = hidden.to(torch.bfloat16)
+            masks[rows, : hidden.shape[1]] = attention_mask
+        self.register_buffer("states", states, persistent=False)
+        self.register_buffer("masks", masks, persistent=False)
+
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """States [N, L, H] and mask [N, L] of ``rows``, cut to their longest text."""
+        masks = self.masks[rows]
+        width = max(int(masks.sum(1).max().item()), 1) if len(rows) else 1
+        return self.states[rows, :width], masks[:, :width]

@@ -1,0 +1,123 @@
+"""The two-tower network: item tower, user tower and scoring head over one text encoder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import BertConfig
+
+from recsys.data.batches import PairBatch
+from recsys.data.catalog import Catalog
+from recsys.models.embedding_cache import cached_embeddings
+from recsys.models.item_tower import ItemTower
+from recsys.models.scoring_head import ScoringHead
+from recsys.models.text_encoder import TextEncoder
+from recsys.models.user_tower import UserTower
+
+log = logging.getLogger(__name__)
+
+REVIEW_ENCODERS = ("frozen", "finetune")
+
+
+class TwoTowerModel(nn.Module):
+    """Item tower, user tower and scoring head.
+
+    Args:
+        num_items: catalog size (item-id embeddings).
+        text: ``pretrained_path``, ``trainable_layers``, ``bf16`` of the :class:`TextEncoder`.
+        dim: size of the user and item vectors.
+        item: ``id_embedding``, ``id_dropout`` of the :class:`ItemTower`.
+        user: ``pooling``, ``layers``, ``heads``, ``dropout`` of the :class:`UserTower`, and
+            ``review_encoder``: ``frozen`` (review texts embedded once by the pretrained encoder)
+            or ``finetune`` (by the item tower's encoder, with gradients, at every step).
+        head: ``hidden``, ``dropout`` of the :class:`ScoringHead`.
+        embedding_cache_dir: folder keeping pretrained embeddings between runs (None: not kept).
+        encoder_config: a BERT config for a randomly initialised encoder (tests) instead of weights.
+    """
+
+    def __init__(
+        self, num_items: int, text: dict | None = None, dim: int = 128, item: dict | None = None,
+        user: dict | None = None, head: dict | None = None, embedding_cache_dir: str | Path | None = None,
+        encoder_config: BertConfig | dict | None = None,
+    ) -> None:
+        super().__init__()
+        text = dict(text or {})
+        user = dict(user or {})
+        self.review_encoder = user.pop("review_encoder", "frozen")
+        if self.review_encoder not in REVIEW_ENCODERS:
+            raise ValueError(f"model.net.user.review_encoder={self.review_encoder!r}: use frozen or finetune")
+        if isinstance(encoder_config, dict):
+            encoder_config = BertConfig(**encoder_config)
+        encoder = TextEncoder(
+            pretrained_path=text.get("pretrained_path"), trainable_layers=text.get("trainable_layers", 1),
+            bf16=text.get("bf16", True), config=encoder_config,
+        )
+        self.item_tower = ItemTower(encoder, num_items, dim, **(item or {}))
+        self.user_tower = UserTower(
+            encoder.hidden_size, num_items, dim, item_embedding=self.item_tower.id_embedding, **user
+        )
+        self.head = ScoringHead(dim, **(head or {}))
+        self.embedding_cache_dir = embedding_cache_dir
+        self.register_buffer("review_text", torch.empty(0), persistent=False)
+        self.register_buffer("item_text", torch.empty(0), persistent=False)
+        self.review_tokens = None
+
+    @property
+    def encoder(self) -> TextEncoder:
+        return self.item_tower.encoder
+
+    @property
+    def catalog_attached(self) -> bool:
+        return self.item_text.numel() > 0
+
+    def attach_catalog(self, catalog: Catalog, progress: bool = True) -> None:
+        """Embed the training reviews and item documents with the pretrained encoder (read from
+        the disk cache when possible) and cache the item tower's frozen states."""
+        fingerprint = self.encoder.pretrained_fingerprint()
+
+        def pretrained(tokens):
+            return cached_embeddings(
+                self.embedding_cache_dir, fingerprint, tokens,
+                lambda: self.encoder.encode(tokens, progress=progress, pretrained=True),
+            )
+
+        self.review_text = pretrained(catalog.review_tokens)
+        self.item_text = pretrained(catalog.item_tokens)
+        self.review_tokens = catalog.review_tokens
+        if self.encoder.fully_frozen:
+            self.item_tower.frozen_text = self.item_text
+        else:
+            self.item_tower.attach_catalog(catalog.item_tokens)
+
+    def _history_review_text(self, batch: PairBatch) -> torch.Tensor:
+        if self.review_encoder == "frozen" or not self.training:
+            return self.review_text[batch.history_reviews]
+        unique, inverse = torch.unique(batch.history_reviews[batch.history_mask], return_inverse=True)
+        input_ids, attention_mask = self.review_tokens.pad(unique.numpy())
+        encoded = self.encoder(input_ids, attention_mask)
+        text = torch.zeros(*batch.history_reviews.shape, encoded.shape[-1])
+        text[batch.history_mask] = encoded[inverse]
+        return text
+
+    def user_vectors(self, batch: PairBatch) -> torch.Tensor:
+        """Unit user vectors [B, dim] from the batch's histories."""
+        return self.user_tower(
+            self._history_review_text(batch), self.item_text[batch.history_items], batch.history_items,
+            batch.history_ratings, batch.history_mask,
+        )
+
+    def item_vectors(self, items: torch.Tensor, input_ids: torch.Tensor | None = None,
+                     attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit item vectors [N, dim] of catalog ``items`` (or of documents given as tokens)."""
+        return self.item_tower(items, input_ids, attention_mask)
+
+    @torch.no_grad()
+    def catalog_vectors(self, num_items: int, batch_size: int = 256) -> torch.Tensor:
+        """Unit vectors [num_items, dim] of the whole catalog (eval mode, no gradient)."""
+        return torch.cat([
+            self.item_vectors(torch.arange(start, min(start + batch_size, num_items)))
+            for start in range(0, num_items, batch_size)
+        ])

@@ -1,0 +1,55 @@
+"""Experiment loggers and callbacks from config; Weights & Biases offline unless configured."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning import Callback
+from pytorch_lightning.loggers import Logger
+
+log = logging.getLogger(__name__)
+
+
+def wandb_account_configured() -> bool:
+    """True when an API key is in the environment or ``wandb login`` stored one in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def instantiate_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
+    """One logger per entry of the ``logger`` group; a WandbLogger with ``offline: null`` runs
+    offline (no network, no prompt) unless an account is configured or WANDB_MODE says otherwise."""
+    loggers: list[Logger] = []
+    for name, entry in (logger_cfg or {}).items():
+        if not isinstance(entry, DictConfig) or "_target_" not in entry:
+            continue
+        entry = OmegaConf.to_container(entry, resolve=True)
+        if entry["_target_"].endswith("WandbLogger"):
+            if entry.get("offline") is None:
+                mode = os.environ.get("WANDB_MODE")
+                entry["offline"] = mode == "offline" or (mode is None and not wandb_account_configured())
+            if entry["offline"]:
+                os.environ["WANDB_MODE"] = "offline"
+            os.environ.setdefault("WANDB_SILENT", "true")
+            Path(entry.get("save_dir", ".")).mkdir(parents=True, exist_ok=True)
+            log.info("wandb logger %s (%s)", name, "offline" if entry["offline"] else "online")
+        loggers.append(hydra.utils.instantiate(entry))
+    return loggers
+
+
+def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
+    """One callback per entry of the ``callbacks`` group."""
+    return [
+        hydra.utils.instantiate(entry)
+        for entry in (callbacks_cfg or {}).values()
+        if isinstance(entry, DictConfig) and "_target_" in entry
+    ]

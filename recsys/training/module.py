@@ -1,0 +1,192 @@
+"""TwoTowerModule: the LightningModule that trains and evaluates a :class:`TwoTowerModel`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics import MeanAbsoluteError, MeanSquaredError
+
+from recsys.data.batches import PairBatch
+from recsys.data.catalog import Catalog
+from recsys.models.losses import LossConfig, in_batch_retrieval_loss, like_loss, rating_loss
+from recsys.models.two_tower import TwoTowerModel
+from recsys.training.ranking import ranking_metrics, top_k_items
+
+EVAL_STAGES = ("val", "test")
+
+
+def warmup_then_decay(total_steps: int, warmup_ratio: float, decay: str = "cosine") -> Callable[[int], float]:
+    """LR multiplier: linear warmup over ``warmup_ratio`` of the steps, then cosine or linear decay to 0."""
+    warmup = max(1, int(total_steps * warmup_ratio))
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
+
+    return multiplier
+
+
+class TwoTowerModule(pl.LightningModule):
+    """Losses, optimisation and metrics of the two-tower model.
+
+    Args:
+        net: the network.
+        loss: :class:`LossConfig` fields (weights, temperature, like threshold, retrieval kind, logQ).
+        optimizer: a partial optimizer (Hydra ``_partial_``) for the parameters outside the encoder.
+        encoder_lr: learning rate of the fine-tuned encoder layers.
+        warmup_ratio / decay: the learning-rate schedule (``cosine`` or ``linear`` decay after warmup).
+        ks: cut-offs of the ranking metrics.
+        relevance_min_rating: count only held-out items rated at least this as relevant (None: all).
+        peak_flops: FLOP/s that encoder utilisation is reported against.
+    """
+
+    def __init__(
+        self, net: TwoTowerModel, loss: dict | LossConfig | None = None,
+        optimizer: Callable[..., Optimizer] | None = None, encoder_lr: float = 5e-5, warmup_ratio: float = 0.1,
+        decay: str = "cosine", ks: tuple[int, ...] | list[int] = (5, 10, 20), relevance_min_rating: float | None = None,
+        peak_flops: float = 1e12,
+    ) -> None:
+        super().__init__()
+        # The optimizer partial is not saved: checkpoints must load with weights_only=True. The
+        # full run config is saved instead (see on_save_checkpoint).
+        self.save_hyperparameters(logger=False, ignore=["net", "optimizer"])
+        self.run_config: str | None = None
+        self.net = net
+        self.loss_config = loss if isinstance(loss, LossConfig) else LossConfig(**(loss or {}))
+        self.optimizer_factory = optimizer or (lambda params: torch.optim.AdamW(params, lr=1e-3))
+        self.encoder_lr = encoder_lr
+        self.warmup_ratio = warmup_ratio
+        self.decay = decay
+        self.ks = sorted(int(k) for k in ks)
+        self.relevance_min_rating = relevance_min_rating
+        self.peak_flops = peak_flops
+        self.rmse = torch.nn.ModuleDict({s: MeanSquaredError(squared=False) for s in EVAL_STAGES})
+        self.mae = torch.nn.ModuleDict({s: MeanAbsoluteError() for s in EVAL_STAGES})
+        self.register_buffer("log_q", torch.empty(0), persistent=False)
+        self.catalog: Catalog | None = None
+        self._user_vectors: dict[int, torch.Tensor] = {}
+        self._step_started = 0.0
+
+    # -- setup -----------------------------------------------------------------------------
+    def attach(self, catalog: Catalog) -> None:
+        """Cache catalog encodings and popularity; call before training or evaluation."""
+        if self.catalog is None:
+            self.catalog = catalog
+            self.net.attach_catalog(catalog)
+            counts = torch.from_numpy(catalog.item_train_counts).float() + 1.0
+            self.log_q = torch.log(counts / counts.sum())
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None:
+            self.attach(datamodule.catalog())
+            if stage == "fit" and self.global_step == 0:
+                self.net.head.set_rating_prior(self.catalog.mean_rating)
+
+    # -- steps -----------------------------------------------------------------------------
+    def model_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        """Losses and predictions of one batch; each distinct item is encoded once."""
+        config = self.loss_config
+        users = self.net.user_vectors(batch)
+        items = self.net.item_vectors(batch.batch_items, batch.item_input_ids, batch.item_attention_mask)
+        rating, like_positive = self.net.head(users, items[batch.item_slot])
+        negatives = items[batch.negative_slot]
+        _, like_negative = self.net.head(users.unsqueeze(1).expand_as(negatives), negatives)
+        log_q = self.log_q[batch.batch_items] if config.logq_correction else None
+        losses = {
+            "rating_loss": rating_loss(rating, batch.rating),
+            "like_loss": like_loss(like_positive, like_negative, batch.rating, config.like_threshold),
+            "retrieval_loss": in_batch_retrieval_loss(
+                users, items, batch.item_slot, batch.user_has_batch_item, config.temperature, config.retrieval, log_q
+            ),
+        }
+        losses["loss"] = (
+            config.rating_weight * losses["rating_loss"]
+            + config.like_weight * losses["like_loss"]
+            + config.retrieval_weight * losses["retrieval_loss"]
+        )
+        return {**losses, "rating": rating, "users": users}
+
+    def on_train_batch_start(self, batch: PairBatch, batch_idx: int) -> None:
+        self.net.encoder.flops_counter = 0.0
+        self._step_started = time.perf_counter()
+
+    def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
+        out = self.model_step(batch)
+        for name in ("loss", "rating_loss", "like_loss", "retrieval_loss"):
+            self.log(f"train/{name}", out[name], prog_bar=name == "loss", batch_size=len(batch))
+        return out["loss"]
+
+    def on_train_batch_end(self, outputs, batch: PairBatch, batch_idx: int) -> None:
+        seconds = max(time.perf_counter() - self._step_started, 1e-9)
+        flops = self.net.encoder.flops_counter
+        self.log("train/samples_per_s", len(batch) / seconds, batch_size=len(batch))
+        self.log("train/encoder_tflops", flops / seconds / 1e12, batch_size=len(batch))
+        self.log("train/encoder_flop_utilisation", flops / seconds / self.peak_flops, batch_size=len(batch))
+
+    def _eval_step(self, batch: PairBatch, stage: str) -> None:
+        out = self.model_step(batch)
+        self.rmse[stage].update(out["rating"], batch.rating)
+        self.mae[stage].update(out["rating"], batch.rating)
+        self.log(f"{stage}/loss", out["loss"], batch_size=len(batch))
+        self.log(f"{stage}/retrieval_loss", out["retrieval_loss"], batch_size=len(batch))
+        # A held-out pair's history does not depend on its item: one vector per user.
+        for user, vector in zip(batch.user.tolist(), out["users"], strict=True):
+            self._user_vectors[user] = vector
+
+    def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: PairBatch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        self.log(f"{stage}/rmse", self.rmse[stage].compute())
+        self.log(f"{stage}/mae", self.mae[stage].compute())
+        self.rmse[stage].reset()
+        self.mae[stage].reset()
+        if self._user_vectors and not self.trainer.sanity_checking:
+            for name, value in self.rank(stage).items():
+                self.log(f"{stage}/{name}", float(value))
+        self._user_vectors = {}
+
+    def rank(self, stage: str) -> dict[str, float]:
+        """Ranking metrics of the users seen in this evaluation, over the whole catalog."""
+        users = np.array(sorted(self._user_vectors), dtype=np.int64)
+        user_vectors = torch.stack([self._user_vectors[u] for u in users.tolist()]).float()
+        item_vectors = self.net.catalog_vectors(self.catalog.num_items).float()
+        top = top_k_items(user_vectors, users, item_vectors, max(self.ks), exclude=self.catalog.train_items)
+        relevant = self.trainer.datamodule.held_out_items(stage, self.relevance_min_rating)
+        return ranking_metrics(top, users, relevant, self.ks)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.run_config is not None:
+            checkpoint["recsys_config"] = self.run_config
+
+    # -- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        encoder_ids = {id(p) for p in self.net.encoder.parameters()}
+        encoder = [p for p in self.net.encoder.parameters() if p.requires_grad]
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
+        groups = [{"params": rest, "name": "rest"}]
+        if encoder:
+            groups.append({"params": encoder, "lr": self.encoder_lr, "name": "encoder"})
+        optimizer = self.optimizer_factory(groups)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = LambdaLR(optimizer, warmup_then_decay(total, self.warmup_ratio, self.decay))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,80 @@
+"""Top-K retrieval by cosine over the whole catalog, and ranking metrics computed from it.
+
+Scores are computed for a chunk of users at a time, so memory is ``chunk x num_items`` however
+many users there are; only each user's top K is kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recsys.data.negatives import UserItemSets
+
+RANKING_METRICS = ("precision", "recall", "ndcg", "hit_rate", "mrr")
+
+
+@torch.no_grad()
+def top_k_items(
+    user_vectors: torch.Tensor, users: np.ndarray, item_vectors: torch.Tensor, k: int,
+    exclude: UserItemSets | None = None, chunk: int = 1024,
+) -> torch.Tensor:
+    """Indices [len(users), k] of each user's k highest-scoring items by inner product (cosine for
+    unit vectors), best first, leaving out the items of ``exclude`` (the user's training items)."""
+    k = min(k, item_vectors.shape[0])
+    result = torch.empty(len(users), k, dtype=torch.long)
+    for start in range(0, len(users), chunk):
+        scores = user_vectors[start : start + chunk] @ item_vectors.T
+        if exclude is not None:
+            block = users[start : start + chunk]
+            rows, cols = _pairs_of(exclude, block)
+            scores[rows, cols] = float("-inf")
+        result[start : start + chunk] = scores.topk(k, dim=1).indices
+    return result
+
+
+def _pairs_of(sets: UserItemSets, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row in ``users``, item) of every item the users have in ``sets``."""
+    low = np.searchsorted(sets.keys, users.astype(np.int64) * sets.num_items)
+    high = np.searchsorted(sets.keys, (users.astype(np.int64) + 1) * sets.num_items)
+    rows = np.repeat(np.arange(len(users)), high - low)
+    positions = np.concatenate([np.arange(a, b) for a, b in zip(low, high, strict=True)]) if len(users) else []
+    items = sets.keys[np.asarray(positions, dtype=np.int64)] % sets.num_items
+    return torch.from_numpy(rows), torch.from_numpy(items)
+
+
+def ranking_metrics(
+    top_items: torch.Tensor, users: np.ndarray, relevant: UserItemSets, ks: list[int] | tuple[int, ...],
+) -> dict[str, float]:
+    """precision, recall, NDCG, hit rate and MRR at each K, averaged over the users that have at
+    least one relevant item (users without one are skipped, as torchmetrics' ``skip`` does).
+
+    ``top_items`` [n, >= max(ks)] are the users' ranked items; ``relevant`` their held-out items.
+    Binary relevance; recall divides by the number of relevant items; NDCG's ideal DCG places
+    min(K, #relevant) hits first; MRR is 1/rank of the first hit within K (0 if none).
+    """
+    hits = torch.from_numpy(relevant.contains(users[:, None], top_items.numpy()))
+    num_relevant = torch.from_numpy(relevant.counts()[users]).float()
+    keep = num_relevant > 0
+    hits, num_relevant = hits[keep].float(), num_relevant[keep]
+    discounts = 1.0 / torch.log2(torch.arange(2, hits.shape[1] + 2, dtype=torch.float))
+    metrics: dict[str, float] = {}
+    for k in ks:
+        if k > hits.shape[1]:
+            raise ValueError(f"K={k} is larger than the {hits.shape[1]} ranked items")
+        top = hits[:, :k]
+        found = top.sum(1)
+        dcg = (top * discounts[:k]).sum(1)
+        ideal = torch.stack([discounts[: int(min(n, k))].sum() for n in num_relevant.tolist()]) if len(top) else dcg
+        first = torch.where(top.any(1), 1.0 / (top.argmax(1).float() + 1), torch.zeros_like(found))
+        values = {
+            "precision": found / k,
+            "recall": found / num_relevant,
+            "ndcg": dcg / ideal,
+            "hit_rate": (found > 0).float(),
+            "mrr": first,
+        }
+        for name, value in values.items():
+            metrics[f"{name}@{k}"] = float(value.mean()) if len(value) else 0.0
+    metrics["ranked_users"] = int(keep.sum())
+    return metrics

@@ -1,0 +1,100 @@
+"""What a training run leaves behind: metrics.json, learning curves, example recommendations."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recsys.data.datamodule import ReviewDataModule
+from recsys.training.ranking import top_k_items
+
+log = logging.getLogger(__name__)
+SNIPPET_CHARS = 80
+
+
+def write_metrics(path: Path, metrics: dict) -> Path:
+    """Write ``metrics`` as sorted, indented JSON (numbers as floats)."""
+    clean = {k: (float(v) if isinstance(v, int | float | np.floating | torch.Tensor) else v) for k, v in metrics.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(clean.items())), indent=2))
+    return path
+
+
+def plot_learning_curves(metrics_csv: Path, out_png: Path) -> Path | None:
+    """PNG of the training loss by step and the validation metrics by epoch, from a CSVLogger file."""
+    if not metrics_csv.exists():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.read_csv(metrics_csv)
+    panels = [
+        ("train/loss", "step", "training loss"),
+        ("val/rmse", "epoch", "validation RMSE"),
+        ("val/recall@10", "epoch", "validation recall@10"),
+    ]
+    panels = [p for p in panels if p[0] in frame.columns]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.4))
+    for axis, (column, x, title) in zip(np.atleast_1d(axes), panels, strict=False):
+        rows = frame[[x, column]].dropna()
+        axis.plot(rows[x], rows[column], marker="o" if x == "epoch" else None, markersize=3)
+        axis.set_title(title)
+        axis.set_xlabel(x)
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
+
+
+@torch.no_grad()
+def example_recommendations(module, datamodule: ReviewDataModule, split: str = "test", num_users: int = 3,
+                            k: int = 10) -> pd.DataFrame:
+    """For the first ``num_users`` users of ``split``: their history summaries and their top-k
+    items (excluding training items) with cosine scores and predicted stars."""
+    module.eval()
+    data = datamodule.data
+    collate = datamodule.collator(split)
+    pairs = data.pairs[split]
+    _, first = np.unique(pairs.user, return_index=True)
+    batch = collate(np.sort(first)[:num_users].tolist())
+    users = module.net.user_vectors(batch)
+    items = module.net.catalog_vectors(data.num_items)
+    top = top_k_items(users, batch.user.numpy(), items, k, exclude=data.train_items)
+    rows = []
+    for row, user in enumerate(batch.user.tolist()):
+        history = batch.history_reviews[row][batch.history_mask[row]].tolist()
+        summaries = " / ".join(str(s) for s in data.train_reviews["summary"].iloc[history].tolist()[-5:])
+        stars, _ = module.net.head(users[row].expand(k, -1), items[top[row]])
+        for rank, (item, predicted) in enumerate(zip(top[row].tolist(), stars.tolist(), strict=True), start=1):
+            rows.append({
+                "user_id": data.user_ids[user],
+                "history (latest summaries)": summaries,
+                "rank": rank,
+                "item_id": data.item_ids[item],
+                "item": _snippet(data.item_documents["document"].iloc[item]),
+                "cosine": round(float(users[row] @ items[item]), 4),
+                "predicted stars": round(float(predicted), 2),
+            })
+    return pd.DataFrame(rows)
+
+
+def write_recommendations(frame: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in frame.itertuples(index=False)]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,22 @@
+"""Evaluate a checkpoint on a split and write metrics.json.
+
+    python scripts/evaluate.py ckpt=outputs/train/<run>/checkpoints/last.ckpt split=test
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from recsys.cli import exit_on_user_error
+from recsys.training.run import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    metrics = evaluate(cfg.ckpt, cfg.split, cfg.output_dir)
+    for name, value in sorted(metrics.items()):
+        print(f"{name:>24s}  {value:.4f}")
+
+
+if __name__ == "__main__":
+    main()
