@@ -90,3 +90,15 @@ def tokenizer():
     from recsys.pretrained import bundled_encoder_path
 
     return AutoTokenizer.from_pretrained(str(bundled_encoder_path()))
+
+
+TINY_BERT = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=512)
+
+
+@pytest.fixture
+def tiny_bert_config():
+    """A 3-layer, 32-wide BERT config (random weights) with the MiniLM vocabulary size."""
+    from transformers import BertConfig
+
+    return BertConfig(**TINY_BERT)

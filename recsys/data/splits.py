@@ -1,8 +1,11 @@
 """Train/validation/test splits of an interactions table, saved to disk and reused.
 
-Both strategies are functions of the table's content and the seed only, never of row order,
-process or platform: the random split ranks interactions by ``sha256(seed, user, item)``, so
-the same seed gives the same split on any machine and any NumPy version.
+The random split permutes the rows in file order with NumPy's PCG64 generator
+(``np.random.default_rng(seed).permutation``), which gives the same permutation on every
+platform, and takes the first 80% for training, the next 10% for validation, the rest for test:
+the protocol of the review-based rating papers, so that published baselines on a seed compare.
+The temporal split depends on content only. A split is saved with its seed and content hashes
+and reused, and a test pins a known permutation so that a change of NumPy's stream is caught.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ log = logging.getLogger(__name__)
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 STRATEGIES: tuple[str, ...] = ("random", "temporal")
-SPLIT_FORMAT_VERSION = 1
+# Part of split file names: a change of split algorithm makes new files instead of clashing.
+SPLIT_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -49,17 +53,17 @@ class SplitSpec:
 
     def file_stem(self) -> str:
         if self.strategy == "temporal":
-            return "temporal"
-        return "random-seed{}-{}".format(self.seed, "-".join(f"{f:g}" for f in self.fractions))
+            return f"temporal-v{SPLIT_FORMAT_VERSION}"
+        fractions = "-".join(f"{f:g}" for f in self.fractions)
+        return f"random-v{SPLIT_FORMAT_VERSION}-seed{self.seed}-{fractions}"
 
 
 def interactions_fingerprint(interactions: pd.DataFrame) -> str:
-    """sha256 of the (user, item, rating, timestamp) content, independent of row order."""
-    canonical = interactions[["user_id", "item_id", "rating", "timestamp"]].sort_values(
-        ["user_id", "item_id"], kind="stable"
-    )
+    """sha256 of the (user, item, rating, timestamp) rows in order (the random split depends on it)."""
     digest = hashlib.sha256()
-    for user, item, rating, timestamp in canonical.itertuples(index=False):
+    for user, item, rating, timestamp in interactions[["user_id", "item_id", "rating", "timestamp"]].itertuples(
+        index=False
+    ):
         digest.update(f"{user}\t{item}\t{float(rating):g}\t{int(timestamp)}\n".encode())
     return digest.hexdigest()
 
@@ -74,27 +78,21 @@ def _assignment_fingerprint(interactions: pd.DataFrame, split: np.ndarray) -> st
     return digest.hexdigest()
 
 
-def _split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
-    n_val = int(round(n * fractions[1]))
-    n_test = int(round(n * fractions[2]))
-    return n - n_val - n_test, n_val, n_test
-
-
 def random_split(interactions: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
-    """Assign each interaction to ``train``/``val``/``test`` at random (seeded), in exact proportions.
+    """Assign each interaction to ``train``/``val``/``test`` at random (seeded), in row order.
 
-    Returns an array of split names aligned with the rows of ``interactions``.
+    With ``p = default_rng(seed).permutation(n)``: ``p[:int(n*f_train)]`` is train,
+    ``p[int(n*f_train):int(n*(f_train+f_val))]`` validation, the rest test. Returns an array of
+    split names aligned with the rows of ``interactions``.
     """
-    keys = [
-        hashlib.sha256(f"{seed}\t{user}\t{item}".encode()).hexdigest()
-        for user, item in zip(interactions["user_id"], interactions["item_id"], strict=True)
-    ]
-    order = np.argsort(np.asarray(keys), kind="stable")
-    n_train, n_val, _ = _split_counts(len(keys), tuple(fractions))
-    split = np.empty(len(keys), dtype=object)
-    split[order[:n_train]] = "train"
-    split[order[n_train : n_train + n_val]] = "val"
-    split[order[n_train + n_val :]] = "test"
+    n = len(interactions)
+    order = np.random.default_rng(seed).permutation(n)
+    end_train = int(n * fractions[0])
+    end_val = int(n * (fractions[0] + fractions[1]))
+    split = np.empty(n, dtype=object)
+    split[order[:end_train]] = "train"
+    split[order[end_train:end_val]] = "val"
+    split[order[end_val:]] = "test"
     return split
 
 

@@ -156,6 +156,7 @@ class TextEncoder(nn.Module):
         """Run the trainable layers on frozen-prefix states and mean-pool: [N, H] float32."""
         if self.training:
             self.flops_counter += self.estimate_flops(attention_mask, self.trainable_layers, backward=True)
+        hidden = hidden.float()  # cached states are bfloat16; autocast casts back where it pays
         with self.autocast():
             hidden = self._layers(hidden, attention_mask, self.bert.encoder.layer[self.frozen_layers :])
         return mean_pool(hidden.float(), attention_mask)

@@ -34,14 +34,17 @@ class TwoTowerModel(nn.Module):
             ``review_encoder``: ``frozen`` (review texts embedded once by the pretrained encoder)
             or ``finetune`` (by the item tower's encoder, with gradients, at every step).
         head: ``hidden``, ``dropout`` of the :class:`ScoringHead`.
+        biases: add an item bias and the user's shrunk mean rating deviation (from the history,
+            ``sum(r - mean) / (n + bias_shrinkage)``, scaled by a learned weight) to the head's rating.
+        bias_shrinkage: pseudo-count pulling users with short histories to the global mean.
         embedding_cache_dir: folder keeping pretrained embeddings between runs (None: not kept).
         encoder_config: a BERT config for a randomly initialised encoder (tests) instead of weights.
     """
 
     def __init__(
         self, num_items: int, text: dict | None = None, dim: int = 128, item: dict | None = None,
-        user: dict | None = None, head: dict | None = None, embedding_cache_dir: str | Path | None = None,
-        encoder_config: BertConfig | dict | None = None,
+        user: dict | None = None, head: dict | None = None, biases: bool = True, bias_shrinkage: float = 3.0,
+        embedding_cache_dir: str | Path | None = None, encoder_config: BertConfig | dict | None = None,
     ) -> None:
         super().__init__()
         text = dict(text or {})
@@ -60,6 +63,12 @@ class TwoTowerModel(nn.Module):
             encoder.hidden_size, num_items, dim, item_embedding=self.item_tower.id_embedding, **user
         )
         self.head = ScoringHead(dim, **(head or {}))
+        self.item_bias = nn.Embedding(num_items, 1) if biases else None
+        if self.item_bias is not None:
+            nn.init.zeros_(self.item_bias.weight)
+        self.user_offset_weight = nn.Parameter(torch.ones(())) if biases else None
+        self.bias_shrinkage = bias_shrinkage
+        self.register_buffer("mean_rating", torch.tensor(0.0))
         self.embedding_cache_dir = embedding_cache_dir
         self.register_buffer("review_text", torch.empty(0), persistent=False)
         self.register_buffer("item_text", torch.empty(0), persistent=False)
@@ -84,6 +93,7 @@ class TwoTowerModel(nn.Module):
                 lambda: self.encoder.encode(tokens, progress=progress, pretrained=True),
             )
 
+        self.mean_rating.fill_(catalog.mean_rating)
         self.review_text = pretrained(catalog.review_tokens)
         self.item_text = pretrained(catalog.item_tokens)
         self.review_tokens = catalog.review_tokens
@@ -108,6 +118,27 @@ class TwoTowerModel(nn.Module):
             self._history_review_text(batch), self.item_text[batch.history_items], batch.history_items,
             batch.history_ratings, batch.history_mask,
         )
+
+    def user_offset(self, history_ratings: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
+        """The user's shrunk mean deviation from the global mean rating [B] (0 for empty histories)."""
+        deviation = ((history_ratings - self.mean_rating) * history_mask).sum(1)
+        return deviation / (history_mask.sum(1) + self.bias_shrinkage)
+
+    def score(self, users: torch.Tensor, item_vectors: torch.Tensor, items: torch.Tensor | None = None,
+              user_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted rating in [1, 5] and like-logit of (user, item) vector pairs [..., dim].
+
+        With biases, the head's rating is shifted by the item's bias (``items`` given) and the
+        user's offset (``user_offset`` [B], broadcast over trailing item dimensions)."""
+        rating, like = self.head(users, item_vectors)
+        if self.item_bias is None:
+            return rating, like
+        if items is not None:
+            rating = rating + self.item_bias(items).squeeze(-1)
+        if user_offset is not None:
+            offset = user_offset.reshape(user_offset.shape + (1,) * (rating.dim() - user_offset.dim()))
+            rating = rating + self.user_offset_weight * offset
+        return rating.clamp(1.0, 5.0), like
 
     def item_vectors(self, items: torch.Tensor, input_ids: torch.Tensor | None = None,
                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -89,8 +89,11 @@ class TwoTowerModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
             self.attach(datamodule.catalog())
-            if stage == "fit" and self.global_step == 0:
-                self.net.head.set_rating_prior(self.catalog.mean_rating)
+
+    def on_fit_start(self) -> None:
+        # A fresh run starts predicting the training mean; a resumed one keeps its trained head.
+        if self.global_step == 0 and self.catalog is not None:
+            self.net.head.set_rating_prior(self.catalog.mean_rating)
 
     # -- steps -----------------------------------------------------------------------------
     def model_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
@@ -98,9 +101,10 @@ class TwoTowerModule(pl.LightningModule):
         config = self.loss_config
         users = self.net.user_vectors(batch)
         items = self.net.item_vectors(batch.batch_items, batch.item_input_ids, batch.item_attention_mask)
-        rating, like_positive = self.net.head(users, items[batch.item_slot])
+        offset = self.net.user_offset(batch.history_ratings, batch.history_mask)
+        rating, like_positive = self.net.score(users, items[batch.item_slot], batch.item, offset)
         negatives = items[batch.negative_slot]
-        _, like_negative = self.net.head(users.unsqueeze(1).expand_as(negatives), negatives)
+        _, like_negative = self.net.score(users.unsqueeze(1).expand_as(negatives), negatives)
         log_q = self.log_q[batch.batch_items] if config.logq_correction else None
         losses = {
             "rating_loss": rating_loss(rating, batch.rating),

@@ -19,7 +19,8 @@ SNIPPET_CHARS = 80
 
 def write_metrics(path: Path, metrics: dict) -> Path:
     """Write ``metrics`` as sorted, indented JSON (numbers as floats)."""
-    clean = {k: (float(v) if isinstance(v, int | float | np.floating | torch.Tensor) else v) for k, v in metrics.items()}
+    numbers = int | float | np.floating | torch.Tensor
+    clean = {k: (float(v) if isinstance(v, numbers) else v) for k, v in metrics.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(sorted(clean.items())), indent=2))
     return path
@@ -78,7 +79,8 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
     for row, user in enumerate(batch.user.tolist()):
         history = batch.history_reviews[row][batch.history_mask[row]].tolist()
         summaries = " / ".join(str(s) for s in data.train_reviews["summary"].iloc[history].tolist()[-5:])
-        stars, _ = module.net.head(users[row].expand(k, -1), items[top[row]])
+        offset = module.net.user_offset(batch.history_ratings[row : row + 1], batch.history_mask[row : row + 1])
+        stars, _ = module.net.score(users[row].expand(k, -1), items[top[row]], top[row], offset.expand(k))
         for rank, (item, predicted) in enumerate(zip(top[row].tolist(), stars.tolist(), strict=True), start=1):
             rows.append({
                 "user_id": data.user_ids[user],

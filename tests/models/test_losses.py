@@ -1,0 +1,83 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recsys.models.losses import LossConfig, in_batch_retrieval_loss, like_loss
+
+USERS = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
+ITEMS = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=1)
+SLOT = torch.tensor([0, 1])
+
+
+@pytest.mark.parametrize("kind", ["bce", "softmax"])
+def test_accidental_hits_are_not_negatives(kind):
+    # User 0 also has batch item 1 (user 1's positive) in training: it must not be a negative.
+    hits = torch.tensor([[True, True, False], [False, True, False]])
+    users = USERS.clone().requires_grad_(True)
+    items = ITEMS.clone().requires_grad_(True)
+    loss = in_batch_retrieval_loss(users, items, SLOT, hits, temperature=0.5, kind=kind)
+    logits_grad = torch.autograd.grad(loss, users, retain_graph=True)[0]
+    # Moving item 1 towards user 0 changes nothing when it is masked...
+    moved = ITEMS.clone()
+    moved[1] = F.normalize(torch.tensor([1.0, 0.2]), dim=0)
+    same = in_batch_retrieval_loss(USERS, torch.stack([ITEMS[0], moved[1], ITEMS[2]]), SLOT, hits, 0.5, kind)
+    unmasked = torch.tensor([[True, False, False], [False, True, False]])
+    before = in_batch_retrieval_loss(USERS, ITEMS, SLOT, unmasked, 0.5, kind)
+    after = in_batch_retrieval_loss(USERS, torch.stack([ITEMS[0], moved[1], ITEMS[2]]), SLOT, unmasked, 0.5, kind)
+    assert torch.isfinite(logits_grad).all()
+    assert not math.isclose(float(before), float(after), rel_tol=1e-4)  # ...but does when it is a negative
+    # With the hit masked, user 0's loss does not depend on item 1 at all.
+    row0 = in_batch_retrieval_loss(USERS[:1], ITEMS, SLOT[:1], hits[:1], 0.5, kind)
+    row0_moved = in_batch_retrieval_loss(USERS[:1], torch.stack([ITEMS[0], moved[1], ITEMS[2]]), SLOT[:1], hits[:1],
+                                         0.5, kind)
+    assert float(row0) == pytest.approx(float(row0_moved))
+    del same
+
+
+def test_softmax_loss_hand_computed():
+    hits = torch.tensor([[True, False, False], [False, True, False]])
+    loss = in_batch_retrieval_loss(USERS, ITEMS, SLOT, hits, temperature=1.0, kind="softmax")
+    c = 1 / math.sqrt(2)
+    # Each user: logits [1 (positive), 0, c] -> -log(e / (e + 1 + e^c)); symmetric for user 1.
+    expected = -math.log(math.e / (math.e + 1 + math.exp(c)))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_bce_loss_hand_computed():
+    hits = torch.tensor([[True, False, False], [False, True, False]])
+    loss = in_batch_retrieval_loss(USERS, ITEMS, SLOT, hits, temperature=1.0, kind="bce")
+    c = 1 / math.sqrt(2)
+
+    def softplus(x):
+        return math.log1p(math.exp(x))
+
+    # Positive term: BCE(1, logit 1) = softplus(-1); negatives: mean of BCE(0, 0) and BCE(0, c).
+    expected = softplus(-1.0) + 0.5 * (softplus(0.0) + softplus(c))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_logq_correction_lowers_popular_items():
+    hits = torch.zeros(2, 3, dtype=torch.bool)
+    plain = in_batch_retrieval_loss(USERS, ITEMS, SLOT, hits, 1.0, "softmax")
+    # Item 2 is very popular (often sampled as a negative): its logit is lowered, so the loss drops.
+    log_q = torch.log(torch.tensor([0.1, 0.1, 0.8]))
+    corrected = in_batch_retrieval_loss(USERS, ITEMS, SLOT, hits, 1.0, "softmax", log_q=log_q)
+    assert float(corrected) < float(plain)
+
+
+def test_like_loss_labels_by_threshold():
+    positive = torch.tensor([0.0, 0.0])
+    rating = torch.tensor([5.0, 2.0])
+    # Observed: like (5 stars) and dislike (2 stars) at logit 0 -> log 2 each; no negatives.
+    assert float(like_loss(positive, torch.empty(2, 0), rating, 4.0)) == pytest.approx(math.log(2))
+    negatives = torch.full((2, 3), -100.0)
+    assert float(like_loss(positive, negatives, rating, 4.0)) == pytest.approx(0.5 * math.log(2), rel=1e-4)
+
+
+def test_bad_loss_settings():
+    with pytest.raises(ValueError, match="bce, softmax"):
+        LossConfig(retrieval="hinge")
+    with pytest.raises(ValueError, match="temperature"):
+        LossConfig(temperature=0)

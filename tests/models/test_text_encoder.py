@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+
+from recsys.data.tokenization import TokenizedTexts
+from recsys.models.text_encoder import PrefixCache, TextEncoder, mean_pool
+
+TOKENS = TokenizedTexts(ids=np.array([101, 2000, 2001, 2002, 102, 101, 3000, 102, 101, 102]),
+                        offsets=np.array([0, 5, 8, 10]))
+
+
+def encoder(config, layers: int, bf16: bool = False) -> TextEncoder:
+    torch.manual_seed(0)
+    return TextEncoder(config=config, trainable_layers=layers, bf16=bf16)
+
+
+def grads_after_backward(model: TextEncoder) -> dict[str, bool]:
+    ids, mask = TOKENS.pad([0, 1, 2])
+    model(ids, mask).sum().backward()
+    return {n: p.grad is not None and bool(p.grad.abs().sum() > 0) for n, p in model.bert.named_parameters()}
+
+
+def test_only_the_top_layers_get_gradients(tiny_bert_config):
+    model = encoder(tiny_bert_config, layers=1)
+    grads = grads_after_backward(model)
+    assert all(has for name, has in grads.items() if name.startswith("encoder.layer.2."))
+    assert not any(has for name, has in grads.items() if not name.startswith("encoder.layer.2."))
+    assert all(not p.requires_grad for p in model.pretrained_top.parameters())
+
+
+@pytest.mark.parametrize(("layers", "trainable"), [(0, 0), (2, 2), (-1, 3)])
+def test_trainable_layers_setting(tiny_bert_config, layers, trainable):
+    model = encoder(tiny_bert_config, layers=layers)
+    assert model.trainable_layers == trainable
+    embeddings_train = any(p.requires_grad for p in model.bert.embeddings.parameters())
+    assert embeddings_train == (layers == -1)
+    if layers == 0:
+        assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_bad_trainable_layers_says_what_is_allowed(tiny_bert_config):
+    with pytest.raises(ValueError, match=r"-1 \(all\), 0 \(frozen\) or 1..3"):
+        encoder(tiny_bert_config, layers=7)
+
+
+def test_mean_pooling_ignores_padding(tiny_bert_config):
+    model = encoder(tiny_bert_config, layers=1).eval()
+    ids, mask = TOKENS.pad([0, 1, 2])
+    together = model(ids, mask)
+    for row in range(3):
+        alone = model(*TOKENS.pad([row]))
+        assert torch.allclose(together[row], alone[0], atol=1e-5)
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    assert mean_pool(hidden, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]
+
+
+def test_prefix_cache_gives_the_full_forward(tiny_bert_config):
+    model = encoder(tiny_bert_config, layers=1).eval()
+    cache = PrefixCache(model, TOKENS)
+    states, mask = cache.gather(torch.tensor([2, 0]))
+    assert states.shape[1] == 5  # cut to the longest of the rows asked for
+    from_cache = model.from_prefix(states.float(), mask)
+    full = model(*TOKENS.pad([2, 0]))
+    assert torch.allclose(from_cache, full, atol=0.05)  # the cache stores bfloat16
+    assert torch.allclose(from_cache, full, rtol=0.05, atol=0.02)
+
+
+def test_pretrained_embeddings_do_not_move_with_fine_tuning(tiny_bert_config):
+    model = encoder(tiny_bert_config, layers=2)
+    before = model.encode(TOKENS, pretrained=True)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    ids, mask = TOKENS.pad([0, 1, 2])
+    model(ids, mask).pow(2).sum().backward()
+    optimizer.step()
+    assert torch.allclose(model.encode(TOKENS, pretrained=True), before)
+    assert not torch.allclose(model.encode(TOKENS), before, atol=1e-3)
+
+
+def test_flops_estimate_hand_computed(tiny_bert_config):
+    model = encoder(tiny_bert_config, layers=1)
+    mask = torch.ones(2, 10)
+    # Per layer and sequence: 2*10*(4*32*32 + 2*32*64) + 4*10*10*32 = 2*10*8192 + 12800 = 176640.
+    assert model.estimate_flops(mask, layers=1, backward=False) == 2 * 176_640
+    assert model.estimate_flops(mask, layers=2, backward=True) == 3 * 2 * 2 * 176_640
+
+
+def test_bf16_autocast_is_close_to_fp32(tiny_bert_config):
+    fp32 = encoder(tiny_bert_config, layers=1, bf16=False).eval()
+    bf16 = encoder(tiny_bert_config, layers=1, bf16=True).eval()
+    ids, mask = TOKENS.pad([0, 1])
+    a, b = fp32(ids, mask), bf16(ids, mask)
+    assert b.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99

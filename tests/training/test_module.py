@@ -1,0 +1,103 @@
+from functools import partial
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from recsys.data.datamodule import ReviewDataModule
+from recsys.data.splits import SplitSpec
+from recsys.models.two_tower import TwoTowerModel
+from recsys.training.module import TwoTowerModule, warmup_then_decay
+from tests.conftest import TINY_BERT
+
+
+def tiny_setup(files, data_dir, cache, trainable_layers=1, seed=0, **data):
+    pl.seed_everything(seed, workers=True)
+    dm = ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=cache, split=SplitSpec(seed=0),
+                          batch_size=8, eval_batch_size=16, num_negatives=2, item_max_tokens=32,
+                          review_max_tokens=32, seed=seed, **data)
+    dm.prepare_data()
+    dm.setup("fit")
+    net = TwoTowerModel(dm.num_items, text={"trainable_layers": trainable_layers, "bf16": False}, dim=16,
+                        user={"pooling": "attention"}, head={"hidden": 32}, encoder_config=dict(TINY_BERT))
+    module = TwoTowerModule(net, loss={"retrieval": "softmax"}, optimizer=partial(torch.optim.AdamW, lr=3e-3),
+                            encoder_lr=1e-3, ks=(1, 5))
+    return dm, module
+
+
+def trainer(epochs: int) -> pl.Trainer:
+    return pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                      deterministic=True)
+
+
+def test_training_lowers_the_loss(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path)
+    module.attach(dm.catalog())
+    batch = dm.collator("train")(list(range(len(dm.data.pairs["train"]))))
+    module.eval()
+    with torch.no_grad():
+        before = float(module.model_step(batch)["loss"])
+    trainer(epochs=15).fit(module, dm)
+    module.eval()
+    with torch.no_grad():
+        after = float(module.model_step(batch)["loss"])
+    assert after < 0.8 * before
+
+
+def test_same_seed_same_metrics(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    results = []
+    for _ in range(2):
+        dm, module = tiny_setup(files, data_dir, tmp_path)
+        fit = trainer(epochs=2)
+        fit.fit(module, dm)
+        results.append(fit.test(module, dm, verbose=False)[0])
+    assert results[0] == pytest.approx(results[1], abs=1e-6)
+    assert {"test/rmse", "test/mae", "test/recall@5", "test/ndcg@1", "test/mrr@5"} <= set(results[0])
+
+
+def test_target_review_never_reaches_the_user_tower(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    module.attach(dm.catalog())
+    module.eval()
+    pairs = dm.data.pairs["train"]
+    batch = dm.collator("train")(list(range(len(pairs))))
+    with torch.no_grad():
+        before = module.net.user_vectors(batch)
+        # Scramble the embedding of each pair's own review, one pair at a time: its user vector
+        # must not move (other pairs of the same user may, since that review is in their history).
+        for row, review in enumerate(pairs.review.tolist()):
+            saved = module.net.review_text[review].clone()
+            module.net.review_text[review] = 100.0
+            assert torch.allclose(module.net.user_vectors(batch)[row], before[row], atol=1e-6)
+            module.net.review_text[review] = saved
+    # And the check can fail: scrambling a review that is in the history moves the vector.
+    history_review = int(batch.history_reviews[0][batch.history_mask[0]][0])
+    module.net.review_text[history_review] = 100.0
+    with torch.no_grad():
+        assert not torch.allclose(module.net.user_vectors(batch)[0], before[0], atol=1e-3)
+
+
+def test_optimizer_has_separate_encoder_learning_rate(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path)
+    fit = trainer(epochs=1)
+    fit.fit(module, dm)
+    groups = {g["name"]: g for g in fit.optimizers[0].param_groups}
+    encoder_params = {id(p) for p in module.net.encoder.parameters() if p.requires_grad}
+    assert {id(p) for p in groups["encoder"]["params"]} == encoder_params
+    assert groups["encoder"]["initial_lr"] == pytest.approx(1e-3)
+    assert groups["rest"]["initial_lr"] == pytest.approx(3e-3)
+
+
+def test_warmup_then_cosine_decay():
+    schedule = warmup_then_decay(total_steps=100, warmup_ratio=0.1)
+    assert schedule(0) == pytest.approx(0.1) and schedule(9) == pytest.approx(1.0)
+    assert schedule(55) == pytest.approx(0.5, abs=0.01) and schedule(100) == pytest.approx(0.0, abs=1e-6)
+    linear = warmup_then_decay(total_steps=100, warmup_ratio=0.1, decay="linear")
+    assert linear(55) == pytest.approx(0.5, abs=0.01)
+    assert np.all(np.diff([schedule(s) for s in range(10, 100)]) <= 1e-12)
