@@ -52,3 +52,50 @@ def test_unknown_override_value_is_refused():
         ConfigCompositionException, match="musical_instruments"
     ):
         compose("train", overrides=["data=movies"])
+
+
+def compose_run(tmp_path: Path, overrides: list[str]):
+    """Compose like a Hydra app does, so ${hydra:runtime.output_dir} resolves."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra.run.dir={tmp_path}", *overrides], return_hydra_config=True)
+    OmegaConf.set_readonly(cfg.hydra, False)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("experiment", [None, *group_options("experiment")])
+def test_every_run_config_instantiates(experiment, tmp_path, monkeypatch):
+    from recsys.training.loggers import instantiate_callbacks, instantiate_loggers
+    from recsys.training.module import TwoTowerModule
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    overrides = [f"experiment={experiment}"] if experiment else []
+    cfg = compose_run(tmp_path, overrides)
+    module = instantiate(cfg.model.module, net=instantiate(cfg.model.net, num_items=7))
+    assert isinstance(module, TwoTowerModule)
+    assert module.net.item_tower.id_embedding.num_embeddings == 7
+    assert module.net.encoder.trainable_layers == cfg.model.text.trainable_layers
+    trainer = instantiate(cfg.trainer, logger=instantiate_loggers(cfg.logger),
+                          callbacks=instantiate_callbacks(cfg.callbacks))
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+    for option in group_options("logger"):
+        assert isinstance(instantiate_loggers(compose_run(tmp_path, [f"logger={option}"]).logger), list)
+
+
+def test_wandb_is_offline_without_an_account(tmp_path, monkeypatch):
+    from pytorch_lightning.loggers import WandbLogger
+
+    from recsys.training.loggers import instantiate_loggers
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    loggers = instantiate_loggers(compose_run(tmp_path, ["logger=wandb"]).logger)
+    wandb = [lg for lg in loggers if isinstance(lg, WandbLogger)]
+    assert len(wandb) == 1 and wandb[0]._offline is True
+    assert len(loggers) == 2  # CSV always too

@@ -1,0 +1,52 @@
+"""End-to-end runs of scripts/train.py and scripts/evaluate.py on the real Magazine data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run(script: str, *overrides: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RECSYS_CACHE_DIR": str(cache), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *overrides], cwd=REPO_ROOT,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, real_data_dir) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize("logger", ["csv", "wandb"])
+def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, cache, tmp_path):
+    out = tmp_path / "run"
+    run("train.py", "experiment=smoke", f"logger={logger}", f"hydra.run.dir={out}", cache=cache)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("val/rmse", "test/rmse", "test/recall@10", "test/ndcg@20", "test/mrr@5", "train_minutes"):
+        assert key in metrics
+    assert 0.3 < metrics["test/rmse"] < 2.0 and 0.0 <= metrics["test/recall@10"] <= 1.0
+    assert metrics["test/ranked_users"] > 100
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((out / "checkpoints").glob("epoch*.ckpt"))) == 1
+    assert (out / "learning_curves.png").stat().st_size > 10_000
+    recommendations = (out / "recommendations.md").read_text().splitlines()
+    assert len(recommendations) == 2 + 3 * 10  # header + 3 users x top-10
+    if logger == "wandb":
+        runs = list((out / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    else:
+        assert (out / "csv" / "version_0" / "metrics.csv").is_file()
+        best = next((out / "checkpoints").glob("epoch*.ckpt"))
+        run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", cache=cache)
+        again = json.loads((out / "metrics_test.json").read_text())
+        for key in ("test/rmse", "test/mae", "test/recall@10", "test/ndcg@10", "test/precision@5"):
+            assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
