@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-RETRIEVAL_LOSSES = ("bce", "softmax")
+RETRIEVAL_LOSSES = ("bce", "softmax", "catalog_softmax")
 
 
 @dataclass
@@ -24,7 +24,9 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.retrieval not in RETRIEVAL_LOSSES:
-            raise ValueError(f"model.loss.retrieval={self.retrieval!r} is not allowed; use one of: bce, softmax")
+            raise ValueError(
+                f"model.loss.retrieval={self.retrieval!r} is not allowed; use one of: {', '.join(RETRIEVAL_LOSSES)}"
+            )
         if self.temperature <= 0:
             raise ValueError(f"model.loss.temperature must be > 0, got {self.temperature}")
 
@@ -58,14 +60,15 @@ def in_batch_retrieval_loss(
     the logQ popularity correction.
 
     ``bce``: per user, BCE of the positive plus the mean BCE of its valid negatives.
-    ``softmax``: cross-entropy of the positive against the valid negatives.
+    ``softmax`` (and ``catalog_softmax``, where ``items`` is the whole catalog): cross-entropy of
+    the positive against the valid negatives.
     """
     logits = users @ items.T / temperature
     if log_q is not None:
         logits = logits - log_q[None, :]
     positive = F.one_hot(item_slot, num_classes=items.shape[0]).bool()
     valid_negative = ~accidental_hits & ~positive
-    if kind == "softmax":
+    if kind in ("softmax", "catalog_softmax"):
         masked = logits.masked_fill(~(valid_negative | positive), float("-inf"))
         return F.cross_entropy(masked, item_slot)
     positive_term = F.binary_cross_entropy_with_logits(logits[positive], torch.ones(len(users), device=logits.device))

@@ -105,13 +105,10 @@ class TwoTowerModule(pl.LightningModule):
         rating, like_positive = self.net.score(users, items[batch.item_slot], batch.item, offset)
         negatives = items[batch.negative_slot]
         _, like_negative = self.net.score(users.unsqueeze(1).expand_as(negatives), negatives)
-        log_q = self.log_q[batch.batch_items] if config.logq_correction else None
         losses = {
             "rating_loss": rating_loss(rating, batch.rating),
             "like_loss": like_loss(like_positive, like_negative, batch.rating, config.like_threshold),
-            "retrieval_loss": in_batch_retrieval_loss(
-                users, items, batch.item_slot, batch.user_has_batch_item, config.temperature, config.retrieval, log_q
-            ),
+            "retrieval_loss": self.retrieval_loss(batch, users, items),
         }
         losses["loss"] = (
             config.rating_weight * losses["rating_loss"]
@@ -119,6 +116,22 @@ class TwoTowerModule(pl.LightningModule):
             + config.retrieval_weight * losses["retrieval_loss"]
         )
         return {**losses, "rating": rating, "users": users}
+
+    def retrieval_loss(self, batch: PairBatch, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """In-batch retrieval loss, or (``catalog_softmax``) a softmax over every catalog item,
+        affordable when catalog vectors are cheap (a frozen or prefix-cached encoder)."""
+        config = self.loss_config
+        if config.retrieval == "catalog_softmax":
+            catalog = torch.arange(self.catalog.num_items)
+            candidates = self.net.item_vectors(catalog)
+            hits = self.catalog.train_items.contains(batch.user.numpy()[:, None], catalog.numpy()[None, :])
+            hits = torch.from_numpy(hits) | (catalog[None, :] == batch.item[:, None])
+            log_q = self.log_q if config.logq_correction else None
+            return in_batch_retrieval_loss(users, candidates, batch.item, hits, config.temperature, config.retrieval,
+                                           log_q)
+        log_q = self.log_q[batch.batch_items] if config.logq_correction else None
+        return in_batch_retrieval_loss(users, items, batch.item_slot, batch.user_has_batch_item, config.temperature,
+                                       config.retrieval, log_q)
 
     def on_train_batch_start(self, batch: PairBatch, batch_idx: int) -> None:
         self.net.encoder.flops_counter = 0.0

@@ -11,7 +11,7 @@ ITEMS = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=1)
 SLOT = torch.tensor([0, 1])
 
 
-@pytest.mark.parametrize("kind", ["bce", "softmax"])
+@pytest.mark.parametrize("kind", ["bce", "softmax", "catalog_softmax"])
 def test_accidental_hits_are_not_negatives(kind):
     # User 0 also has batch item 1 (user 1's positive) in training: it must not be a negative.
     hits = torch.tensor([[True, True, False], [False, True, False]])

@@ -50,3 +50,17 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, cache, tmp_pat
         again = json.loads((out / "metrics_test.json").read_text())
         for key in ("test/rmse", "test/mae", "test/recall@10", "test/ndcg@10", "test/precision@5"):
             assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
+
+
+def test_resume_from_last_checkpoint_continues_without_redoing_epochs(cache, tmp_path):
+    first = tmp_path / "first"
+    run("train.py", "experiment=smoke", "logger=csv", "test=false", f"hydra.run.dir={first}", cache=cache)
+    last = first / "checkpoints" / "last.ckpt"
+    resumed = tmp_path / "resumed"
+    result = run("train.py", "experiment=smoke", "logger=csv", "test=false", "trainer.max_epochs=2",
+                 f"ckpt_path={last}", f"hydra.run.dir={resumed}", cache=cache)
+    assert "Restored all states from the checkpoint" in result.stdout + result.stderr
+    rows = (resumed / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    epochs = {row.split(",")[header.index("epoch")] for row in rows[1:]}
+    assert epochs - {""} == {"1"}  # only the second epoch ran (learning-rate rows have no epoch)
