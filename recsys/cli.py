@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -19,14 +20,16 @@ USER_ERRORS = (DataFormatError, DatasetNotFoundError, SplitMismatchError, FileNo
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Print the message of an error the user can act on and exit with status 2, instead of a
-    traceback; any other exception propagates unchanged."""
+    traceback (``RECSYS_DEBUG=1`` shows it); any other exception propagates unchanged."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except USER_ERRORS as err:
-            log.error("%s", err)
+            if os.environ.get("RECSYS_DEBUG"):
+                raise
+            log.error("%s\n(set RECSYS_DEBUG=1 to see the traceback)", err)
             sys.exit(2)
 
     return wrapper

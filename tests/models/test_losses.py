@@ -13,27 +13,18 @@ SLOT = torch.tensor([0, 1])
 
 @pytest.mark.parametrize("kind", ["bce", "softmax", "catalog_softmax"])
 def test_accidental_hits_are_not_negatives(kind):
-    # User 0 also has batch item 1 (user 1's positive) in training: it must not be a negative.
+    # User 0 also has batch item 1 (user 1's positive) in training: it must not be user 0's negative.
     hits = torch.tensor([[True, True, False], [False, True, False]])
-    users = USERS.clone().requires_grad_(True)
     items = ITEMS.clone().requires_grad_(True)
-    loss = in_batch_retrieval_loss(users, items, SLOT, hits, temperature=0.5, kind=kind)
-    logits_grad = torch.autograd.grad(loss, users, retain_graph=True)[0]
-    # Moving item 1 towards user 0 changes nothing when it is masked...
-    moved = ITEMS.clone()
-    moved[1] = F.normalize(torch.tensor([1.0, 0.2]), dim=0)
-    same = in_batch_retrieval_loss(USERS, torch.stack([ITEMS[0], moved[1], ITEMS[2]]), SLOT, hits, 0.5, kind)
-    unmasked = torch.tensor([[True, False, False], [False, True, False]])
-    before = in_batch_retrieval_loss(USERS, ITEMS, SLOT, unmasked, 0.5, kind)
-    after = in_batch_retrieval_loss(USERS, torch.stack([ITEMS[0], moved[1], ITEMS[2]]), SLOT, unmasked, 0.5, kind)
-    assert torch.isfinite(logits_grad).all()
-    assert not math.isclose(float(before), float(after), rel_tol=1e-4)  # ...but does when it is a negative
-    # With the hit masked, user 0's loss does not depend on item 1 at all.
-    row0 = in_batch_retrieval_loss(USERS[:1], ITEMS, SLOT[:1], hits[:1], 0.5, kind)
-    row0_moved = in_batch_retrieval_loss(USERS[:1], torch.stack([ITEMS[0], moved[1], ITEMS[2]]), SLOT[:1], hits[:1],
-                                         0.5, kind)
-    assert float(row0) == pytest.approx(float(row0_moved))
-    del same
+    loss = in_batch_retrieval_loss(USERS[:1], items, SLOT[:1], hits[:1], temperature=0.5, kind=kind)
+    (gradient,) = torch.autograd.grad(loss, items)
+    assert gradient[1].abs().sum() == 0  # user 0's loss does not depend on item 1 at all
+    assert gradient[2].abs().sum() > 0   # ...but does on its true negative
+    # The same item unmasked is a negative and gets a gradient: the mask is what makes the difference.
+    unmasked = torch.tensor([[True, False, False]])
+    items = ITEMS.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(in_batch_retrieval_loss(USERS[:1], items, SLOT[:1], unmasked, 0.5, kind), items)
+    assert gradient[1].abs().sum() > 0
 
 
 def test_softmax_loss_hand_computed():
