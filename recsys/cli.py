@@ -10,12 +10,15 @@ from functools import wraps
 from typing import TypeVar
 
 from recsys.data.errors import DataFormatError, DatasetNotFoundError, SplitMismatchError
+from recsys.export.format import ExportError
 
 log = logging.getLogger("recsys")
 T = TypeVar("T")
 
 # Errors whose message already tells the user what to do: no traceback needed.
-USER_ERRORS = (DataFormatError, DatasetNotFoundError, SplitMismatchError, FileNotFoundError, ValueError)
+USER_ERRORS = (
+    DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError, FileNotFoundError, FileExistsError, ValueError,
+)
 
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:

@@ -51,6 +51,32 @@ class PairBatch:
         return int(self.user.shape[0])
 
 
+@dataclass
+class HistoryBatch:
+    """The review histories of B users, padded to the longest (at least 1): the user-tower input
+    of :class:`PairBatch` without any target pair (used for exports and new users)."""
+
+    history_reviews: torch.Tensor
+    history_items: torch.Tensor
+    history_ratings: torch.Tensor
+    history_mask: torch.Tensor
+
+
+def pad_histories(rows: list[np.ndarray], review_items: np.ndarray, review_ratings: np.ndarray) -> HistoryBatch:
+    """Pad per-user lists of training-review indices into a :class:`HistoryBatch`."""
+    width = max(1, max((len(r) for r in rows), default=0))
+    history = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=bool)
+    for b, row in enumerate(rows):
+        history[b, : len(row)] = row
+        mask[b, : len(row)] = True
+    safe = history if len(review_items) else np.zeros_like(history)
+    items = np.where(mask, review_items[safe] if len(review_items) else 0, 0)
+    ratings = np.where(mask, review_ratings[safe] if len(review_ratings) else 0.0, 0.0).astype(np.float32)
+    return HistoryBatch(torch.from_numpy(history), torch.from_numpy(items), torch.from_numpy(ratings),
+                        torch.from_numpy(mask))
+
+
 class PairIndexDataset(Dataset):
     """Positions 0..n-1 of a split's pairs; the collator turns a list of positions into a batch."""
 
@@ -125,13 +151,8 @@ class PairCollator:
         items = self.pairs.item[positions]
         negatives = self.negatives_for(positions)
 
-        rows = self._histories(users, self.pairs.review[positions])
-        width = max(1, max((len(r) for r in rows), default=0))
-        history = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=bool)
-        for b, row in enumerate(rows):
-            history[b, : len(row)] = row
-            mask[b, : len(row)] = True
+        history = pad_histories(self._histories(users, self.pairs.review[positions]), self.review_items,
+                                self.review_ratings)
 
         batch_items, inverse = np.unique(np.concatenate([items, negatives.ravel()]), return_inverse=True)
         item_slot = inverse[: len(items)]
@@ -145,10 +166,10 @@ class PairCollator:
             item=torch.from_numpy(items),
             rating=torch.from_numpy(self.pairs.rating[positions]),
             negatives=torch.from_numpy(negatives.astype(np.int64)),
-            history_reviews=torch.from_numpy(history),
-            history_items=torch.from_numpy(np.where(mask, self.review_items[history], 0)),
-            history_ratings=torch.from_numpy(np.where(mask, self.review_ratings[history], 0.0).astype(np.float32)),
-            history_mask=torch.from_numpy(mask),
+            history_reviews=history.history_reviews,
+            history_items=history.history_items,
+            history_ratings=history.history_ratings,
+            history_mask=history.history_mask,
             batch_items=torch.from_numpy(batch_items),
             item_slot=torch.from_numpy(item_slot),
             negative_slot=torch.from_numpy(negative_slot),

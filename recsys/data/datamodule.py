@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from recsys.data.batches import PairCollator, PairIndexDataset
+from recsys.data.batches import HistoryBatch, PairCollator, PairIndexDataset, pad_histories
 from recsys.data.catalog import Catalog
 from recsys.data.negatives import UserItemSets, sample_negatives
 from recsys.data.prepared import PreparedData, prepare_dataset
@@ -157,6 +157,12 @@ class ReviewDataModule(pl.LightningDataModule):
             item_train_counts=data.item_train_counts(),
             mean_rating=float(data.pairs["train"].rating.mean()),
         )
+
+    def history_batch(self, users: np.ndarray) -> HistoryBatch:
+        """The training histories (most recent ``max_reviews``) of user indices ``users``."""
+        data = self._require()
+        rows = [data.histories.of(int(u), self.max_reviews) for u in users]
+        return pad_histories(rows, data.pairs["train"].item, data.pairs["train"].rating)
 
     def collator(self, split: str) -> PairCollator:
         """The collator of ``split``; evaluation splits use negatives fixed once from the seed."""

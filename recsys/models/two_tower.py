@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import BertConfig
 
-from recsys.data.batches import PairBatch
+from recsys.data.batches import HistoryBatch, PairBatch
 from recsys.data.catalog import Catalog
 from recsys.models.embedding_cache import cached_embeddings
 from recsys.models.item_tower import ItemTower
@@ -112,8 +112,18 @@ class TwoTowerModel(nn.Module):
         text[batch.history_mask] = encoded[inverse]
         return text
 
-    def user_vectors(self, batch: PairBatch) -> torch.Tensor:
-        """Unit user vectors [B, dim] from the batch's histories."""
+    def user_vectors_from_texts(
+        self, review_text: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor, mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Unit vectors [B, dim] of users given as reviews outside the training data (new users,
+        queries): ``review_text`` [B, H, text_dim] from :meth:`TextEncoder.forward_pretrained`,
+        ``items`` [B, H] catalog indices or -1 when the entry names no item, ``ratings`` [B, H]."""
+        present = items >= 0
+        known = items.clamp(min=0)
+        return self.user_tower(review_text, self.item_text[known], known, ratings, mask, item_present=present)
+
+    def user_vectors(self, batch: PairBatch | HistoryBatch) -> torch.Tensor:
+        """Unit user vectors [B, dim] from the batch's histories (training reviews)."""
         return self.user_tower(
             self._history_review_text(batch), self.item_text[batch.history_items], batch.history_items,
             batch.history_ratings, batch.history_mask,

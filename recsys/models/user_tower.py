@@ -48,17 +48,16 @@ class UserTower(nn.Module):
 
     def forward(
         self, review_text: torch.Tensor, item_text: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor, item_present: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``review_text``/``item_text`` [B, H, text_dim], ``items`` [B, H] long, ``ratings`` [B, H]
-        float (stars), ``mask`` [B, H] bool -> unit vectors [B, dim]."""
+        float (stars), ``mask`` [B, H] bool -> unit vectors [B, dim]. ``item_present`` [B, H] bool
+        marks entries whose reviewed item is known (default: all), e.g. not a free-text query."""
         levels = ratings.round().long().clamp(0, NUM_RATING_LEVELS - 1) * mask
-        entries = (
-            self.review_projection(review_text)
-            + self.item_text_projection(item_text)
-            + self.item_embedding(items)
-            + self.rating_embedding(levels)
-        )
+        item_part = self.item_text_projection(item_text) + self.item_embedding(items)
+        if item_present is not None:
+            item_part = item_part * item_present.unsqueeze(-1)
+        entries = self.review_projection(review_text) + item_part + self.rating_embedding(levels)
         entries = self.dropout(self.entry_norm(entries))
         if self.mixer is not None:
             # Rows with an empty history would give NaN in attention: let them see one slot.

@@ -1,0 +1,55 @@
+"""The export directory format: file names, manifest, checksums.
+
+An export directory holds only safetensors, parquet and JSON (and the Hugging Face encoder in
+safetensors), never pickles:
+
+- ``manifest.json``: format and recsys versions, run config, sizes, metrics, sha256 of every file.
+- ``item_embeddings.safetensors``: ``embeddings`` [num_items, dim], L2-normalised float32.
+- ``items.parquet``: ``item_id``, ``snippet``, ``train_count``.
+- ``user_embeddings.safetensors``: ``embeddings`` [num_users, dim] of known users.
+- ``users.parquet``: ``user_id``; ``reviews.parquet``: the training reviews of known users
+  (``user_id, item_id, rating, snippet``), for explanations.
+- ``towers.safetensors``: every network weight but the encoder's (towers, head, biases, the frozen
+  pretrained copy of fine-tuned layers).
+- ``text_embeddings.safetensors``: pretrained embeddings of item documents (``items``) and training
+  reviews (``reviews``), which the user tower and the explanations read.
+- ``encoder/``: the (fine-tuned) encoder and its tokenizer in Hugging Face format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ITEM_EMBEDDINGS = "item_embeddings.safetensors"
+USER_EMBEDDINGS = "user_embeddings.safetensors"
+ITEMS = "items.parquet"
+USERS = "users.parquet"
+REVIEWS = "reviews.parquet"
+TOWERS = "towers.safetensors"
+TEXT_EMBEDDINGS = "text_embeddings.safetensors"
+ENCODER_DIR = "encoder"
+ENCODER_PREFIX = "item_tower.encoder.bert."
+
+
+class ExportError(RuntimeError):
+    """An export directory is missing, incomplete, tampered with, or of an unknown format."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checksums(directory: Path) -> dict[str, str]:
+    """sha256 of every file under ``directory`` but the manifest, by relative POSIX path."""
+    return {
+        path.relative_to(directory).as_posix(): sha256_of(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }

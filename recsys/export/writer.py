@@ -1,0 +1,137 @@
+"""Write an export directory from a trained model, atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import save_file
+
+import recsys
+from recsys.data.datamodule import ReviewDataModule
+from recsys.export import format as fmt
+from recsys.training.module import TwoTowerModule
+
+log = logging.getLogger(__name__)
+SNIPPET_CHARS = 200
+USER_BATCH = 512
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
+
+
+@torch.no_grad()
+def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewDataModule, config: dict,
+                    metrics: dict) -> None:
+    net = module.net.eval()
+    data = datamodule.data
+    item_vectors = net.catalog_vectors(data.num_items).float().contiguous()
+    users = np.arange(data.num_users)
+    user_vectors = torch.cat([
+        net.user_vectors(datamodule.history_batch(users[start : start + USER_BATCH]))
+        for start in range(0, len(users), USER_BATCH)
+    ]).float().contiguous()
+    save_file({"embeddings": item_vectors}, str(directory / fmt.ITEM_EMBEDDINGS))
+    save_file({"embeddings": user_vectors}, str(directory / fmt.USER_EMBEDDINGS))
+    save_file({"items": net.item_text.contiguous(), "reviews": net.review_text.contiguous()},
+              str(directory / fmt.TEXT_EMBEDDINGS))
+    # clone(): the towers share the item-id table, and safetensors stores no shared memory.
+    towers = {k: v.clone().contiguous() for k, v in net.state_dict().items() if not k.startswith(fmt.ENCODER_PREFIX)}
+    save_file(towers, str(directory / fmt.TOWERS))
+
+    pd.DataFrame({
+        "item_id": data.item_ids.astype(str),
+        "snippet": [_snippet(d) for d in data.item_documents["document"]],
+        "train_count": data.item_train_counts(),
+    }).to_parquet(directory / fmt.ITEMS, index=False)
+    pd.DataFrame({"user_id": data.user_ids.astype(str)}).to_parquet(directory / fmt.USERS, index=False)
+    train = data.train_reviews
+    pd.DataFrame({
+        "user_id": train["user_id"].astype(str),
+        "item_id": train["item_id"].astype(str),
+        "rating": train["rating"].astype("float32"),
+        "timestamp": train["timestamp"],
+        "snippet": [_snippet(s) for s in data.review_texts],
+    }).to_parquet(directory / fmt.REVIEWS, index=False)
+
+    encoder_dir = directory / fmt.ENCODER_DIR
+    net.encoder.bert.save_pretrained(str(encoder_dir), safe_serialization=True)
+    datamodule.tokenizer.save_pretrained(str(encoder_dir))
+
+    manifest = {
+        "format_version": fmt.FORMAT_VERSION,
+        "recsys_version": recsys.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "dim": int(item_vectors.shape[1]),
+        "num_items": int(data.num_items),
+        "num_users": int(data.num_users),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "files": fmt.checksums(directory),
+    }
+    (directory / fmt.MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path | str, config: dict,
+                 metrics: dict | None = None, overwrite: bool = False) -> Path:
+    """Write the export of a trained ``module`` (catalog attached) to ``out``.
+
+    Everything is written into a temporary directory next to ``out`` and renamed into place when
+    complete: an interrupted export leaves nothing at ``out``, and an existing export there is
+    replaced whole (``overwrite``) or not at all.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; choose another out= or pass overwrite=true")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        _write_contents(partial, module, datamodule, config, metrics or {})
+        # mkdtemp makes a private folder; an export is meant to be read by the serving process.
+        for path in [partial, *partial.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            retired.rmdir()
+            out.rename(retired)
+            partial.rename(out)
+            shutil.rmtree(retired)
+        else:
+            partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    log.info("Exported %d items and %d users to %s", datamodule.num_items, datamodule.num_users, out)
+    return out
+
+
+def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False) -> Path:
+    """Export a checkpoint written by ``scripts/train.py`` (its data is prepared again from the
+    run config stored in it; the test metrics of the run are included when found)."""
+    from recsys.training.run import build_module, load_checkpoint_config
+
+    ckpt = Path(ckpt)
+    cfg, checkpoint = load_checkpoint_config(ckpt)
+    datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    module = build_module(cfg, datamodule)
+    module.load_state_dict(checkpoint["state_dict"])
+    module.attach(datamodule.catalog())
+    metrics_path = ckpt.parent.parent / "metrics.json"
+    metrics = {}
+    if metrics_path.exists():
+        metrics = {k: v for k, v in json.loads(metrics_path.read_text()).items() if k.startswith("test/")}
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return write_export(module, datamodule, out, config, metrics, overwrite)

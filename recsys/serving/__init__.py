@@ -1,0 +1,1 @@
+"""Serving: vector search, re-ranking, explanations, and the HTTP app."""

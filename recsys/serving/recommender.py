@@ -1,0 +1,225 @@
+"""Recommender: cosine top-N by faiss, re-scored by the MLP head, with one-line explanations.
+
+Three ways to ask: a known user id (precomputed vector), a new user's reviews (optionally with
+item ids and ratings), or a free-text query (a one-review history).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recsys.export.reader import ExportBundle, load_export
+from recsys.serving.index import IndexConfig, ItemIndex
+
+log = logging.getLogger(__name__)
+
+RERANK_ORDERS = ("cosine", "like", "rating")
+QUERY_RATING = 5.0  # a query states what the user likes
+SNIPPET = 70
+
+
+class UnknownUserError(KeyError):
+    """The user id is not in the export (new users are asked for by their reviews)."""
+
+
+@dataclass
+class ReviewInput:
+    """A review of a user outside the training data: its text, and the item and stars if known."""
+
+    text: str
+    item_id: str | None = None
+    rating: float | None = None
+
+
+@dataclass
+class Recommendation:
+    rank: int
+    item_id: str
+    cosine: float
+    predicted_rating: float
+    like_probability: float
+    explanation: str
+    snippet: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Asker:
+    """What the re-ranking and explanations need to know of whoever asks."""
+
+    vector: torch.Tensor
+    offset: torch.Tensor
+    seen: np.ndarray
+    review_vectors: torch.Tensor  # pretrained text embeddings of their reviews [R, text_dim]
+    review_labels: list[str]      # "your review of <item>: "<snippet>""
+
+
+def _short(text: str, limit: int = SNIPPET) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Recommender:
+    """Recommendations from an export directory.
+
+    Args:
+        bundle: a loaded export.
+        index: faiss index settings (exact ``flat`` by default).
+        rerank_top: how many cosine candidates the head re-scores (at least k).
+        order: final order of the candidates: ``cosine`` (the trained retrieval score), ``like``
+            (head like-probability) or ``rating`` (head predicted stars).
+    """
+
+    def __init__(self, bundle: ExportBundle, index: IndexConfig | None = None, rerank_top: int = 100,
+                 order: str = "cosine") -> None:
+        if order not in RERANK_ORDERS:
+            raise ValueError(f"order={order!r} is not allowed; use one of: {', '.join(RERANK_ORDERS)}")
+        self.bundle = bundle
+        self.net = bundle.net
+        self.order = order
+        self.rerank_top = rerank_top
+        self.index = ItemIndex(bundle.item_vectors.numpy(), index)
+        config = bundle.config["data"]
+        self.max_reviews = int(config.get("max_reviews", 20))
+        self.review_max_tokens = int(config.get("review_max_tokens", 128))
+        self.item_position = {item: i for i, item in enumerate(bundle.item_ids)}
+        self.user_position = {user: i for i, user in enumerate(bundle.user_ids)}
+        reviews = bundle.reviews.reset_index(drop=True)
+        reviews["item"] = [self.item_position[i] for i in reviews["item_id"]]
+        order_in_time = reviews.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+        self.user_reviews = {
+            user: np.array(rows, dtype=np.int64) for user, rows in order_in_time.groupby("user_id").groups.items()
+        }
+        self.reviews = reviews
+
+    @classmethod
+    def from_export(cls, directory: Path | str, **kwargs) -> Recommender:
+        """Load and verify an export directory, and build the index."""
+        return cls(load_export(directory), **kwargs)
+
+    # -- who asks ----------------------------------------------------------------------------
+    def _known(self, user_id: str) -> _Asker:
+        if user_id not in self.user_position:
+            raise UnknownUserError(f"unknown user {user_id!r}; ask with the user's reviews instead")
+        rows = self.user_reviews.get(user_id, np.zeros(0, dtype=np.int64))
+        history = rows[-self.max_reviews :]
+        ratings = torch.from_numpy(self.reviews["rating"].to_numpy(np.float32)[history])[None]
+        offset = self.net.user_offset(ratings, torch.ones_like(ratings, dtype=torch.bool))
+        labels = [self._label(self.reviews.at[r, "item"], self.reviews.at[r, "snippet"]) for r in rows]
+        return _Asker(
+            vector=self.bundle.user_vectors[self.user_position[user_id]],
+            offset=offset[0],
+            seen=self.reviews["item"].to_numpy()[rows],
+            review_vectors=self.net.review_text[torch.from_numpy(rows)],
+            review_labels=labels,
+        )
+
+    def _label(self, item: int, snippet: str) -> str:
+        return f'your review of {self.bundle.item_ids[item]} ({_short(self.bundle.items.at[item, "snippet"], 40)}): ' \
+               f'"{_short(snippet, 60)}"'
+
+    @torch.no_grad()
+    def _new(self, reviews: list[ReviewInput], query: bool = False) -> _Asker:
+        if not reviews:
+            raise ValueError("at least one review is needed")
+        reviews = reviews[-self.max_reviews :]
+        unknown = [r.item_id for r in reviews if r.item_id is not None and r.item_id not in self.item_position]
+        if unknown:
+            raise KeyError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
+        encoded = self.bundle.tokenizer([r.text for r in reviews], truncation=True, max_length=self.review_max_tokens,
+                                        padding=True, return_tensors="pt")
+        text = self.net.encoder.forward_pretrained(encoded["input_ids"], encoded["attention_mask"])
+        items = torch.tensor([self.item_position[r.item_id] if r.item_id is not None else -1 for r in reviews])
+        ratings = torch.tensor([float(r.rating) if r.rating is not None else QUERY_RATING for r in reviews])
+        mask = torch.ones(1, len(reviews), dtype=torch.bool)
+        vector = self.net.user_vectors_from_texts(text[None], items[None], ratings[None], mask)[0]
+        offset = self.net.user_offset(ratings[None], mask)[0]
+        if query:
+            labels = [f'your query "{_short(r.text, 60)}"' for r in reviews]
+        else:
+            labels = [
+                self._label(self.item_position[r.item_id], r.text) if r.item_id is not None
+                else f'your review "{_short(r.text, 60)}"'
+                for r in reviews
+            ]
+        seen = np.array([int(i) for i in items.tolist() if i >= 0], dtype=np.int64)
+        return _Asker(vector=vector, offset=offset, seen=seen, review_vectors=text, review_labels=labels)
+
+    # -- answers -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _answer(self, askers: list[_Asker], k: int, exclude_seen: bool) -> list[list[Recommendation]]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        top = max(k, self.rerank_top)
+        queries = torch.stack([a.vector for a in askers]).numpy()
+        exclude = [a.seen for a in askers] if exclude_seen else None
+        cosines, candidates = self.index.search(queries, top, exclude)
+        answers = []
+        for asker, row_cosines, row_items in zip(askers, cosines, candidates, strict=True):
+            valid = row_items >= 0
+            items = torch.from_numpy(row_items[valid])
+            vectors = self.bundle.item_vectors[items]
+            rating, like = self.net.score(asker.vector.expand(len(items), -1), vectors, items,
+                                          asker.offset.expand(len(items)))
+            like = torch.sigmoid(like)
+            key = {"cosine": torch.from_numpy(row_cosines[valid]), "like": like, "rating": rating}[self.order]
+            best = torch.argsort(key, descending=True, stable=True)[:k]
+            answers.append([
+                self._recommendation(rank, asker, int(items[i]), float(row_cosines[valid][i]), float(rating[i]),
+                                     float(like[i]))
+                for rank, i in enumerate(best.tolist(), start=1)
+            ])
+        return answers
+
+    def _recommendation(self, rank: int, asker: _Asker, item: int, cosine: float, rating: float,
+                        like: float) -> Recommendation:
+        return Recommendation(
+            rank=rank,
+            item_id=str(self.bundle.item_ids[item]),
+            cosine=round(cosine, 6),
+            predicted_rating=round(rating, 4),
+            like_probability=round(like, 4),
+            explanation=self.explain(asker, item, rating),
+            snippet=str(self.bundle.items.at[item, "snippet"]),
+        )
+
+    def explain(self, asker: _Asker, item: int, rating: float) -> str:
+        """``predicted 4.6 stars; similar to your review of <item>: "<snippet>"``, naming the asker's
+        review whose text is closest (cosine of pretrained embeddings) to the item's document."""
+        line = f"predicted {rating:.1f} stars"
+        if len(asker.review_labels) == 0:
+            return line
+        similarity = F.cosine_similarity(asker.review_vectors, self.net.item_text[item][None], dim=-1)
+        return f"{line}; similar to {asker.review_labels[int(similarity.argmax())]}"
+
+    def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
+        """Top-k for a known user, by their precomputed vector; their reviewed items are excluded."""
+        return self._answer([self._known(user_id)], k, exclude_seen)[0]
+
+    def recommend_users(self, user_ids: list[str], k: int = 10, exclude_seen: bool = True
+                        ) -> list[list[Recommendation]]:
+        """Top-k for many known users in one batched search."""
+        return self._answer([self._known(u) for u in user_ids], k, exclude_seen)
+
+    def recommend_reviews(self, reviews: list[ReviewInput], k: int = 10, exclude_seen: bool = True
+                          ) -> list[Recommendation]:
+        """Top-k for a new user given as reviews (texts, optionally item ids and stars)."""
+        return self._answer([self._new(reviews)], k, exclude_seen)[0]
+
+    def recommend_query(self, text: str, k: int = 10) -> list[Recommendation]:
+        """Top-k for a free-text statement of interests, read as a one-review history."""
+        return self._answer([self._new([ReviewInput(text=text)], query=True)], k, exclude_seen=False)[0]
+
+    def item(self, item_id: str) -> dict:
+        """The catalog entry of ``item_id`` (KeyError when unknown)."""
+        position = self.item_position[item_id]
+        row = self.bundle.items.iloc[position]
+        return {"item_id": item_id, "snippet": str(row["snippet"]), "train_count": int(row["train_count"])}

@@ -1,0 +1,21 @@
+"""Print recommendations for a known user or a text query.
+
+    python scripts/recommend.py export=DIR user=A2IBPI20UZIR0U k=10
+    python scripts/recommend.py export=DIR query="warm sounding strings for an acoustic guitar"
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from recsys.cli import exit_on_user_error
+from recsys.serving.cli import recommend
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    recommend(cfg)
+
+
+if __name__ == "__main__":
+    main()
