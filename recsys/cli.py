@@ -17,7 +17,8 @@ T = TypeVar("T")
 
 # Errors whose message already tells the user what to do: no traceback needed.
 USER_ERRORS = (
-    DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError, FileNotFoundError, FileExistsError, ValueError,
+    DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError,
+    FileNotFoundError, FileExistsError, ValueError,
 )
 
 

@@ -102,3 +102,37 @@ def tiny_bert_config():
     from transformers import BertConfig
 
     return BertConfig(**TINY_BERT)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """A tiny model trained for a few epochs and exported: ``(export_dir, module, datamodule)``."""
+    from functools import partial
+
+    import pytorch_lightning as pl
+    import torch
+
+    from recsys.data.datamodule import ReviewDataModule
+    from recsys.data.splits import SplitSpec
+    from recsys.export import write_export
+    from recsys.models.two_tower import TwoTowerModel
+    from recsys.training.module import TwoTowerModule
+
+    root = tmp_path_factory.mktemp("tiny_export")
+    files = DatasetFiles(name="tiny", subdir="tiny", reviews="reviews_tiny.json.gz")
+    write_lines(root / "data" / "tiny" / files.reviews, tiny_reviews(num_users=12, num_items=10, per_user=5))
+    pl.seed_everything(0)
+    datamodule = ReviewDataModule(dataset=files, data_dir=root / "data", cache_dir=root / "cache",
+                                  split=SplitSpec(seed=0), batch_size=8, num_negatives=2, item_max_tokens=32,
+                                  review_max_tokens=32, max_reviews=4)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    net_config = {"text": {"trainable_layers": 1, "bf16": False}, "dim": 16, "head": {"hidden": 32},
+                  "user": {"pooling": "attention"}}
+    net = TwoTowerModel(datamodule.num_items, encoder_config=dict(TINY_BERT), **net_config)
+    module = TwoTowerModule(net, loss={"retrieval": "softmax"}, optimizer=partial(torch.optim.AdamW, lr=3e-3))
+    pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, num_sanity_val_steps=0).fit(module, datamodule)
+    config = {"model": {"net": net_config}, "data": {"max_reviews": 4, "review_max_tokens": 32}}
+    out = write_export(module.eval(), datamodule, root / "export", config, metrics={"test/recall@10": 0.5})
+    return out, module, datamodule

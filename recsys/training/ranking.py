@@ -49,7 +49,8 @@ def ranking_metrics(
     """precision, recall, NDCG, hit rate and MRR at each K, averaged over the users that have at
     least one relevant item (users without one are skipped, as torchmetrics' ``skip`` does).
 
-    ``top_items`` [n, >= max(ks)] are the users' ranked items; ``relevant`` their held-out items.
+    ``top_items`` [n, m] are the users' ranked items (m < K only when the catalog is smaller than K:
+    the missing positions count as misses); ``relevant`` their held-out items.
     Binary relevance; recall divides by the number of relevant items; NDCG's ideal DCG places
     min(K, #relevant) hits first; MRR is 1/rank of the first hit within K (0 if none).
     """
@@ -57,11 +58,12 @@ def ranking_metrics(
     num_relevant = torch.from_numpy(relevant.counts()[users]).float()
     keep = num_relevant > 0
     hits, num_relevant = hits[keep].float(), num_relevant[keep]
+    if max(ks) > hits.shape[1]:
+        # A catalog smaller than K: the positions past its end are misses.
+        hits = torch.nn.functional.pad(hits, (0, max(ks) - hits.shape[1]))
     discounts = 1.0 / torch.log2(torch.arange(2, hits.shape[1] + 2, dtype=torch.float))
     metrics: dict[str, float] = {}
     for k in ks:
-        if k > hits.shape[1]:
-            raise ValueError(f"K={k} is larger than the {hits.shape[1]} ranked items")
         top = hits[:, :k]
         found = top.sum(1)
         dcg = (top * discounts[:k]).sum(1)

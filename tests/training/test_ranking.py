@@ -78,3 +78,11 @@ def test_metrics_equal_torchmetrics_retrieval(seed: int, k: int):
     for name, metric in reference.items():
         expected = float(metric(scores.reshape(-1), target.reshape(-1), indexes=indexes))
         assert ours[f"{name}@{k}"] == pytest.approx(expected, abs=1e-5), name
+
+
+def test_k_beyond_a_small_catalog_counts_missing_positions_as_misses():
+    top = torch.tensor([[1, 0]])  # a two-item catalog
+    relevant = sets([(0, 0)], num_users=1, num_items=2)
+    m = ranking_metrics(top, np.array([0]), relevant, ks=[2, 5])
+    assert m["precision@5"] == pytest.approx(1 / 5) and m["recall@5"] == pytest.approx(1.0)
+    assert m["ndcg@5"] == pytest.approx(1 / math.log2(3)) and m["mrr@5"] == pytest.approx(0.5)

@@ -1,0 +1,124 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recsys.export import ExportError, load_export, write_export
+from recsys.export import format as fmt
+from recsys.serving.recommender import Recommender
+from recsys.training.ranking import top_k_items
+
+
+def copy_export(source: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_export_has_the_documented_files_and_manifest(tiny_export):
+    out, module, datamodule = tiny_export
+    manifest = json.loads((out / fmt.MANIFEST).read_text())
+    assert manifest["format_version"] == fmt.FORMAT_VERSION
+    assert (manifest["num_items"], manifest["num_users"], manifest["dim"]) == (10, 12, 16)
+    assert manifest["metrics"] == {"test/recall@10": 0.5}
+    for name in (fmt.ITEM_EMBEDDINGS, fmt.USER_EMBEDDINGS, fmt.ITEMS, fmt.TOWERS, "encoder/config.json",
+                 "encoder/model.safetensors", "encoder/tokenizer.json"):
+        assert name in manifest["files"] and (out / name).is_file()
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
+    bundle = load_export(out)
+    assert torch.allclose(bundle.item_vectors.norm(dim=1), torch.ones(10), atol=1e-5)
+
+
+def test_round_trip_gives_the_in_memory_top_k_and_scores(tiny_export):
+    out, module, datamodule = tiny_export
+    net = module.net.eval()
+    users = np.arange(datamodule.num_users)
+    with torch.no_grad():
+        user_vectors = net.user_vectors(datamodule.history_batch(users))
+        item_vectors = net.catalog_vectors(datamodule.num_items)
+    expected = top_k_items(user_vectors, users, item_vectors, 5, exclude=datamodule.train_items)
+    recommender = Recommender.from_export(out, rerank_top=5)
+    answers = recommender.recommend_users(list(datamodule.data.user_ids), k=5)
+    for user, answer in zip(users, answers, strict=True):
+        ids = [datamodule.data.item_ids.get_loc(a.item_id) for a in answer]
+        assert ids == expected[user].tolist()
+        cosines = (user_vectors[user] @ item_vectors[expected[user]].T).tolist()
+        assert [a.cosine for a in answer] == pytest.approx(cosines, abs=1e-5)
+        history = datamodule.history_batch(np.array([user]))
+        offset = net.user_offset(history.history_ratings, history.history_mask)
+        with torch.no_grad():
+            rating, like = net.score(user_vectors[user].expand(5, -1), item_vectors[ids], torch.tensor(ids),
+                                     offset.expand(5))
+        assert [a.predicted_rating for a in answer] == pytest.approx(rating.tolist(), abs=1e-3)
+        assert [a.like_probability for a in answer] == pytest.approx(torch.sigmoid(like).tolist(), abs=1e-3)
+
+
+def test_tampered_file_is_refused(tiny_export, tmp_path):
+    out = copy_export(tiny_export[0], tmp_path)
+    data = bytearray((out / fmt.ITEM_EMBEDDINGS).read_bytes())
+    data[-1] ^= 0xFF
+    (out / fmt.ITEM_EMBEDDINGS).write_bytes(bytes(data))
+    with pytest.raises(ExportError, match="checksum mismatch.*item_embeddings.safetensors"):
+        load_export(out)
+
+
+def test_missing_file_is_refused(tiny_export, tmp_path):
+    out = copy_export(tiny_export[0], tmp_path)
+    (out / fmt.TOWERS).unlink()
+    with pytest.raises(ExportError, match="missing files.*towers.safetensors"):
+        load_export(out)
+    shutil.rmtree(out / fmt.ENCODER_DIR)
+    (out / fmt.MANIFEST).unlink()
+    with pytest.raises(ExportError, match="no manifest.json"):
+        load_export(out)
+
+
+def test_newer_format_version_is_refused(tiny_export, tmp_path):
+    out = copy_export(tiny_export[0], tmp_path)
+    manifest = json.loads((out / fmt.MANIFEST).read_text())
+    manifest["format_version"] = fmt.FORMAT_VERSION + 1
+    (out / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match="newer than this recsys reads"):
+        load_export(out)
+
+
+def test_an_unlisted_file_is_refused(tiny_export, tmp_path):
+    out = copy_export(tiny_export[0], tmp_path)
+    (out / "extra.pkl").write_bytes(b"not ours")
+    with pytest.raises(ExportError, match="does not list: extra.pkl"):
+        load_export(out)
+
+
+def test_interrupted_export_leaves_nothing_and_keeps_the_old_one(tiny_export, tmp_path, monkeypatch):
+    _, module, datamodule = tiny_export
+    import recsys.export.writer as writer
+
+    calls = {"n": 0}
+    real_save = writer.save_file
+
+    def failing_save(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full (simulated)")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "save_file", failing_save)
+    config = {"model": {"net": {}}, "data": {}}
+    with pytest.raises(OSError, match="simulated"):
+        write_export(module, datamodule, tmp_path / "new", config)
+    assert list(tmp_path.iterdir()) == []  # no export, no partial folder
+
+    monkeypatch.setattr(writer, "save_file", real_save)
+    old = write_export(module, datamodule, tmp_path / "old", config)
+    before = {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()}
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_export(module, datamodule, old, config)
+    calls["n"] = 0
+    monkeypatch.setattr(writer, "save_file", failing_save)
+    with pytest.raises(OSError, match="simulated"):
+        write_export(module, datamodule, old, config, overwrite=True)
+    assert {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]

@@ -1,0 +1,102 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from recsys.serving.http import MAX_K, create_app
+from recsys.serving.recommender import Recommender
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def client(tiny_export) -> TestClient:
+    return TestClient(create_app(Recommender.from_export(tiny_export[0])))
+
+
+def test_health_and_items(client, tiny_export):
+    health = client.get("/health").json()
+    assert health == {"status": "ok", "items": 10, "users": 12, "format_version": 1}
+    item = str(tiny_export[2].data.item_ids[0])
+    body = client.get(f"/items/{item}").json()
+    assert body["item_id"] == item and body["train_count"] > 0 and body["snippet"]
+    assert client.get("/items/nope").status_code == 404
+    assert "/recommend" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_recommend_three_ways(client, tiny_export):
+    data = tiny_export[2].data
+    user = str(data.user_ids[0])
+    by_user = client.post("/recommend", json={"user_id": user, "k": 3})
+    assert by_user.status_code == 200
+    items = by_user.json()["items"]
+    assert [i["rank"] for i in items] == [1, 2, 3]
+    assert set(items[0]) == {"rank", "item_id", "cosine", "predicted_rating", "like_probability", "explanation",
+                             "snippet"}
+    reviews = [{"text": "great strings", "item_id": str(data.item_ids[2]), "rating": 4}]
+    assert len(client.post("/recommend", json={"reviews": reviews, "k": 2}).json()["items"]) == 2
+    assert len(client.post("/recommend", json={"query": "bright tone", "k": 4}).json()["items"]) == 4
+
+
+def test_unknown_user_is_404(client):
+    response = client.post("/recommend", json={"user_id": "nobody"})
+    assert response.status_code == 404 and "unknown user" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [
+    {},
+    {"user_id": "U0", "query": "both"},
+    {"query": "x", "k": 0},
+    {"query": "x", "k": MAX_K + 1},
+    {"query": "x" * 1001},
+    {"reviews": []},
+    {"reviews": [{"text": "x"}] * 51},
+    {"reviews": [{"text": "x", "rating": 6}]},
+    {"reviews": [{"text": "y" * 5001}]},
+    {"query": "x", "unexpected": 1},
+    {"reviews": [{"text": "x", "item_id": "not-an-item"}]},
+])
+def test_invalid_bodies_are_422(client, body):
+    assert client.post("/recommend", json=body).status_code == 422
+
+
+def test_malformed_json_is_422(client):
+    response = client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_real_server_on_loopback(tiny_export):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "serve.py"), f"export={tiny_export[0]}", f"port={port}"],
+        cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("server did not start")
+        user = str(tiny_export[2].data.user_ids[1])
+        response = httpx.post(f"{url}/recommend", json={"user_id": user, "k": 5}, timeout=10)
+        assert response.status_code == 200 and len(response.json()["items"]) == 5
+        assert httpx.post(f"{url}/recommend", json={"k": 5}, timeout=10).status_code == 422
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

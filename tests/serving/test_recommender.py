@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from recsys.serving.recommender import Recommender, ReviewInput, UnknownUserError
+
+
+@pytest.fixture(scope="module")
+def recommender(tiny_export) -> Recommender:
+    return Recommender.from_export(tiny_export[0])
+
+
+def test_known_user_excludes_seen_items_and_explains(recommender, tiny_export):
+    _, _, datamodule = tiny_export
+    data = datamodule.data
+    user = str(data.user_ids[0])
+    seen = {str(data.item_ids[i]) for i in data.train_items.items_of(0)}
+    answer = recommender.recommend_user(user, k=5)
+    assert len(answer) == min(5, data.num_items - len(seen))
+    assert not {a.item_id for a in answer} & seen
+    assert [a.rank for a in answer] == list(range(1, len(answer) + 1))
+    assert all(a.cosine >= b.cosine for a, b in zip(answer, answer[1:], strict=False))
+    for a in answer:
+        assert 1.0 <= a.predicted_rating <= 5.0 and 0.0 <= a.like_probability <= 1.0
+        assert a.explanation.startswith(f"predicted {a.predicted_rating:.1f} stars; similar to your review of ")
+    with_seen = recommender.recommend_user(user, k=data.num_items, exclude_seen=False)
+    assert {a.item_id for a in with_seen} == set(data.item_ids.astype(str))
+
+
+def test_explanation_names_the_most_similar_past_review(recommender, tiny_export):
+    _, _, datamodule = tiny_export
+    user = str(datamodule.data.user_ids[3])
+    asker = recommender._known(user)
+    item = 2
+    target = recommender.net.item_text[item].numpy()
+    scores = [float(r @ target / np.linalg.norm(r) / np.linalg.norm(target)) for r in asker.review_vectors.numpy()]
+    assert asker.review_labels[int(np.argmax(scores))] in recommender.explain(asker, item, 4.0)
+
+
+def test_new_user_reviews_and_queries(recommender, tiny_export):
+    _, _, datamodule = tiny_export
+    item = str(datamodule.data.item_ids[1])
+    answer = recommender.recommend_reviews([ReviewInput("user 9 writes review about item 1", item, 5.0),
+                                            ReviewInput("a second review with no item")], k=4)
+    assert len(answer) == 4 and item not in {a.item_id for a in answer}
+    assert any("your review of" in a.explanation or "your review \"" in a.explanation for a in answer)
+    query = recommender.recommend_query("headline about item 3", k=3)
+    assert len(query) == 3 and "your query" in query[0].explanation
+    # The query path equals a one-review history without an item.
+    as_review = recommender.recommend_reviews([ReviewInput("headline about item 3")], k=3, exclude_seen=False)
+    assert [a.item_id for a in query] == [a.item_id for a in as_review]
+
+
+def test_unknown_ids_are_clear_errors(recommender):
+    with pytest.raises(UnknownUserError, match="unknown user 'nobody'"):
+        recommender.recommend_user("nobody")
+    with pytest.raises(KeyError, match="unknown item ids: X1"):
+        recommender.recommend_reviews([ReviewInput("text", "X1")])
+    with pytest.raises(ValueError, match="order="):
+        Recommender(recommender.bundle, order="random")
