@@ -7,6 +7,7 @@ item ids and ratings), or a free-text query (a one-review history).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ class _Asker:
     offset: torch.Tensor
     seen: np.ndarray
     review_vectors: torch.Tensor  # pretrained text embeddings of their reviews [R, text_dim]
-    review_labels: list[str]      # "your review of <item>: "<snippet>""
+    review_label: Callable[[int], str]  # "your review of <item>: "<snippet>"" of review r
 
 
 def _short(text: str, limit: int = SNIPPET) -> str:
@@ -99,6 +100,16 @@ class Recommender:
             user: np.array(rows, dtype=np.int64) for user, rows in order_in_time.groupby("user_id").groups.items()
         }
         self.reviews = reviews
+        # Plain arrays and lists: pandas row access costs microseconds per call on the hot path.
+        self.item_id_list = [str(i) for i in bundle.item_ids]
+        self.item_snippets = bundle.items["snippet"].astype(str).tolist()
+        self.review_snippets = reviews["snippet"].astype(str).tolist()
+        self.review_ratings = reviews["rating"].to_numpy(np.float32)
+        items_of_review = reviews["item"].to_numpy()
+        self.review_items = items_of_review
+        self.seen_items = [
+            items_of_review[self.user_reviews.get(user, np.zeros(0, dtype=np.int64))] for user in bundle.user_ids
+        ]
 
     @classmethod
     def from_export(cls, directory: Path | str, **kwargs) -> Recommender:
@@ -110,20 +121,18 @@ class Recommender:
         if user_id not in self.user_position:
             raise UnknownUserError(f"unknown user {user_id!r}; ask with the user's reviews instead")
         rows = self.user_reviews.get(user_id, np.zeros(0, dtype=np.int64))
-        history = rows[-self.max_reviews :]
-        ratings = torch.from_numpy(self.reviews["rating"].to_numpy(np.float32)[history])[None]
+        ratings = torch.from_numpy(self.review_ratings[rows[-self.max_reviews :]])[None]
         offset = self.net.user_offset(ratings, torch.ones_like(ratings, dtype=torch.bool))
-        labels = [self._label(self.reviews.at[r, "item"], self.reviews.at[r, "snippet"]) for r in rows]
         return _Asker(
             vector=self.bundle.user_vectors[self.user_position[user_id]],
             offset=offset[0],
-            seen=self.reviews["item"].to_numpy()[rows],
+            seen=self.seen_items[self.user_position[user_id]],
             review_vectors=self.net.review_text[torch.from_numpy(rows)],
-            review_labels=labels,
+            review_label=lambda r: self._label(self.review_items[rows[r]], self.review_snippets[rows[r]]),
         )
 
     def _label(self, item: int, snippet: str) -> str:
-        return f'your review of {self.bundle.item_ids[item]} ({_short(self.bundle.items.at[item, "snippet"], 40)}): ' \
+        return f'your review of {self.item_id_list[item]} ({_short(self.item_snippets[item], 40)}): ' \
                f'"{_short(snippet, 60)}"'
 
     @torch.no_grad()
@@ -151,7 +160,7 @@ class Recommender:
                 for r in reviews
             ]
         seen = np.array([int(i) for i in items.tolist() if i >= 0], dtype=np.int64)
-        return _Asker(vector=vector, offset=offset, seen=seen, review_vectors=text, review_labels=labels)
+        return _Asker(vector=vector, offset=offset, seen=seen, review_vectors=text, review_label=labels.__getitem__)
 
     # -- answers -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -171,34 +180,45 @@ class Recommender:
                                           asker.offset.expand(len(items)))
             like = torch.sigmoid(like)
             key = {"cosine": torch.from_numpy(row_cosines[valid]), "like": like, "rating": rating}[self.order]
-            best = torch.argsort(key, descending=True, stable=True)[:k]
+            best = torch.argsort(key, descending=True, stable=True)[:k].tolist()
+            chosen = [int(items[i]) for i in best]
+            explanations = self.explain(asker, chosen, [float(rating[i]) for i in best])
+            cosine_values = row_cosines[valid]
             answers.append([
-                self._recommendation(rank, asker, int(items[i]), float(row_cosines[valid][i]), float(rating[i]),
-                                     float(like[i]))
-                for rank, i in enumerate(best.tolist(), start=1)
+                Recommendation(
+                    rank=rank,
+                    item_id=self.item_id_list[item],
+                    cosine=round(float(cosine_values[i]), 6),
+                    predicted_rating=round(float(rating[i]), 4),
+                    like_probability=round(float(like[i]), 4),
+                    explanation=explanation,
+                    snippet=self.item_snippets[item],
+                )
+                for rank, (i, item, explanation) in enumerate(zip(best, chosen, explanations, strict=True), start=1)
             ])
         return answers
 
-    def _recommendation(self, rank: int, asker: _Asker, item: int, cosine: float, rating: float,
-                        like: float) -> Recommendation:
-        return Recommendation(
-            rank=rank,
-            item_id=str(self.bundle.item_ids[item]),
-            cosine=round(cosine, 6),
-            predicted_rating=round(rating, 4),
-            like_probability=round(like, 4),
-            explanation=self.explain(asker, item, rating),
-            snippet=str(self.bundle.items.at[item, "snippet"]),
-        )
+    def explain(self, asker: _Asker, items: list[int], ratings: list[float]) -> list[str]:
+        """``predicted 4.6 stars; similar to your review of <item>: "<snippet>"`` for each item, naming
+        the asker's review whose text is closest (cosine of pretrained embeddings) to the item's
+        document."""
+        lines = [f"predicted {rating:.1f} stars" for rating in ratings]
+        if len(asker.review_vectors) == 0 or not items:
+            return lines
+        reviews = F.normalize(asker.review_vectors, dim=-1)
+        documents = F.normalize(self.net.item_text[torch.tensor(items)], dim=-1)
+        closest = (reviews @ documents.T).argmax(0).tolist()
+        return [f"{line}; similar to {asker.review_label(r)}" for line, r in zip(lines, closest, strict=True)]
 
-    def explain(self, asker: _Asker, item: int, rating: float) -> str:
-        """``predicted 4.6 stars; similar to your review of <item>: "<snippet>"``, naming the asker's
-        review whose text is closest (cosine of pretrained embeddings) to the item's document."""
-        line = f"predicted {rating:.1f} stars"
-        if len(asker.review_labels) == 0:
-            return line
-        similarity = F.cosine_similarity(asker.review_vectors, self.net.item_text[item][None], dim=-1)
-        return f"{line}; similar to {asker.review_labels[int(similarity.argmax())]}"
+    def search(self, user_ids: list[str], k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Retrieval only, batched: ``(cosines, item indices)`` [len(user_ids), k] of known users by
+        their precomputed vectors, seen items excluded; no re-ranking or explanations."""
+        positions = [self.user_position.get(u) for u in user_ids]
+        if None in positions:
+            raise UnknownUserError(f"unknown user {user_ids[positions.index(None)]!r}")
+        queries = self.bundle.user_vectors.numpy()[positions]
+        exclude = [self.seen_items[p] for p in positions] if exclude_seen else None
+        return self.index.search(queries, k, exclude)
 
     def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
         """Top-k for a known user, by their precomputed vector; their reviewed items are excluded."""

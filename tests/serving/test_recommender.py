@@ -33,7 +33,7 @@ def test_explanation_names_the_most_similar_past_review(recommender, tiny_export
     item = 2
     target = recommender.net.item_text[item].numpy()
     scores = [float(r @ target / np.linalg.norm(r) / np.linalg.norm(target)) for r in asker.review_vectors.numpy()]
-    assert asker.review_labels[int(np.argmax(scores))] in recommender.explain(asker, item, 4.0)
+    assert asker.review_label(int(np.argmax(scores))) in recommender.explain(asker, [item], [4.0])[0]
 
 
 def test_new_user_reviews_and_queries(recommender, tiny_export):
@@ -50,6 +50,16 @@ def test_new_user_reviews_and_queries(recommender, tiny_export):
     assert [a.item_id for a in query] == [a.item_id for a in as_review]
 
 
+def test_hybrid_index_serves_single_queries_like_exact(recommender, tiny_export):
+    from recsys.serving.index import IndexConfig
+
+    users = [str(u) for u in tiny_export[2].data.user_ids]
+    hybrid = Recommender(recommender.bundle, index=IndexConfig("hybrid"))
+    for user in users:
+        assert [a.item_id for a in hybrid.recommend_user(user, k=3)] == \
+            [a.item_id for a in recommender.recommend_user(user, k=3)]
+
+
 def test_unknown_ids_are_clear_errors(recommender):
     with pytest.raises(UnknownUserError, match="unknown user 'nobody'"):
         recommender.recommend_user("nobody")
@@ -57,3 +67,12 @@ def test_unknown_ids_are_clear_errors(recommender):
         recommender.recommend_reviews([ReviewInput("text", "X1")])
     with pytest.raises(ValueError, match="order="):
         Recommender(recommender.bundle, order="random")
+
+
+def test_batched_search_equals_the_full_path(recommender, tiny_export):
+    users = [str(u) for u in tiny_export[2].data.user_ids]
+    cosines, items = recommender.search(users, k=4)
+    full = recommender.recommend_users(users, k=4)
+    for row, answer in enumerate(full):
+        assert [str(recommender.bundle.item_ids[i]) for i in items[row]] == [a.item_id for a in answer]
+        assert cosines[row].tolist() == pytest.approx([a.cosine for a in answer], abs=1e-5)

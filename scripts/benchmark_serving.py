@@ -1,0 +1,38 @@
+"""Serving speed on a real export and on a synthetic 100,000-item catalog (same run, ratios to raw faiss).
+
+    python scripts/benchmark_serving.py --export exports/mi --out reports/serving_benchmark.md
+"""
+
+import argparse
+import platform
+from pathlib import Path
+
+import torch
+
+from recsys.serving.benchmark import measure, render, synthetic_catalog
+from recsys.serving.recommender import Recommender
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export", required=True, help="export directory (scripts/export.py)")
+    parser.add_argument("--out", default="reports/serving_benchmark.md")
+    parser.add_argument("--synthetic-items", type=int, default=100_000)
+    parser.add_argument("--k", type=int, default=10)
+    args = parser.parse_args()
+
+    real = Recommender.from_export(args.export)
+    rows = measure(real, f"real ({len(real.bundle.item_ids):,} items)", k=args.k)
+    grown = synthetic_catalog(real, args.synthetic_items)
+    rows += measure(grown, f"synthetic ({args.synthetic_items:,} items)", k=args.k)
+    table = render(rows)
+    header = (f"Serving benchmark: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+              f"dim {real.bundle.item_vectors.shape[1]}, k={args.k}\n\n")
+    print(header + table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
