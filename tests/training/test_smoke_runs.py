@@ -64,3 +64,36 @@ def test_resume_from_last_checkpoint_continues_without_redoing_epochs(cache, tmp
     header = rows[0].split(",")
     epochs = {row.split(",")[header.index("epoch")] for row in rows[1:]}
     assert epochs - {""} == {"1"}  # only the second epoch ran (learning-rate rows have no epoch)
+
+
+def test_export_serves_the_trained_test_metrics(cache, tmp_path, real_data_dir):
+    import numpy as np
+
+    from recsys.data.readers import read_reviews
+    from recsys.data.splits import random_split
+    from recsys.serving.recommender import Recommender
+    from tests.conftest import MAGAZINE
+
+    out = tmp_path / "run"
+    run("train.py", "experiment=smoke", "logger=csv", f"hydra.run.dir={out}", cache=cache)
+    best = next((out / "checkpoints").glob("epoch*.ckpt"))
+    export = tmp_path / "export"
+    run("export.py", f"ckpt={best}", f"out={export}", f"hydra.run.dir={tmp_path / 'x'}", cache=cache)
+    metrics = json.loads((out / "metrics.json").read_text())
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert manifest["metrics"]["test/recall@10"] == pytest.approx(metrics["test/recall@10"])
+
+    reviews = read_reviews(real_data_dir / MAGAZINE.subdir / MAGAZINE.reviews).table
+    reviews["split"] = random_split(reviews, 0)
+    held_out = reviews[reviews["split"] == "test"].groupby("user_id")["item_id"].apply(set)
+    recommender = Recommender.from_export(export)
+    users = list(held_out.index)
+    answers = recommender.recommend_users(users, k=10)
+    recall = np.mean([len({a.item_id for a in answer} & held_out[u]) / len(held_out[u])
+                      for u, answer in zip(users, answers, strict=True)])
+    assert recall == pytest.approx(metrics["test/recall@10"], abs=1e-6)
+
+    printed = run("recommend.py", f"export={export}", f"user={users[0]}", "k=5", cache=cache).stdout
+    assert f"Top 5 for user {users[0]}" in printed and "predicted" in printed
+    printed = run("recommend.py", f"export={export}", "query=cooking magazine with recipes", "k=3", cache=cache)
+    assert "your query" in printed.stdout
