@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,6 +16,7 @@ class UserItemSets:
     keys: np.ndarray
     num_users: int
     num_items: int
+    _counts: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_pairs(cls, users: np.ndarray, items: np.ndarray, num_users: int, num_items: int) -> UserItemSets:
@@ -30,7 +31,10 @@ class UserItemSets:
         return (self.keys[where] == query) if len(self.keys) else np.zeros(query.shape, dtype=bool)
 
     def counts(self) -> np.ndarray:
-        return np.bincount(self.keys // self.num_items, minlength=self.num_users)
+        """Items per user [num_users] (computed once: the sets never change)."""
+        if self._counts is None:
+            self._counts = np.bincount(self.keys // self.num_items, minlength=self.num_users)
+        return self._counts
 
     def items_of(self, user: int) -> np.ndarray:
         low, high = np.searchsorted(self.keys, [user * self.num_items, (user + 1) * self.num_items])

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from recsys.data.negatives import UserItemSets
+
 INDEX_KINDS = ("flat", "ivf", "hnsw", "flat_fp16", "hybrid")
 
 
@@ -62,25 +64,25 @@ class ItemIndex:
     def _fp16(dim: int):
         return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
 
-    def search(self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, items)``, each [len(queries), k], best first, leaving out ``exclude[i]`` for
-        query i. Rows with fewer than k results are padded with item -1 and score -inf."""
+    def search(self, queries: np.ndarray, k: int, exclude: UserItemSets | None = None,
+               rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, items)``, each [len(queries), k], best first. With ``exclude``, query i leaves
+        out the items of set ``rows[i]`` (default i). Rows with fewer than k results are padded
+        with item -1 and score -inf."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, self.num_items)
-        extra = max((len(e) for e in exclude), default=0) if exclude else 0
         index = self.small_index if self.small_index is not None and len(queries) < self.config.small_batch \
             else self.index
+        if exclude is None:
+            scores, items = index.search(queries, k)
+            return scores, items
+        rows = np.arange(len(queries)) if rows is None else np.asarray(rows, dtype=np.int64)
+        extra = int(exclude.counts()[rows].max(initial=0)) if len(rows) else 0
         scores, items = index.search(queries, min(k + extra, self.num_items))
         if not extra:
             return scores[:, :k], items[:, :k]
-        # Vectorised filtering: one sorted array of (row, item) keys, then a stable sort that moves
-        # the excluded and missing (-1) results of each row behind the kept ones.
-        rows = np.repeat(np.arange(len(exclude)), [len(e) for e in exclude])
-        keys = np.sort(rows * self.num_items + np.concatenate(exclude).astype(np.int64))
-        query_keys = np.arange(len(queries))[:, None] * self.num_items + items
-        where = np.minimum(np.searchsorted(keys, query_keys), len(keys) - 1)
-        dropped = (keys[where] == query_keys) | (items < 0)
+        # A stable sort moves each row's excluded and missing (-1) results behind the kept ones.
+        dropped = exclude.contains(rows[:, None], np.maximum(items, 0)) | (items < 0)
         order = np.argsort(dropped, axis=1, kind="stable")[:, :k]
         kept_scores = np.take_along_axis(np.where(dropped, -np.inf, scores), order, axis=1).astype(np.float32)
         kept_items = np.take_along_axis(np.where(dropped, -1, items), order, axis=1)

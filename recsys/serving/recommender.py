@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys.data.negatives import UserItemSets
 from recsys.export.reader import ExportBundle, load_export
 from recsys.serving.index import IndexConfig, ItemIndex
 
@@ -105,11 +106,9 @@ class Recommender:
         self.item_snippets = bundle.items["snippet"].astype(str).tolist()
         self.review_snippets = reviews["snippet"].astype(str).tolist()
         self.review_ratings = reviews["rating"].to_numpy(np.float32)
-        items_of_review = reviews["item"].to_numpy()
-        self.review_items = items_of_review
-        self.seen_items = [
-            items_of_review[self.user_reviews.get(user, np.zeros(0, dtype=np.int64))] for user in bundle.user_ids
-        ]
+        self.review_items = reviews["item"].to_numpy()
+        reviewers = np.array([self.user_position[u] for u in reviews["user_id"]], dtype=np.int64)
+        self.seen = UserItemSets.from_pairs(reviewers, self.review_items, len(bundle.user_ids), len(bundle.item_ids))
 
     @classmethod
     def from_export(cls, directory: Path | str, **kwargs) -> Recommender:
@@ -126,7 +125,7 @@ class Recommender:
         return _Asker(
             vector=self.bundle.user_vectors[self.user_position[user_id]],
             offset=offset[0],
-            seen=self.seen_items[self.user_position[user_id]],
+            seen=self.seen.items_of(self.user_position[user_id]),
             review_vectors=self.net.review_text[torch.from_numpy(rows)],
             review_label=lambda r: self._label(self.review_items[rows[r]], self.review_snippets[rows[r]]),
         )
@@ -169,7 +168,11 @@ class Recommender:
             raise ValueError(f"k must be >= 1, got {k}")
         top = max(k, self.rerank_top)
         queries = torch.stack([a.vector for a in askers]).numpy()
-        exclude = [a.seen for a in askers] if exclude_seen else None
+        exclude = None
+        if exclude_seen:
+            rows = np.concatenate([np.full(len(a.seen), i) for i, a in enumerate(askers)]).astype(np.int64)
+            items = np.concatenate([a.seen for a in askers]).astype(np.int64)
+            exclude = UserItemSets.from_pairs(rows, items, len(askers), self.index.num_items)
         cosines, candidates = self.index.search(queries, top, exclude)
         answers = []
         for asker, row_cosines, row_items in zip(askers, cosines, candidates, strict=True):
@@ -217,8 +220,9 @@ class Recommender:
         if None in positions:
             raise UnknownUserError(f"unknown user {user_ids[positions.index(None)]!r}")
         queries = self.bundle.user_vectors.numpy()[positions]
-        exclude = [self.seen_items[p] for p in positions] if exclude_seen else None
-        return self.index.search(queries, k, exclude)
+        if not exclude_seen:
+            return self.index.search(queries, k)
+        return self.index.search(queries, k, self.seen, rows=np.asarray(positions, dtype=np.int64))
 
     def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
         """Top-k for a known user, by their precomputed vector; their reviewed items are excluded."""

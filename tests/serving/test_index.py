@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
+from recsys.data.negatives import UserItemSets
 from recsys.serving.index import IndexConfig, ItemIndex
+
+
+def sets_of(rows: list) -> UserItemSets:
+    users = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)]).astype(np.int64)
+    items = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+    return UserItemSets.from_pairs(users, items, len(rows), 10_000)
 
 
 def unit(rows: int, dim: int, seed: int) -> np.ndarray:
@@ -22,7 +29,7 @@ def test_excluded_items_never_come_back_and_results_stay_in_order():
     items, queries = unit(200, 16, 2), unit(3, 16, 3)
     full_scores, full = ItemIndex(items).search(queries, 200)
     exclude = [full[0, :5], np.array([], dtype=np.int64), full[2, [0, 2, 4]]]
-    scores, found = ItemIndex(items).search(queries, 10, exclude)
+    scores, found = ItemIndex(items).search(queries, 10, sets_of(exclude))
     assert found[0].tolist() == full[0, 5:15].tolist()
     assert found[1].tolist() == full[1, :10].tolist()
     assert found[2].tolist() == [i for i in full[2] if i not in exclude[2]][:10]
@@ -30,7 +37,7 @@ def test_excluded_items_never_come_back_and_results_stay_in_order():
 
 
 def test_small_catalog_pads_missing_results():
-    scores, found = ItemIndex(unit(4, 8, 4)).search(unit(1, 8, 5), 3, [np.array([0, 1])])
+    scores, found = ItemIndex(unit(4, 8, 4)).search(unit(1, 8, 5), 3, sets_of([np.array([0, 1])]))
     assert sorted(found[0, :2].tolist()) == [2, 3] and found[0, 2] == -1 and scores[0, 2] == -np.inf
 
 
