@@ -60,9 +60,11 @@ class HistoryBatch:
     history_items: torch.Tensor
     history_ratings: torch.Tensor
     history_mask: torch.Tensor
+    user: torch.Tensor | None = None
 
 
-def pad_histories(rows: list[np.ndarray], review_items: np.ndarray, review_ratings: np.ndarray) -> HistoryBatch:
+def pad_histories(rows: list[np.ndarray], review_items: np.ndarray, review_ratings: np.ndarray,
+                  users: np.ndarray | None = None) -> HistoryBatch:
     """Pad per-user lists of training-review indices into a :class:`HistoryBatch`."""
     width = max(1, max((len(r) for r in rows), default=0))
     history = np.zeros((len(rows), width), dtype=np.int64)
@@ -74,7 +76,7 @@ def pad_histories(rows: list[np.ndarray], review_items: np.ndarray, review_ratin
     items = np.where(mask, review_items[safe] if len(review_items) else 0, 0)
     ratings = np.where(mask, review_ratings[safe] if len(review_ratings) else 0.0, 0.0).astype(np.float32)
     return HistoryBatch(torch.from_numpy(history), torch.from_numpy(items), torch.from_numpy(ratings),
-                        torch.from_numpy(mask))
+                        torch.from_numpy(mask), None if users is None else torch.as_tensor(users, dtype=torch.long))
 
 
 class PairIndexDataset(Dataset):

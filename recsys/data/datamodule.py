@@ -162,7 +162,7 @@ class ReviewDataModule(pl.LightningDataModule):
         """The training histories (most recent ``max_reviews``) of user indices ``users``."""
         data = self._require()
         rows = [data.histories.of(int(u), self.max_reviews) for u in users]
-        return pad_histories(rows, data.pairs["train"].item, data.pairs["train"].rating)
+        return pad_histories(rows, data.pairs["train"].item, data.pairs["train"].rating, users)
 
     def collator(self, split: str) -> PairCollator:
         """The collator of ``split``; evaluation splits use negatives fixed once from the seed."""

@@ -32,3 +32,42 @@ class ScoringHead(nn.Module):
         out = self.mlp(torch.cat([u, v, u * v, (u - v).abs()], dim=-1))
         rating = MIN_RATING + (MAX_RATING - MIN_RATING) * torch.sigmoid(out[..., 0])
         return rating, out[..., 1]
+
+
+class RatingScoring:
+    """Rating and like-logit of (user, item) vectors: the :class:`ScoringHead`, plus (with
+    ``biases``) an item bias and the user's shrunk mean rating deviation. A mixin for networks
+    (``nn.Module``) that share it: the two-tower model and matrix factorisation."""
+
+    head: ScoringHead
+
+    def init_rating_scoring(self, num_items: int, dim: int, head: dict | None, biases: bool,
+                            bias_shrinkage: float) -> None:
+        self.head = ScoringHead(dim, **(head or {}))
+        self.item_bias = nn.Embedding(num_items, 1) if biases else None
+        if self.item_bias is not None:
+            nn.init.zeros_(self.item_bias.weight)
+        self.user_offset_weight = nn.Parameter(torch.ones(())) if biases else None
+        self.bias_shrinkage = bias_shrinkage
+        self.register_buffer("mean_rating", torch.tensor(0.0))
+
+    def user_offset(self, history_ratings: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
+        """The user's shrunk mean deviation from the global mean rating [B] (0 for empty histories)."""
+        deviation = ((history_ratings - self.mean_rating) * history_mask).sum(1)
+        return deviation / (history_mask.sum(1) + self.bias_shrinkage)
+
+    def score(self, users: torch.Tensor, item_vectors: torch.Tensor, items: torch.Tensor | None = None,
+              user_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted rating in [1, 5] and like-logit of (user, item) vector pairs [..., dim].
+
+        With biases, the head's rating is shifted by the item's bias (``items`` given) and the
+        user's offset (``user_offset`` [B], broadcast over trailing item dimensions)."""
+        rating, like = self.head(users, item_vectors)
+        if self.item_bias is None:
+            return rating, like
+        if items is not None:
+            rating = rating + self.item_bias(items).squeeze(-1)
+        if user_offset is not None:
+            offset = user_offset.reshape(user_offset.shape + (1,) * (rating.dim() - user_offset.dim()))
+            rating = rating + self.user_offset_weight * offset
+        return rating.clamp(1.0, 5.0), like

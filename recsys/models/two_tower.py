@@ -13,7 +13,7 @@ from recsys.data.batches import HistoryBatch, PairBatch
 from recsys.data.catalog import Catalog
 from recsys.models.embedding_cache import cached_embeddings
 from recsys.models.item_tower import ItemTower
-from recsys.models.scoring_head import ScoringHead
+from recsys.models.scoring_head import RatingScoring
 from recsys.models.text_encoder import TextEncoder
 from recsys.models.user_tower import UserTower
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 REVIEW_ENCODERS = ("frozen", "finetune")
 
 
-class TwoTowerModel(nn.Module):
+class TwoTowerModel(RatingScoring, nn.Module):
     """Item tower, user tower and scoring head.
 
     Args:
@@ -62,13 +62,7 @@ class TwoTowerModel(nn.Module):
         self.user_tower = UserTower(
             encoder.hidden_size, num_items, dim, item_embedding=self.item_tower.id_embedding, **user
         )
-        self.head = ScoringHead(dim, **(head or {}))
-        self.item_bias = nn.Embedding(num_items, 1) if biases else None
-        if self.item_bias is not None:
-            nn.init.zeros_(self.item_bias.weight)
-        self.user_offset_weight = nn.Parameter(torch.ones(())) if biases else None
-        self.bias_shrinkage = bias_shrinkage
-        self.register_buffer("mean_rating", torch.tensor(0.0))
+        self.init_rating_scoring(num_items, dim, head, biases, bias_shrinkage)
         self.embedding_cache_dir = embedding_cache_dir
         self.register_buffer("review_text", torch.empty(0), persistent=False)
         self.register_buffer("item_text", torch.empty(0), persistent=False)
@@ -128,27 +122,6 @@ class TwoTowerModel(nn.Module):
             self._history_review_text(batch), self.item_text[batch.history_items], batch.history_items,
             batch.history_ratings, batch.history_mask,
         )
-
-    def user_offset(self, history_ratings: torch.Tensor, history_mask: torch.Tensor) -> torch.Tensor:
-        """The user's shrunk mean deviation from the global mean rating [B] (0 for empty histories)."""
-        deviation = ((history_ratings - self.mean_rating) * history_mask).sum(1)
-        return deviation / (history_mask.sum(1) + self.bias_shrinkage)
-
-    def score(self, users: torch.Tensor, item_vectors: torch.Tensor, items: torch.Tensor | None = None,
-              user_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted rating in [1, 5] and like-logit of (user, item) vector pairs [..., dim].
-
-        With biases, the head's rating is shifted by the item's bias (``items`` given) and the
-        user's offset (``user_offset`` [B], broadcast over trailing item dimensions)."""
-        rating, like = self.head(users, item_vectors)
-        if self.item_bias is None:
-            return rating, like
-        if items is not None:
-            rating = rating + self.item_bias(items).squeeze(-1)
-        if user_offset is not None:
-            offset = user_offset.reshape(user_offset.shape + (1,) * (rating.dim() - user_offset.dim()))
-            rating = rating + self.user_offset_weight * offset
-        return rating.clamp(1.0, 5.0), like
 
     def item_vectors(self, items: torch.Tensor, input_ids: torch.Tensor | None = None,
                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -76,6 +76,11 @@ class TwoTowerModule(pl.LightningModule):
         self._user_vectors: dict[int, torch.Tensor] = {}
         self._step_started = 0.0
 
+    @property
+    def encoder(self):
+        """The network's text encoder, or None (matrix factorisation has none)."""
+        return getattr(self.net, "encoder", None)
+
     # -- setup -----------------------------------------------------------------------------
     def attach(self, catalog: Catalog) -> None:
         """Cache catalog encodings and popularity; call before training or evaluation."""
@@ -134,7 +139,8 @@ class TwoTowerModule(pl.LightningModule):
                                        config.retrieval, log_q)
 
     def on_train_batch_start(self, batch: PairBatch, batch_idx: int) -> None:
-        self.net.encoder.flops_counter = 0.0
+        if self.encoder is not None:
+            self.encoder.flops_counter = 0.0
         self._step_started = time.perf_counter()
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
@@ -145,10 +151,11 @@ class TwoTowerModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs, batch: PairBatch, batch_idx: int) -> None:
         seconds = max(time.perf_counter() - self._step_started, 1e-9)
-        flops = self.net.encoder.flops_counter
         self.log("train/samples_per_s", len(batch) / seconds, batch_size=len(batch))
-        self.log("train/encoder_tflops", flops / seconds / 1e12, batch_size=len(batch))
-        self.log("train/encoder_flop_utilisation", flops / seconds / self.peak_flops, batch_size=len(batch))
+        if self.encoder is not None:
+            flops = self.encoder.flops_counter
+            self.log("train/encoder_tflops", flops / seconds / 1e12, batch_size=len(batch))
+            self.log("train/encoder_flop_utilisation", flops / seconds / self.peak_flops, batch_size=len(batch))
 
     def _eval_step(self, batch: PairBatch, stage: str) -> None:
         out = self.model_step(batch)
@@ -197,8 +204,9 @@ class TwoTowerModule(pl.LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self):
-        encoder_ids = {id(p) for p in self.net.encoder.parameters()}
-        encoder = [p for p in self.net.encoder.parameters() if p.requires_grad]
+        encoder_parameters = list(self.encoder.parameters()) if self.encoder is not None else []
+        encoder_ids = {id(p) for p in encoder_parameters}
+        encoder = [p for p in encoder_parameters if p.requires_grad]
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
         groups = [{"params": rest, "name": "rest"}]
         if encoder:

@@ -6,6 +6,8 @@ many users there are; only each user's top K is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -21,13 +23,23 @@ def top_k_items(
 ) -> torch.Tensor:
     """Indices [len(users), k] of each user's k highest-scoring items by inner product (cosine for
     unit vectors), best first, leaving out the items of ``exclude`` (the user's training items)."""
-    k = min(k, item_vectors.shape[0])
+    return top_k_from_scores(lambda start, stop: user_vectors[start:stop] @ item_vectors.T, users, k, exclude,
+                             chunk, item_vectors.shape[0])
+
+
+@torch.no_grad()
+def top_k_from_scores(
+    scores_of: Callable[[int, int], torch.Tensor], users: np.ndarray, k: int, exclude: UserItemSets | None,
+    chunk: int, num_items: int,
+) -> torch.Tensor:
+    """Top-k [len(users), k] from ``scores_of(start, stop)``, the [stop - start, num_items] scores of
+    users ``users[start:stop]``, computed one chunk at a time; excluded items never appear."""
+    k = min(k, num_items)
     result = torch.empty(len(users), k, dtype=torch.long)
     for start in range(0, len(users), chunk):
-        scores = user_vectors[start : start + chunk] @ item_vectors.T
+        scores = scores_of(start, min(start + chunk, len(users))).clone().float()
         if exclude is not None:
-            block = users[start : start + chunk]
-            rows, cols = _pairs_of(exclude, block)
+            rows, cols = _pairs_of(exclude, users[start : start + chunk])
             scores[rows, cols] = float("-inf")
         result[start : start + chunk] = scores.topk(k, dim=1).indices
     return result

@@ -37,7 +37,10 @@ def run_dir(cfg: DictConfig) -> Path:
 
 def build_module(cfg: DictConfig, datamodule: ReviewDataModule) -> TwoTowerModule:
     """The LightningModule of ``cfg.model`` sized for ``datamodule``'s catalog."""
-    net = hydra.utils.instantiate(cfg.model.net, num_items=datamodule.num_items)
+    sizes = {"num_items": datamodule.num_items}
+    if "num_users" in cfg.model.net.keys():  # "in" skips missing (???) values
+        sizes["num_users"] = datamodule.num_users
+    net = hydra.utils.instantiate(cfg.model.net, **sizes)
     module = hydra.utils.instantiate(cfg.model.module, net=net)
     module.run_config = OmegaConf.to_yaml(cfg, resolve=True)
     return module
@@ -67,6 +70,8 @@ def train(cfg: DictConfig) -> float | None:
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if "baseline" in cfg.model:
+        return fit_baseline(cfg, datamodule, out, started)
     module = build_module(cfg, datamodule)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
@@ -104,6 +109,22 @@ def train(cfg: DictConfig) -> float | None:
     if monitored is not None:
         return monitored
     return metrics.get(cfg.model.monitor)
+
+
+def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, started: float) -> float | None:
+    """Fit a non-neural baseline (``cfg.model.baseline``), evaluate it on validation and test
+    with the two-tower metrics, and write ``metrics.json``."""
+    from recsys.benchmarking.evaluation import evaluate_scorer
+
+    baseline = hydra.utils.instantiate(cfg.model.baseline)
+    baseline.fit(datamodule)
+    metrics = {"train_minutes": (time.perf_counter() - started) / 60}
+    for split in ("val", "test"):
+        metrics.update(evaluate_scorer(baseline.user_scores, baseline.predict_ratings, datamodule, split,
+                                       ks=cfg.model.get("ks", (5, 10, 20))))
+    write_metrics(out / "metrics.json", metrics)
+    log.info("Metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return metrics.get(cfg.model.get("monitor", "val/recall@10"))
 
 
 def load_checkpoint_config(path: Path) -> tuple[DictConfig, dict]:

@@ -1,0 +1,1 @@
+"""Comparing models on the same data, split and metrics; the results report."""

@@ -1,0 +1,128 @@
+"""Train and evaluate every model on the same data, split and metrics; one process per run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+MODELS = ("popularity", "bias", "ease", "zero_shot", "mf", "two_tower")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@dataclass
+class RunSpec:
+    """One model on one split: ``split`` is ``random`` (with ``seed``) or ``temporal``."""
+
+    model: str
+    split: str
+    seed: int
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.split}-seed{self.seed}"
+
+
+def compose_run(spec: RunSpec, out: Path, data: str, config_dir: Path = CONF_DIR):
+    overrides = [
+        f"data={data}", f"model={spec.model}", f"seed={spec.seed}", f"data.split.strategy={spec.split}",
+        "logger=csv", f"hydra.run.dir={out}", "test=true", *spec.overrides,
+    ]
+    if spec.model == "two_tower" and data == "musical_instruments":
+        overrides.append("experiment=mi_full")
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def _run_in_child(spec: RunSpec, out: Path, data: str, queue) -> None:
+    """Train/evaluate one run; report its metrics, time and peak RSS through ``queue``."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from recsys.training.run import train
+
+    try:
+        cfg = compose_run(spec, out, data)
+        OmegaConf.set_readonly(cfg.hydra, False)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(out)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # registered above; a run config does not carry it (as in a Hydra app)
+        started = time.perf_counter()
+        train(cfg)
+        minutes = (time.perf_counter() - started) / 60
+        metrics = json.loads((out / "metrics.json").read_text())
+        if spec.model in ("mf", "two_tower"):
+            metrics.update(_network_metrics(cfg, out))
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        queue.put({"ok": True, "metrics": metrics, "minutes": minutes, "peak_mb": peak_mb})
+    except Exception as err:  # the parent reports which run failed and why
+        queue.put({"ok": False, "error": f"{type(err).__name__}: {err}"})
+
+
+def _network_metrics(cfg, out: Path) -> dict:
+    """Coverage, popularity and the recall curve of the best checkpoint, from the same evaluation
+    as the baselines (RMSE and the @K metrics come from training's own test pass)."""
+    import hydra
+    import torch
+
+    from recsys.benchmarking.evaluation import evaluate_scorer, network_scorer
+    from recsys.training.run import build_module
+
+    checkpoint = next((out / "checkpoints").glob("epoch*.ckpt"))
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    module = build_module(cfg, datamodule)
+    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    module.attach(datamodule.catalog())
+    scores = evaluate_scorer(network_scorer(module.net, datamodule), None, datamodule, "test")
+    return {k: v for k, v in scores.items() if "coverage" in k or "popularity" in k or k.startswith("test/recall@")}
+
+
+def run(spec: RunSpec, out: Path, data: str) -> dict:
+    """Run ``spec`` in a fresh process (clean peak memory); raise with its error if it fails."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_run_in_child, args=(spec, out, data, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    if not result["ok"]:
+        raise RuntimeError(f"{spec.name} failed: {result['error']}")
+    log.info("%s: %.2f min, %.0f MB", spec.name, result["minutes"], result["peak_mb"])
+    return {"model": spec.model, "split": spec.split, "seed": spec.seed, **result}
+
+
+def run_benchmark(data: str, seeds: list[int], models: list[str], out: Path, work: Path,
+                  overrides: list[str] | None = None) -> list[dict]:
+    """Every model on the random split for each seed and on the temporal split (seed of the
+    first), each run's files under ``work``; learning curves of trained networks are copied to
+    ``out``. Returns the run records (see :mod:`recsys.benchmarking.report`)."""
+    import shutil
+
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; choose from: {', '.join(MODELS)}")
+    specs = [RunSpec(m, "random", s, list(overrides or [])) for s in seeds for m in models]
+    specs += [RunSpec(m, "temporal", seeds[0], list(overrides or [])) for m in models]
+    records = []
+    for spec in specs:
+        run_dir = work / spec.name
+        records.append(run(spec, run_dir, data))
+        curves = run_dir / "learning_curves.png"
+        if curves.exists():
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(curves, out / f"learning_curves_{spec.name}.png")
+    return records

@@ -1,0 +1,44 @@
+"""Train and evaluate every model (popularity, bias, ease, zero_shot, mf, two_tower) on the same
+data, random split (per seed) and temporal split; write reports/<data>/results.md and plots.
+
+    python scripts/benchmark.py data=musical_instruments
+    python scripts/benchmark.py data=musical_instruments --seeds 0 1 2
+    python scripts/benchmark.py data=magazine --models popularity ease two_tower trainer.max_epochs=2
+"""
+
+import argparse
+import logging
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from recsys.benchmarking.harness import MODELS, run_benchmark
+from recsys.benchmarking.report import write_report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Compare all models on one dataset.")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides: data=<name> and any other key=value")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--out", default="reports", help="reports go to <out>/<data>/")
+    parser.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
+    args, rest = parser.parse_known_args()
+    unknown = [r for r in rest if r.startswith("-") or "=" not in r]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides += rest  # key=value overrides given after the options
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    data = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("data=")), "musical_instruments")
+    others = [o for o in args.overrides if not o.startswith("data=")]
+    out = Path(args.out) / data
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="recsys-benchmark-"))
+    records = run_benchmark(data, args.seeds, args.models, out, work, others)
+    command = "python scripts/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    path = write_report(records, out, data, command)
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
