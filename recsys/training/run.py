@@ -38,7 +38,7 @@ def run_dir(cfg: DictConfig) -> Path:
 def build_module(cfg: DictConfig, datamodule: ReviewDataModule) -> TwoTowerModule:
     """The LightningModule of ``cfg.model`` sized for ``datamodule``'s catalog."""
     sizes = {"num_items": datamodule.num_items}
-    if "num_users" in cfg.model.net.keys():  # "in" skips missing (???) values
+    if "num_users" in cfg.model.net.keys():  # noqa: SIM118 (OmegaConf: "in" skips missing ??? values)
         sizes["num_users"] = datamodule.num_users
     net = hydra.utils.instantiate(cfg.model.net, **sizes)
     module = hydra.utils.instantiate(cfg.model.module, net=net)
