@@ -38,7 +38,7 @@ MI = DatasetFiles("musical_instruments", "amazon2014-musical-instruments-5core",
 def main() -> None:
     parser = argparse.ArgumentParser(description="Speed benchmark")
     parser.add_argument("--out", default="reports/speed_benchmark.md")
-    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=2, help="timed batches per loop (the naive one is slow)")
     parser.add_argument("--skip-full-run", action="store_true", help="skip the peak-RSS training run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -99,3 +99,18 @@ def test_wandb_is_offline_without_an_account(tmp_path, monkeypatch):
     wandb = [lg for lg in loggers if isinstance(lg, WandbLogger)]
     assert len(wandb) == 1 and wandb[0]._offline is True
     assert len(loggers) == 2  # CSV always too
+
+
+def test_logger_none_drops_the_learning_rate_monitor(tmp_path):
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
+
+    cfg = compose_run(tmp_path, ["logger=none"])
+    loggers = instantiate_loggers(cfg.logger)
+    callbacks = usable_callbacks(instantiate_callbacks(cfg.callbacks), loggers)
+    assert loggers == [] and not any(isinstance(c, LearningRateMonitor) for c in callbacks)
+    assert any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    with_csv = instantiate_loggers(compose_run(tmp_path, ["logger=csv"]).logger)
+    assert any(isinstance(c, LearningRateMonitor) for c in usable_callbacks(instantiate_callbacks(cfg.callbacks),
+                                                                           with_csv))

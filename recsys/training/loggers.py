@@ -53,3 +53,15 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
         for entry in (callbacks_cfg or {}).values()
         if isinstance(entry, DictConfig) and "_target_" in entry
     ]
+
+
+def usable_callbacks(callbacks: list[Callback], loggers: list[Logger]) -> list[Callback]:
+    """``callbacks`` without those that need a logger (the learning-rate monitor) when there is none."""
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    if loggers:
+        return callbacks
+    dropped = [type(c).__name__ for c in callbacks if isinstance(c, LearningRateMonitor)]
+    if dropped:
+        log.info("No logger: not using %s", ", ".join(dropped))
+    return [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

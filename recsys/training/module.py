@@ -47,13 +47,18 @@ class TwoTowerModule(pl.LightningModule):
         ks: cut-offs of the ranking metrics.
         relevance_min_rating: count only held-out items rated at least this as relevant (None: all).
         peak_flops: FLOP/s that encoder utilisation is reported against.
+        embedding_weight_decay: weight decay of embedding tables (None: the optimizer's). AdamW's
+            decay shrinks every row at every step, so rows seen rarely (users' ids) fade between
+            their updates; 0 keeps them.
+        embedding_lr: learning rate of embedding tables (None: the optimizer's); sparse rows get few
+            updates and may need a larger one. Both settings apply to id tables (not 1-d biases).
     """
 
     def __init__(
         self, net: TwoTowerModel, loss: dict | LossConfig | None = None,
         optimizer: Callable[..., Optimizer] | None = None, encoder_lr: float = 5e-5, warmup_ratio: float = 0.1,
         decay: str = "cosine", ks: tuple[int, ...] | list[int] = (5, 10, 20), relevance_min_rating: float | None = None,
-        peak_flops: float = 1e12,
+        peak_flops: float = 1e12, embedding_weight_decay: float | None = None, embedding_lr: float | None = None,
     ) -> None:
         super().__init__()
         # The optimizer partial is not saved: checkpoints must load with weights_only=True. The
@@ -69,6 +74,8 @@ class TwoTowerModule(pl.LightningModule):
         self.ks = sorted(int(k) for k in ks)
         self.relevance_min_rating = relevance_min_rating
         self.peak_flops = peak_flops
+        self.embedding_weight_decay = embedding_weight_decay
+        self.embedding_lr = embedding_lr
         self.rmse = torch.nn.ModuleDict({s: MeanSquaredError(squared=False) for s in EVAL_STAGES})
         self.mae = torch.nn.ModuleDict({s: MeanAbsoluteError() for s in EVAL_STAGES})
         self.register_buffer("log_q", torch.empty(0), persistent=False)
@@ -209,6 +216,15 @@ class TwoTowerModule(pl.LightningModule):
         encoder = [p for p in encoder_parameters if p.requires_grad]
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
         groups = [{"params": rest, "name": "rest"}]
+        if self.embedding_weight_decay is not None or self.embedding_lr is not None:
+            tables = {id(m.weight) for m in self.net.modules()
+                      if isinstance(m, torch.nn.Embedding) and m.embedding_dim > 1}
+            embedding_group = {"params": [p for p in rest if id(p) in tables], "name": "embeddings"}
+            if self.embedding_weight_decay is not None:
+                embedding_group["weight_decay"] = self.embedding_weight_decay
+            if self.embedding_lr is not None:
+                embedding_group["lr"] = self.embedding_lr
+            groups = [{"params": [p for p in rest if id(p) not in tables], "name": "rest"}, embedding_group]
         if encoder:
             groups.append({"params": encoder, "lr": self.encoder_lr, "name": "encoder"})
         optimizer = self.optimizer_factory(groups)

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from recsys.data.datamodule import ReviewDataModule
-from recsys.training.loggers import instantiate_callbacks, instantiate_loggers
+from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
 from recsys.training.module import TwoTowerModule
 from recsys.training.report import (
     example_recommendations,
@@ -74,7 +74,7 @@ def train(cfg: DictConfig) -> float | None:
         return fit_baseline(cfg, datamodule, out, started)
     module = build_module(cfg, datamodule)
     loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks = usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -101,3 +101,17 @@ def test_warmup_then_cosine_decay():
     linear = warmup_then_decay(total_steps=100, warmup_ratio=0.1, decay="linear")
     assert linear(55) == pytest.approx(0.5, abs=0.01)
     assert np.all(np.diff([schedule(s) for s in range(10, 100)]) <= 1e-12)
+
+
+def test_embedding_tables_get_their_own_decay_and_learning_rate(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path)
+    module.embedding_weight_decay, module.embedding_lr = 0.0, 0.05
+    fit = trainer(epochs=1)
+    fit.fit(module, dm)
+    groups = {g["name"]: g for g in fit.optimizers[0].param_groups}
+    ids = {id(p) for p in groups["embeddings"]["params"]}
+    assert id(module.net.item_tower.id_embedding.weight) in ids
+    assert id(module.net.item_bias.weight) not in ids  # a 1-d bias keeps the shared decay
+    assert groups["embeddings"]["weight_decay"] == 0.0 and groups["embeddings"]["initial_lr"] == pytest.approx(0.05)
+    assert groups["rest"]["weight_decay"] > 0
