@@ -1,6 +1,8 @@
 """Export a trained checkpoint for serving.
 
     python scripts/export.py ckpt=outputs/mi_full/<run>/checkpoints/epoch04.ckpt out=exports/mi
+    python scripts/export.py ckpt=... out=exports/mi_onnx export.onnx=true      # + encoder.onnx (onnxruntime)
+    python scripts/export.py ckpt=... out=exports/mi_int8 export.quantize=int8  # int8 linear layers
 """
 
 import hydra
@@ -8,12 +10,14 @@ from omegaconf import DictConfig
 
 from recsys.cli import exit_on_user_error
 from recsys.export import export_checkpoint
+from recsys.export.writer import ServingOptions
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    print(f"Exported to {export_checkpoint(cfg.ckpt, cfg.out, overwrite=cfg.overwrite)}")
+    serving = ServingOptions(quantize=cfg.export.quantize, onnx=bool(cfg.export.onnx))
+    print(f"Exported to {export_checkpoint(cfg.ckpt, cfg.out, overwrite=cfg.overwrite, serving=serving)}")
 
 
 if __name__ == "__main__":

@@ -33,18 +33,22 @@ class RunSpec:
         return f"{self.model}-{self.split}-seed{self.seed}"
 
 
-def compose_run(spec: RunSpec, out: Path, data: str, config_dir: Path = CONF_DIR):
-    overrides = [
-        f"data={data}", f"model={spec.model}", f"seed={spec.seed}", f"data.split.strategy={spec.split}",
-        "logger=csv", f"hydra.run.dir={out}", "test=true", *spec.overrides,
-    ]
+def run_overrides(spec: RunSpec, data: str) -> list[str]:
+    """The ``train`` overrides of ``spec`` (the full MI schedule for the two-tower model on MI)."""
+    overrides = [f"data={data}", f"model={spec.model}", f"seed={spec.seed}", f"data.split.strategy={spec.split}"]
     if spec.model == "two_tower" and data == "musical_instruments":
         overrides.append("experiment=mi_full")
+    return [*overrides, *spec.overrides]
+
+
+def compose_training(overrides: list[str], out: Path, config_dir: Path = CONF_DIR):
+    """The ``train`` config of ``overrides`` (CSV logging, test pass), with ``out`` as its run directory."""
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=True)
+        return compose("train", overrides=["logger=csv", "test=true", *overrides, f"hydra.run.dir={out}"],
+                       return_hydra_config=True)
 
 
-def _run_in_child(spec: RunSpec, out: Path, data: str, queue) -> None:
+def _train_in_child(overrides: list[str], out: Path, queue) -> None:
     """Train/evaluate one run; report its metrics, time and peak RSS through ``queue``."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
@@ -52,7 +56,7 @@ def _run_in_child(spec: RunSpec, out: Path, data: str, queue) -> None:
     from recsys.training.run import train
 
     try:
-        cfg = compose_run(spec, out, data)
+        cfg = compose_training(overrides, out)
         OmegaConf.set_readonly(cfg.hydra, False)
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(out)
@@ -63,7 +67,7 @@ def _run_in_child(spec: RunSpec, out: Path, data: str, queue) -> None:
         train(cfg)
         minutes = (time.perf_counter() - started) / 60
         metrics = json.loads((out / "metrics.json").read_text())
-        if spec.model in ("mf", "two_tower"):
+        if "baseline" not in cfg.model:
             metrics.update(_network_metrics(cfg, out))
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         queue.put({"ok": True, "metrics": metrics, "minutes": minutes, "peak_mb": peak_mb})
@@ -91,17 +95,24 @@ def _network_metrics(cfg, out: Path) -> dict:
     return {k: v for k, v in scores.items() if "coverage" in k or "popularity" in k or k.startswith("test/recall@")}
 
 
-def run(spec: RunSpec, out: Path, data: str) -> dict:
-    """Run ``spec`` in a fresh process (clean peak memory); raise with its error if it fails."""
+def run_training(overrides: list[str], out: Path, name: str) -> dict:
+    """``scripts/train.py`` with ``overrides`` in a fresh process (clean peak memory), files under
+    ``out``; returns ``{"metrics", "minutes", "peak_mb"}`` or raises with the run's error."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_run_in_child, args=(spec, out, data, queue))
+    process = context.Process(target=_train_in_child, args=(list(overrides), out, queue))
     process.start()
     result = queue.get()
     process.join()
-    if not result["ok"]:
-        raise RuntimeError(f"{spec.name} failed: {result['error']}")
-    log.info("%s: %.2f min, %.0f MB", spec.name, result["minutes"], result["peak_mb"])
+    if not result.pop("ok"):
+        raise RuntimeError(f"{name} failed: {result['error']}")
+    log.info("%s: %.2f min, %.0f MB", name, result["minutes"], result["peak_mb"])
+    return result
+
+
+def run(spec: RunSpec, out: Path, data: str) -> dict:
+    """Run ``spec`` in a fresh process; its record for the report."""
+    result = run_training(run_overrides(spec, data), out, spec.name)
     return {"model": spec.model, "split": spec.split, "seed": spec.seed, **result}
 
 

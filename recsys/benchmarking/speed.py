@@ -51,6 +51,36 @@ def encoder_speed(encoder: TextEncoder, seq_len: int, bf16: bool, batch: int = 1
     return EncoderSpeed(seq_len, "bf16" if bf16 else "fp32", batch / seconds, flops / seconds)
 
 
+# Profiler operator names -> what they are, for the time breakdown.
+OPERATOR_GROUPS = {
+    "matrix multiplications (linear layers)": ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul"),
+    "attention (fused SDPA kernel)": ("aten::_scaled_dot_product_flash_attention_for_cpu",),
+    "autocast casts (fp32 weights to bf16)": ("aten::copy_", "aten::_to_copy"),
+    "element-wise (add, GELU, LayerNorm, mul)": ("aten::add", "aten::gelu", "aten::native_layer_norm", "aten::mul"),
+    "embedding lookups": ("aten::index_select", "aten::embedding"),
+}
+
+
+@torch.no_grad()
+def encoder_time_breakdown(encoder: TextEncoder, seq_len: int, batch: int = 128) -> dict[str, float]:
+    """Share of the encoder's CPU time per operator group (``OPERATOR_GROUPS``, rest ``other``), from
+    one profiled bf16 forward pass."""
+    from torch.profiler import ProfilerActivity, profile
+
+    encoder.eval()
+    encoder.bf16 = True
+    ids = torch.randint(1000, 20000, (batch, seq_len))
+    mask = torch.ones(batch, seq_len, dtype=torch.long)
+    encoder.forward_pretrained(ids, mask)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        encoder.forward_pretrained(ids, mask)
+    self_time = {event.key: event.self_cpu_time_total for event in profiler.key_averages()}
+    total = sum(self_time.values())
+    shares = {group: sum(self_time.get(op, 0.0) for op in ops) / total for group, ops in OPERATOR_GROUPS.items()}
+    shares["other"] = 1.0 - sum(shares.values())
+    return shares
+
+
 def _scatter(rows: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
     full = torch.zeros(size, values.shape[-1])
     full[rows] = values

@@ -112,6 +112,7 @@ class PairCollator:
         max_reviews: int,
         seed: int = 0,
         fixed_negatives: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
     ) -> None:
         self.pairs = pairs
         self.histories = histories
@@ -123,7 +124,7 @@ class PairCollator:
         self.max_reviews = max_reviews
         self.seed = seed
         self.fixed_negatives = fixed_negatives
-        self._rng = np.random.default_rng(seed)
+        self._rng = rng if rng is not None else np.random.default_rng(seed)
         self._rng_worker: int | None = None
 
     def _generator(self) -> np.random.Generator:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from recsys.data.batches import HistoryBatch, PairCollator, PairIndexDataset, pad_histories
 from recsys.data.catalog import Catalog
+from recsys.data.distributed import UserShardSampler
 from recsys.data.negatives import UserItemSets, sample_negatives
 from recsys.data.prepared import PreparedData, prepare_dataset
 from recsys.data.sources import DatasetFiles
@@ -87,6 +89,9 @@ class ReviewDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        # The training negatives' generator lives here, not in the loader, so that its state is
+        # saved in checkpoints (state_dict) and a resumed run draws the same negatives.
+        self._train_rng = np.random.default_rng(seed)
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self.data: PreparedData | None = None
         self.item_tokens: TokenizedTexts | None = None
@@ -183,14 +188,39 @@ class ReviewDataModule(pl.LightningDataModule):
             max_reviews=self.max_reviews,
             seed=self.seed,
             fixed_negatives=fixed,
+            rng=self._train_rng if split == "train" else None,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training negatives' generator state (Lightning stores it in checkpoints)."""
+        return {"train_negatives_rng": self._train_rng.bit_generator.state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the training negatives' generator from a checkpoint (in place: loaders keep it)."""
+        if "train_negatives_rng" in state_dict:
+            self._train_rng.bit_generator.state = state_dict["train_negatives_rng"]
+
+    def _process_shard(self) -> tuple[int, int]:
+        """(rank, number of processes) of the running trainer; (0, 1) outside a distributed run."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         pairs = self._require().pairs[split]
+        dataset = PairIndexDataset(len(pairs))
+        rank, world = self._process_shard()
+        sampler = None
+        if world > 1:
+            # Given as DistributedSampler instances, so that Lightning does not inject its own.
+            sampler = (DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
+                       if split == "train" else UserShardSampler(dataset, pairs.user, world, rank))
         return DataLoader(
-            PairIndexDataset(len(pairs)),
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             collate_fn=self.collator(split),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -23,6 +23,17 @@ class DataFormatError(ValueError):
         )
 
 
+class EmptyDatasetError(ValueError):
+    """A data file was read without error but holds no usable rows."""
+
+    def __init__(self, path: Path | str, lines_read: int, skipped: int) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{self.path}: no usable reviews ({lines_read} lines read, {skipped} skipped as bad).\n"
+            "Check that this is the right file: an interrupted download can leave an empty one."
+        )
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are not where the configuration says they are."""
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from recsys.atomic import atomic_write
+from recsys.data.errors import EmptyDatasetError
 from recsys.data.readers import read_items, read_reviews
 from recsys.data.schema import INTERACTION_DTYPES, ITEM_DTYPES
 from recsys.data.sources import LocatedFiles
@@ -18,7 +20,7 @@ from recsys.data.validation import BadLinePolicy, ReadReport
 log = logging.getLogger(__name__)
 
 # Bump when the readers change what they produce, so old parsed tables are not reused.
-READER_VERSION = 1
+READER_VERSION = 2
 HASH_CHUNK = 1 << 20
 
 
@@ -53,7 +55,8 @@ def load_tables(files: LocatedFiles, on_bad_line: BadLinePolicy | str, cache_roo
     """Parse the raw files (or read the parsed tables kept from an earlier run).
 
     Items are limited to those that have at least one review; the number of metadata rows for
-    items without reviews is logged.
+    items without reviews is logged and kept in the report (``rows_unused``). A reviews file
+    with no usable row raises :class:`EmptyDatasetError`.
     """
     policy = BadLinePolicy.parse(on_bad_line)
     directory = tables_cache_dir(files, policy, Path(cache_root))
@@ -69,23 +72,25 @@ def load_tables(files: LocatedFiles, on_bad_line: BadLinePolicy | str, cache_roo
 
     reviews = read_reviews(files.reviews, policy)
     reviews.report.log_summary()
+    if reviews.report.rows_kept == 0:
+        raise EmptyDatasetError(files.reviews, reviews.report.lines_read, reviews.report.rows_skipped)
     reports = [reviews.report]
     items = None
     if files.meta is not None:
         meta = read_items(files.meta, policy)
+        reviewed = meta.table["item_id"].isin(reviews.table["item_id"])
+        meta.report.rows_unused = int((~reviewed).sum())
         meta.report.log_summary()
         reports.append(meta.report)
-        reviewed = meta.table["item_id"].isin(reviews.table["item_id"])
         log.info(
             "%s: %d items have metadata; %d metadata rows are for items without reviews and are not used",
             files.meta.name, int(reviewed.sum()), int((~reviewed).sum()),
         )
         items = meta.table[reviewed].reset_index(drop=True)
 
-    directory.mkdir(parents=True, exist_ok=True)
-    reviews.table.to_parquet(interactions_path, index=False)
+    atomic_write(interactions_path, lambda p: reviews.table.to_parquet(p, index=False))
     if items is not None:
-        items.to_parquet(items_path, index=False)
+        atomic_write(items_path, lambda p: items.to_parquet(p, index=False))
     # The reports go last: their presence marks a complete cache entry.
-    reports_path.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
+    atomic_write(reports_path, lambda p: p.write_text(json.dumps([r.to_dict() for r in reports], indent=2)))
     return LoadedTables(reviews.table, items, reports, directory)

@@ -30,6 +30,10 @@ from recsys.data.validation import BadLine, BadLinePolicy, ReadReport
 HTML_DEBRIS = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>?|class=\"")
 HTML_TAG = re.compile(r"<[^>]+>")
 WHITESPACE = re.compile(r"\s+")
+# Far above any real review (the longest Musical Instruments line is a few kB); a longer line is
+# a broken file, and reading it whole could exhaust memory.
+MAX_LINE_BYTES = 1 << 20
+_DRAIN_CHUNK = 1 << 20
 
 
 @dataclass
@@ -40,15 +44,24 @@ class ReadResult:
     report: ReadReport
 
 
-def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def iter_raw_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
     """Yield ``(line_number, raw bytes)`` of a ``.json`` or ``.json.gz`` file, 1-based.
 
-    A gzip stream that ends early raises :class:`EOFError` (or a zlib/gzip error) from here,
-    after every complete line before the damage has been yielded.
+    A line longer than ``max_line_bytes`` is yielded as ``None`` (its bytes are read in chunks and
+    dropped, never held whole). A gzip stream that ends early raises :class:`EOFError` (or a
+    zlib/gzip error) from here, after every complete line before the damage has been yielded.
     """
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
-        yield from enumerate(handle, start=1)
+        number = 0
+        while raw := handle.readline(max_line_bytes + 1):
+            number += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):
+                    raw = handle.readline(_DRAIN_CHUNK)
+                yield number, None
+            else:
+                yield number, raw
 
 
 def _decode_object(raw: bytes) -> dict[str, Any]:
@@ -132,14 +145,11 @@ def parse_review(raw: bytes) -> tuple[str, str, float, str, str, int]:
     Raises :class:`BadLine` with a reason from ``BAD_LINE_REASONS`` when the line is unusable.
     """
     obj = _decode_object(raw)
-    return (
-        _required_id(obj, "reviewerID"),
-        _required_id(obj, "asin"),
-        _rating(obj),
-        _optional_text(obj, "reviewText"),
-        _optional_text(obj, "summary"),
-        _timestamp(obj),
-    )
+    user_id, item_id, rating = _required_id(obj, "reviewerID"), _required_id(obj, "asin"), _rating(obj)
+    text, summary = _optional_text(obj, "reviewText"), _optional_text(obj, "summary")
+    if not text and not summary:
+        raise BadLine("empty_text", "'reviewText' and 'summary' are both missing, empty or whitespace")
+    return user_id, item_id, rating, text, summary, _timestamp(obj)
 
 
 def clean_markup(text: str) -> str:
@@ -188,14 +198,19 @@ def parse_item(raw: bytes) -> tuple[str, str, str, str, str]:
     )
 
 
-def _read_lines(path: Path, parse, policy: BadLinePolicy) -> tuple[list[tuple], list[int], ReadReport]:
+def _read_lines(
+    path: Path, parse, policy: BadLinePolicy, max_line_bytes: int
+) -> tuple[list[tuple], list[int], ReadReport]:
     report = ReadReport(path=str(path))
     rows: list[tuple] = []
     line_numbers: list[int] = []
     number = 0
     try:
-        for number, raw in iter_raw_lines(path):
+        for number, raw in iter_raw_lines(path, max_line_bytes):
             report.lines_read += 1
+            if raw is None:
+                report.record_bad_line(number, BadLine("line_too_long", f"over {max_line_bytes:,} bytes"), policy)
+                continue
             if not raw.strip():
                 report.blank_lines += 1
                 continue
@@ -210,7 +225,11 @@ def _read_lines(path: Path, parse, policy: BadLinePolicy) -> tuple[list[tuple], 
     return rows, line_numbers, report
 
 
-def read_reviews(path: Path | str, on_bad_line: BadLinePolicy | str = BadLinePolicy.ERROR) -> ReadResult:
+def read_reviews(
+    path: Path | str,
+    on_bad_line: BadLinePolicy | str = BadLinePolicy.ERROR,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> ReadResult:
     """Read a reviews file into the interactions table (see :mod:`recsys.data.schema`).
 
     Repeated (user, item) pairs keep the latest review (by timestamp, then by line order), and
@@ -218,7 +237,7 @@ def read_reviews(path: Path | str, on_bad_line: BadLinePolicy | str = BadLinePol
     """
     path = Path(path)
     policy = BadLinePolicy.parse(on_bad_line)
-    rows, line_numbers, report = _read_lines(path, parse_review, policy)
+    rows, line_numbers, report = _read_lines(path, parse_review, policy, max_line_bytes)
     columns = list(INTERACTION_DTYPES)
     table = pd.DataFrame(rows, columns=columns).astype(INTERACTION_DTYPES)
     table.index = pd.Index(line_numbers, name="line")
@@ -231,11 +250,15 @@ def read_reviews(path: Path | str, on_bad_line: BadLinePolicy | str = BadLinePol
     return ReadResult(table=table, report=report)
 
 
-def read_items(path: Path | str, on_bad_line: BadLinePolicy | str = BadLinePolicy.ERROR) -> ReadResult:
+def read_items(
+    path: Path | str,
+    on_bad_line: BadLinePolicy | str = BadLinePolicy.ERROR,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> ReadResult:
     """Read a metadata file into the items table; repeated item ids keep their first row."""
     path = Path(path)
     policy = BadLinePolicy.parse(on_bad_line)
-    rows, _, report = _read_lines(path, parse_item, policy)
+    rows, _, report = _read_lines(path, parse_item, policy, max_line_bytes)
     table = pd.DataFrame(rows, columns=list(ITEM_DTYPES)).astype(ITEM_DTYPES)
     unique = table.drop_duplicates("item_id", keep="first").reset_index(drop=True)
     report.duplicates_dropped = len(table) - len(unique)

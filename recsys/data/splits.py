@@ -4,6 +4,9 @@ The random split permutes the rows in file order with NumPy's PCG64 generator
 (``np.random.default_rng(seed).permutation``), which gives the same permutation on every
 platform, and takes the first 80% for training, the next 10% for validation, the rest for test:
 the protocol of the review-based rating papers, so that published baselines on a seed compare.
+``kfold`` cuts the same permutation into ``folds`` equal parts: part ``fold`` is the test set,
+and validation is taken from the start of the remaining rows (``fractions[1]`` of all rows), the
+rest is training; running every fold tests each interaction exactly once (cross-validation).
 The temporal split depends on content only. A split is saved with its seed and content hashes
 and reused, and a test pins a known permutation so that a change of NumPy's stream is caught.
 """
@@ -19,24 +22,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.atomic import atomic_write
 from recsys.data.errors import SplitMismatchError
 
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-STRATEGIES: tuple[str, ...] = ("random", "temporal")
+STRATEGIES: tuple[str, ...] = ("random", "temporal", "kfold")
 # Part of split file names: a change of split algorithm makes new files instead of clashing.
 SPLIT_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """How to split: ``random`` (by interaction, seeded fractions) or ``temporal`` (per user,
-    the last interaction to test and the second-to-last to validation)."""
+    """How to split: ``random`` (by interaction, seeded fractions), ``temporal`` (per user,
+    the last interaction to test and the second-to-last to validation) or ``kfold`` (test is
+    part ``fold`` of ``folds``; validation ``fractions[1]`` of all rows, from the other parts)."""
 
     strategy: str = "random"
     seed: int = 0
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    folds: int = 5
+    fold: int = 0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -50,10 +57,22 @@ class SplitSpec:
                 "(train, val, test) that sum to 1"
             )
         object.__setattr__(self, "fractions", fractions)
+        if self.folds < 2 or not 0 <= self.fold < self.folds:
+            raise ValueError(
+                f"data.split.folds={self.folds}, data.split.fold={self.fold}: need folds >= 2 and "
+                "0 <= fold < folds"
+            )
+        if self.strategy == "kfold" and fractions[1] >= 1 - 1 / self.folds:
+            raise ValueError(
+                f"data.split.fractions[1]={fractions[1]} leaves no training rows with {self.folds} folds"
+            )
 
     def file_stem(self) -> str:
         if self.strategy == "temporal":
             return f"temporal-v{SPLIT_FORMAT_VERSION}"
+        if self.strategy == "kfold":
+            return (f"kfold-v{SPLIT_FORMAT_VERSION}-seed{self.seed}-fold{self.fold}of{self.folds}"
+                    f"-val{self.fractions[1]:g}")
         fractions = "-".join(f"{f:g}" for f in self.fractions)
         return f"random-v{SPLIT_FORMAT_VERSION}-seed{self.seed}-{fractions}"
 
@@ -96,6 +115,21 @@ def random_split(interactions: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1
     return split
 
 
+def kfold_split(interactions: pd.DataFrame, seed: int, folds: int, fold: int, val_fraction: float) -> np.ndarray:
+    """Fold ``fold`` of a ``folds``-fold split: with ``p = default_rng(seed).permutation(n)`` cut
+    into ``folds`` near-equal parts (``np.array_split``), part ``fold`` is test; of the other rows
+    (in permutation order) the first ``int(n * val_fraction)`` are validation, the rest train."""
+    n = len(interactions)
+    parts = np.array_split(np.random.default_rng(seed).permutation(n), folds)
+    rest = np.concatenate([part for k, part in enumerate(parts) if k != fold])
+    end_val = int(n * val_fraction)
+    split = np.empty(n, dtype=object)
+    split[parts[fold]] = "test"
+    split[rest[:end_val]] = "val"
+    split[rest[end_val:]] = "train"
+    return split
+
+
 def temporal_split(interactions: pd.DataFrame) -> np.ndarray:
     """Per user: the latest interaction to ``test``, the one before to ``val``, the rest to ``train``.
 
@@ -126,6 +160,8 @@ def assign_split(interactions: pd.DataFrame, spec: SplitSpec) -> np.ndarray:
     """Split names for each row of ``interactions`` under ``spec``."""
     if spec.strategy == "random":
         return random_split(interactions, spec.seed, spec.fractions)
+    if spec.strategy == "kfold":
+        return kfold_split(interactions, spec.seed, spec.folds, spec.fold, spec.fractions[1])
     return temporal_split(interactions)
 
 
@@ -168,8 +204,8 @@ def load_or_create_split(interactions: pd.DataFrame, spec: SplitSpec, directory:
     table = pd.DataFrame(
         {"user_id": interactions["user_id"], "item_id": interactions["item_id"], "split": split}
     ).astype("string")
-    _atomic_write(table_path, lambda p: table.to_parquet(p, index=False))
-    _atomic_write(manifest_path, lambda p: p.write_text(json.dumps(asdict(manifest), indent=2)))
+    atomic_write(table_path, lambda p: table.to_parquet(p, index=False))
+    atomic_write(manifest_path, lambda p: p.write_text(json.dumps(asdict(manifest), indent=2)))
     log.info("Wrote split %s (%s)", table_path, manifest.counts)
     return pd.Series(split, index=interactions.index, name="split")
 
@@ -195,9 +231,3 @@ def _read_split(
             "Delete both files to make a new split."
         )
     return pd.Series(split, index=interactions.index, name="split")
-
-
-def _atomic_write(path: Path, write) -> None:
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    partial.replace(path)

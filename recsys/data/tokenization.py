@@ -22,6 +22,8 @@ import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
+from recsys.atomic import atomic_write
+
 log = logging.getLogger(__name__)
 
 TOKENIZE_BATCH = 1024
@@ -172,6 +174,4 @@ class TokenCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(ids))
         table = pa.table({"text_sha256": pa.array(keys, type=pa.binary(32)), "input_ids": column})
-        partial = path.with_name(path.name + ".partial")
-        pq.write_table(table, partial)
-        partial.replace(path)
+        atomic_write(path, lambda partial: pq.write_table(table, partial))

@@ -24,6 +24,8 @@ BAD_LINE_REASONS: dict[str, str] = {
     "wrong_type": "a field has the wrong type",
     "rating_out_of_range": "the rating is not a number in 1..5",
     "non_utf8": "the line is not valid UTF-8",
+    "empty_text": "the review has neither text nor summary (both empty or whitespace)",
+    "line_too_long": "the line is longer than the reader's limit (max_line_bytes)",
     "truncated_file": "the compressed file ends early (truncated download?)",
 }
 
@@ -68,6 +70,8 @@ class ReadReport:
     rows_kept: int = 0
     blank_lines: int = 0
     duplicates_dropped: int = 0
+    # Rows the reader kept that the dataset does not use (metadata of items without reviews).
+    rows_unused: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -98,6 +102,7 @@ class ReadReport:
             "rows_kept": self.rows_kept,
             "blank_lines": self.blank_lines,
             "duplicates_dropped": self.duplicates_dropped,
+            "rows_unused": self.rows_unused,
             "skipped": dict(self.skipped),
             "examples": self.examples,
         }
@@ -110,6 +115,7 @@ class ReadReport:
             rows_kept=d["rows_kept"],
             blank_lines=d["blank_lines"],
             duplicates_dropped=d["duplicates_dropped"],
+            rows_unused=d.get("rows_unused", 0),
             skipped=Counter(d["skipped"]),
             examples=d["examples"],
         )

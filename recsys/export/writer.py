@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,11 +20,13 @@ from safetensors.torch import save_file
 import recsys
 from recsys.data.datamodule import ReviewDataModule
 from recsys.export import format as fmt
+from recsys.serving.text_backends import ONNX_FILE, export_onnx
 from recsys.training.module import TwoTowerModule
 
 log = logging.getLogger(__name__)
 SNIPPET_CHARS = 200
 USER_BATCH = 512
+QUANTIZE_OPTIONS = (None, "int8")
 
 
 def _snippet(text: str) -> str:
@@ -33,7 +36,7 @@ def _snippet(text: str) -> str:
 
 @torch.no_grad()
 def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewDataModule, config: dict,
-                    metrics: dict) -> None:
+                    metrics: dict, serving: ServingOptions) -> None:
     net = module.net.eval()
     data = datamodule.data
     item_vectors = net.catalog_vectors(data.num_items).float().contiguous()
@@ -68,6 +71,8 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
     encoder_dir = directory / fmt.ENCODER_DIR
     net.encoder.bert.save_pretrained(str(encoder_dir), safe_serialization=True)
     datamodule.tokenizer.save_pretrained(str(encoder_dir))
+    if serving.onnx:
+        export_onnx(net.encoder, directory / ONNX_FILE)
 
     manifest = {
         "format_version": fmt.FORMAT_VERSION,
@@ -78,13 +83,34 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
         "num_items": int(data.num_items),
         "num_users": int(data.num_users),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "serving": {"text_backend": serving.text_backend(net.encoder.bf16)},
         "files": fmt.checksums(directory),
     }
     (directory / fmt.MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
+@dataclass(frozen=True)
+class ServingOptions:
+    """How the export encodes new texts: ``quantize`` (None or ``int8``) and ``onnx`` (also write
+    ``encoder.onnx``). The manifest records the choice; ONNX wins when both are set."""
+
+    quantize: str | None = None
+    onnx: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE_OPTIONS:
+            raise ValueError(f"export.quantize={self.quantize!r} is not allowed; use null or int8")
+
+    def text_backend(self, bf16: bool) -> str:
+        if self.onnx:
+            return "onnx"
+        if self.quantize == "int8":
+            return "int8"
+        return "bf16" if bf16 else "fp32"
+
+
 def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path | str, config: dict,
-                 metrics: dict | None = None, overwrite: bool = False) -> Path:
+                 metrics: dict | None = None, overwrite: bool = False, serving: ServingOptions | None = None) -> Path:
     """Write the export of a trained ``module`` (catalog attached) to ``out``.
 
     Everything is written into a temporary directory next to ``out`` and renamed into place when
@@ -97,7 +123,7 @@ def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        _write_contents(partial, module, datamodule, config, metrics or {})
+        _write_contents(partial, module, datamodule, config, metrics or {}, serving or ServingOptions())
         # mkdtemp makes a private folder; an export is meant to be read by the serving process.
         for path in [partial, *partial.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -116,9 +142,11 @@ def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path
     return out
 
 
-def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False) -> Path:
+def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False,
+                      serving: ServingOptions | None = None) -> Path:
     """Export a checkpoint written by ``scripts/train.py`` (its data is prepared again from the
     run config stored in it; the test metrics of the run are included when found)."""
+    serving = serving or ServingOptions()  # checked before the slow part
     from recsys.training.run import build_module, load_checkpoint_config
 
     ckpt = Path(ckpt)
@@ -134,4 +162,4 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     if metrics_path.exists():
         metrics = {k: v for k, v in json.loads(metrics_path.read_text()).items() if k.startswith("test/")}
     config = OmegaConf.to_container(cfg, resolve=True)
-    return write_export(module, datamodule, out, config, metrics, overwrite)
+    return write_export(module, datamodule, out, config, metrics, overwrite, serving)

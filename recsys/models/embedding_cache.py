@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from recsys.atomic import atomic_write
 from recsys.data.tokenization import TokenizedTexts
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,5 @@ def cached_embeddings(
         log.info("Read %d cached embeddings from %s", len(tokens), path)
         return load_file(str(path))["embeddings"]
     embeddings = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    save_file({"embeddings": embeddings.contiguous()}, str(partial))
-    partial.replace(path)
+    atomic_write(path, lambda partial: save_file({"embeddings": embeddings.contiguous()}, str(partial)))
     return embeddings

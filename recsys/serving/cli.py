@@ -12,7 +12,7 @@ from recsys.serving.recommender import Recommendation, Recommender
 
 def recommender_from_config(cfg: DictConfig) -> Recommender:
     return Recommender.from_export(cfg.export, index=hydra.utils.instantiate(cfg.index), rerank_top=cfg.rerank_top,
-                                   order=cfg.order)
+                                   order=cfg.order, text_backend=cfg.get("text_backend", "auto"))
 
 
 def render(recommendations: list[Recommendation], title: str) -> Table:
@@ -47,4 +47,5 @@ def serve(cfg: DictConfig) -> None:
 
     from recsys.serving.http import create_app
 
-    uvicorn.run(create_app(recommender_from_config(cfg)), host=cfg.host, port=int(cfg.port), log_level="info")
+    uvicorn.run(create_app(recommender_from_config(cfg)), host=cfg.host, port=int(cfg.port), log_level="info",
+                access_log=bool(cfg.get("access_log", True)))

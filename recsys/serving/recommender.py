@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from recsys.data.negatives import UserItemSets
 from recsys.export.reader import ExportBundle, load_export
 from recsys.serving.index import IndexConfig, ItemIndex
+from recsys.serving.text_backends import ONNX_FILE, build_text_backend
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,21 @@ class Recommender:
         rerank_top: how many cosine candidates the head re-scores (at least k).
         order: final order of the candidates: ``cosine`` (the trained retrieval score), ``like``
             (head like-probability) or ``rating`` (head predicted stars).
+        text_backend: how new reviews and queries are encoded: ``fp32``, ``bf16``, ``int8`` or
+            ``onnx`` (see :mod:`recsys.serving.text_backends`); ``auto`` takes the export's choice.
     """
 
     def __init__(self, bundle: ExportBundle, index: IndexConfig | None = None, rerank_top: int = 100,
-                 order: str = "cosine") -> None:
+                 order: str = "cosine", text_backend: str = "auto") -> None:
         if order not in RERANK_ORDERS:
             raise ValueError(f"order={order!r} is not allowed; use one of: {', '.join(RERANK_ORDERS)}")
         self.bundle = bundle
         self.net = bundle.net
+        if text_backend == "auto":
+            default = "bf16" if self.net.encoder.bf16 else "fp32"
+            text_backend = bundle.manifest.get("serving", {}).get("text_backend", default)
+        self.text_backend = text_backend
+        self.encode_texts = build_text_backend(text_backend, self.net.encoder, bundle.directory / ONNX_FILE)
         self.order = order
         self.rerank_top = rerank_top
         self.index = ItemIndex(bundle.item_vectors.numpy(), index)
@@ -144,7 +152,7 @@ class Recommender:
             raise KeyError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
         encoded = self.bundle.tokenizer([r.text for r in reviews], truncation=True, max_length=self.review_max_tokens,
                                         padding=True, return_tensors="pt")
-        text = self.net.encoder.forward_pretrained(encoded["input_ids"], encoded["attention_mask"])
+        text = self.encode_texts(encoded["input_ids"], encoded["attention_mask"])
         items = torch.tensor([self.item_position[r.item_id] if r.item_id is not None else -1 for r in reviews])
         ratings = torch.tensor([float(r.rating) if r.rating is not None else QUERY_RATING for r in reviews])
         mask = torch.ones(1, len(reviews), dtype=torch.bool)

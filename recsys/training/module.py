@@ -104,7 +104,8 @@ class TwoTowerModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         # A fresh run starts predicting the training mean; a resumed one keeps its trained head.
-        if self.global_step == 0 and self.catalog is not None:
+        # (Lightning restores the step counter only after this hook: ask for the checkpoint instead.)
+        if self.trainer.ckpt_path is None and self.catalog is not None:
             self.net.head.set_rating_prior(self.catalog.mean_rating)
 
     # -- steps -----------------------------------------------------------------------------
@@ -168,8 +169,8 @@ class TwoTowerModule(pl.LightningModule):
         out = self.model_step(batch)
         self.rmse[stage].update(out["rating"], batch.rating)
         self.mae[stage].update(out["rating"], batch.rating)
-        self.log(f"{stage}/loss", out["loss"], batch_size=len(batch))
-        self.log(f"{stage}/retrieval_loss", out["retrieval_loss"], batch_size=len(batch))
+        self.log(f"{stage}/loss", out["loss"], batch_size=len(batch), sync_dist=True)
+        self.log(f"{stage}/retrieval_loss", out["retrieval_loss"], batch_size=len(batch), sync_dist=True)
         # A held-out pair's history does not depend on its item: one vector per user.
         for user, vector in zip(batch.user.tolist(), out["users"], strict=True):
             self._user_vectors[user] = vector
@@ -181,17 +182,35 @@ class TwoTowerModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_epoch_end(self, stage: str) -> None:
+        # torchmetrics sums over every process before computing.
         self.log(f"{stage}/rmse", self.rmse[stage].compute())
         self.log(f"{stage}/mae", self.mae[stage].compute())
         self.rmse[stage].reset()
         self.mae[stage].reset()
-        if self._user_vectors and not self.trainer.sanity_checking:
-            for name, value in self.rank(stage).items():
+        distributed = self.trainer.world_size > 1
+        if (self._user_vectors or distributed) and not self.trainer.sanity_checking:
+            metrics = self.rank(stage)
+            if distributed:
+                metrics = self._mean_over_processes(metrics)
+            for name, value in metrics.items():
                 self.log(f"{stage}/{name}", float(value))
         self._user_vectors = {}
 
+    def _mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Per-process means over disjoint users -> the mean over all users (each counted once)."""
+        names = [k for k in metrics if k != "ranked_users"]
+        count = float(metrics["ranked_users"])
+        sums = torch.tensor([metrics[k] * count for k in names] + [count], dtype=torch.float64)
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        total = float(sums[-1])
+        result = {k: float(v) / total if total else 0.0 for k, v in zip(names, sums[:-1].tolist(), strict=True)}
+        return {**result, "ranked_users": total}
+
     def rank(self, stage: str) -> dict[str, float]:
-        """Ranking metrics of the users seen in this evaluation, over the whole catalog."""
+        """Ranking metrics of the users seen in this evaluation (by this process), over the whole catalog."""
+        if not self._user_vectors:
+            return ranking_metrics(torch.empty(0, max(self.ks), dtype=torch.long), np.empty(0, dtype=np.int64),
+                                   self.trainer.datamodule.held_out_items(stage, self.relevance_min_rating), self.ks)
         users = np.array(sorted(self._user_vectors), dtype=np.int64)
         user_vectors = torch.stack([self._user_vectors[u] for u in users.tolist()]).float()
         item_vectors = self.net.catalog_vectors(self.catalog.num_items).float()

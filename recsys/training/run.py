@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from recsys.data.datamodule import ReviewDataModule
+from recsys.training.callbacks import RandomStateCheckpoint
 from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
 from recsys.training.module import TwoTowerModule
 from recsys.training.report import (
@@ -59,6 +62,14 @@ def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor)}
 
 
+def share_cpu_threads(trainer: pl.Trainer) -> None:
+    """Give each process of a multi-process CPU run its share of the cores (not all of them each)."""
+    if trainer.num_devices > 1 and isinstance(trainer.accelerator, CPUAccelerator):
+        threads = max(1, (os.cpu_count() or 1) // trainer.num_devices)
+        torch.set_num_threads(threads)
+        log.info("%d processes on CPU: %d threads each", trainer.num_devices, threads)
+
+
 def train(cfg: DictConfig) -> float | None:
     """Prepare the data, fit the model, test the best checkpoint and write the run's reports.
 
@@ -74,8 +85,9 @@ def train(cfg: DictConfig) -> float | None:
         return fit_baseline(cfg, datamodule, out, started)
     module = build_module(cfg, datamodule)
     loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers)
+    callbacks = [*usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers), RandomStateCheckpoint()]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    share_cpu_threads(trainer)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -92,6 +104,8 @@ def train(cfg: DictConfig) -> float | None:
     metrics["total_minutes"] = (time.perf_counter() - started) / 60
     if monitored is not None:
         metrics[f"best_{cfg.model.monitor}"] = monitored
+    if not trainer.is_global_zero:  # in a distributed run, one process writes the reports
+        return monitored if monitored is not None else metrics.get(cfg.model.monitor)
 
     write_metrics(out / "metrics.json", metrics)
     csv = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)

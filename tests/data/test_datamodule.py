@@ -90,9 +90,15 @@ def test_training_negatives_change_while_evaluation_negatives_are_fixed(tiny_dat
     collate = dm.collator("train")
     positions = list(range(len(dm.data.pairs["train"])))
     assert not torch.equal(collate(positions).negatives, collate(positions).negatives)
-    # Same seed, same stream: a new collator repeats the first draw of the first one.
-    again = dm.collator("train")
-    assert torch.equal(again(positions).negatives, dm.collator("train")(positions).negatives)
+    # One stream per datamodule, saved in checkpoints: restoring its state repeats the draws.
+    state = dm.state_dict()
+    expected = dm.collator("train")(positions).negatives
+    dm.load_state_dict(state)
+    assert torch.equal(dm.collator("train")(positions).negatives, expected)
+    # Same seed, same stream: a new datamodule repeats the first draw of the first one.
+    fresh = make_datamodule(files, data_dir, tmp_path / "cache", num_negatives=3)
+    again = make_datamodule(files, data_dir, tmp_path / "cache", num_negatives=3)
+    assert torch.equal(fresh.collator("train")(positions).negatives, again.collator("train")(positions).negatives)
 
 
 def test_missing_dataset_says_where_and_how(tmp_path):

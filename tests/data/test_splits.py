@@ -95,8 +95,10 @@ def test_saved_split_for_other_data_is_refused(tmp_path: Path):
 
 
 def test_bad_split_settings_say_what_is_allowed():
-    with pytest.raises(ValueError, match="random, temporal"):
-        SplitSpec(strategy="kfold")
+    with pytest.raises(ValueError, match="random, temporal, kfold"):
+        SplitSpec(strategy="leave-one-out")
+    with pytest.raises(ValueError, match="0 <= fold < folds"):
+        SplitSpec(strategy="kfold", folds=5, fold=5)
     with pytest.raises(ValueError, match="sum to 1"):
         SplitSpec(fractions=(0.8, 0.1, 0.2))
 
@@ -105,3 +107,20 @@ def test_fingerprint_follows_content_and_row_order():
     frame = grid()
     assert interactions_fingerprint(frame) == interactions_fingerprint(frame.copy())
     assert interactions_fingerprint(frame) != interactions_fingerprint(frame.iloc[::-1])
+
+
+def test_kfold_tests_every_row_exactly_once_and_never_trains_on_its_test_fold(tmp_path: Path):
+    frame = grid()
+    n, folds = len(frame), 4
+    splits = [load_or_create_split(frame, SplitSpec(strategy="kfold", seed=3, folds=folds, fold=f), tmp_path)
+              for f in range(folds)]
+    tested = np.stack([s.to_numpy() == "test" for s in splits])
+    assert (tested.sum(axis=0) == 1).all()  # each interaction is a test row in exactly one fold
+    assert sorted(tested.sum(axis=1)) == sorted(len(p) for p in np.array_split(np.arange(n), folds))
+    for split in splits:
+        assert (split == "val").sum() == int(n * 0.1)
+        assert set(split) == {"train", "val", "test"}
+    # Fold 0's test rows are the first quarter of the seeded permutation.
+    order = np.random.default_rng(3).permutation(n)
+    assert set(np.flatnonzero(tested[0])) == set(order[: len(np.array_split(order, folds)[0])])
+    assert len(list(tmp_path.glob("kfold-v*-seed3-fold*of4-val0.1.json"))) == folds

@@ -1,0 +1,79 @@
+"""k-fold cross-validation: train and test one model on every fold, and summarise the metrics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from recsys.benchmarking.harness import run_training
+
+log = logging.getLogger(__name__)
+
+# Recall@K for every K is kept in the per-fold records but would swamp the table.
+SUMMARY_RECALL_KS = (5, 10, 20, 50)
+
+
+def fold_overrides(folds: int, fold: int) -> list[str]:
+    """The ``train`` overrides that select fold ``fold`` of ``folds``."""
+    return ["data.split.strategy=kfold", f"data.split.folds={folds}", f"data.split.fold={fold}"]
+
+
+def run_cross_validation(overrides: list[str], folds: int, work: Path) -> list[dict]:
+    """Train and test ``overrides`` once per fold (each in its own process, files in
+    ``work/fold<k>``); returns one record per fold: ``{"fold", "metrics", "minutes", "peak_mb"}``."""
+    if folds < 2:
+        raise ValueError(f"cv.folds={folds} is not allowed; use 2 or more")
+    records = []
+    for fold in range(folds):
+        log.info("Fold %d of %d", fold + 1, folds)
+        result = run_training([*overrides, *fold_overrides(folds, fold)], work / f"fold{fold}", f"fold {fold}")
+        records.append({"fold": fold, **result})
+    return records
+
+
+def _kept(metric: str) -> bool:
+    if metric.startswith("test/recall@"):
+        return int(metric.rsplit("@", 1)[1]) in SUMMARY_RECALL_KS
+    return metric.startswith(("test/", "val/"))
+
+
+def summarize_folds(records: list[dict]) -> pd.DataFrame:
+    """One row per metric (test and validation, plus minutes and peak memory): a column per
+    fold, then ``mean`` and ``std`` (sample std over folds)."""
+    columns = {}
+    for record in sorted(records, key=lambda r: r["fold"]):
+        values = {k: float(v) for k, v in record["metrics"].items() if _kept(k)}
+        values.update(minutes=record["minutes"], peak_mb=record["peak_mb"])
+        columns[f"fold{record['fold']}"] = values
+    table = pd.DataFrame(columns)
+    order = sorted(table.index, key=lambda k: (not k.startswith("test/"), k.startswith("val/"), k))
+    table = table.loc[order]
+    table["mean"] = table[list(columns)].mean(axis=1)
+    table["std"] = table[list(columns)].std(axis=1, ddof=1)
+    table.index.name = "metric"
+    return table
+
+
+def write_cv_report(records: list[dict], directory: Path, command: str) -> Path:
+    """``directory/cv_results.md`` (metric -> mean ± std, and each fold) and ``cv_results.csv``."""
+    table = summarize_folds(records)
+    directory.mkdir(parents=True, exist_ok=True)
+    table.to_csv(directory / "cv_results.csv")
+    folds = [c for c in table.columns if c.startswith("fold")]
+    lines = [
+        f"# Cross-validation: {len(folds)} folds", "",
+        f"Command: `{command}`", "",
+        "Each fold tests a disjoint part of the interactions (data.split.strategy=kfold); every "
+        "interaction is tested once. Mean ± sample std over folds.", "",
+        "| metric | mean ± std | " + " | ".join(folds) + " |",
+        "|---|---:|" + "---:|" * len(folds),
+    ]
+    for metric, row in table.iterrows():
+        digits = 1 if metric in ("peak_mb",) or "popularity" in metric else 4
+        cells = " | ".join(f"{row[f]:.{digits}f}" for f in folds)
+        lines.append(f"| {metric} | {row['mean']:.{digits}f} ± {row['std']:.{digits}f} | {cells} |")
+    path = directory / "cv_results.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

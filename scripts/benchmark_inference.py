@@ -1,0 +1,52 @@
+"""Serving text backends on a trained checkpoint: encoder sequences/s (fp32, bf16, int8, ONNX) and
+the change in test recall@10 and RMSE when every review and item text is re-encoded with each.
+
+    python scripts/benchmark_inference.py ckpt=outputs/mi_full/<run>/checkpoints/epochNN.ckpt
+    python scripts/benchmark_inference.py ckpt=... --backends fp32 int8 --out reports/inference_benchmark.md
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from recsys.benchmarking.inference import backends_table, compare_backends
+from recsys.serving.text_backends import TEXT_BACKENDS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ckpt", help="ckpt=PATH, a checkpoint written by scripts/train.py")
+    parser.add_argument("--backends", nargs="+", default=list(TEXT_BACKENDS), choices=TEXT_BACKENDS)
+    parser.add_argument("--out", default="reports/inference_benchmark.md")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    import hydra
+
+    from recsys.training.run import build_module, load_checkpoint_config
+
+    ckpt = Path(args.ckpt.removeprefix("ckpt="))
+    cfg, checkpoint = load_checkpoint_config(ckpt)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    module = build_module(cfg, datamodule)
+    module.load_state_dict(checkpoint["state_dict"])
+    module.attach(datamodule.catalog())
+    if "fp32" not in args.backends:
+        args.backends.insert(0, "fp32")  # the reference
+    results = compare_backends(module, datamodule, args.backends)
+    text = "\n".join([
+        f"Serving text backends: {torch.get_num_threads()} threads, batch 32; checkpoint {ckpt}",
+        "(test metrics with every training review and item document re-encoded by the backend)", "",
+        backends_table(results), "",
+    ])
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(f"Wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

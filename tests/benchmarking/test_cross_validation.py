@@ -1,0 +1,78 @@
+"""Cross-validation: the fold summary table, and scripts/cross_validate.py end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.benchmarking.cross_validation import fold_overrides, summarize_folds, write_cv_report
+from tests.conftest import REPO_ROOT
+
+
+def records() -> list[dict]:
+    values = [(0.10, 0.90), (0.14, 0.86), (0.12, 0.88)]
+    return [{"fold": k, "minutes": 0.5 + k, "peak_mb": 900.0,
+             "metrics": {"test/recall@10": r, "test/rmse": e, "val/recall@10": r / 2, "test/recall@7": 0.0,
+                         "train_minutes": 0.1}}
+            for k, (r, e) in enumerate(values)]
+
+
+def test_summary_has_each_fold_mean_and_sample_std():
+    table = summarize_folds(records())
+    assert list(table.columns) == ["fold0", "fold1", "fold2", "mean", "std"]
+    assert table.loc["test/recall@10", "mean"] == pytest.approx(0.12)
+    assert table.loc["test/recall@10", "std"] == pytest.approx(np.std([0.10, 0.14, 0.12], ddof=1))
+    assert table.loc["test/rmse", "fold1"] == pytest.approx(0.86)
+    assert "test/recall@7" not in table.index and "train_minutes" not in table.index  # not in the summary
+    assert list(table.index[:2]) == ["test/recall@10", "test/rmse"]  # test metrics first
+
+
+def test_report_writes_markdown_and_csv(tmp_path: Path):
+    path = write_cv_report(records(), tmp_path, "python scripts/cross_validate.py cv.folds=3")
+    text = path.read_text()
+    assert "| test/recall@10 | 0.1200 ± 0.0200 | 0.1000 | 0.1400 | 0.1200 |" in text
+    assert "cv.folds=3" in text
+    frame = pd.read_csv(tmp_path / "cv_results.csv", index_col="metric")
+    assert frame.loc["test/rmse", "mean"] == pytest.approx(0.88)
+
+
+def test_fold_overrides_select_the_kfold_split():
+    assert fold_overrides(5, 2) == ["data.split.strategy=kfold", "data.split.folds=5", "data.split.fold=2"]
+
+
+def _script(*arguments: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RECSYS_CACHE_DIR": str(cache), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "cross_validate.py"), *arguments],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_bad_options_fail_before_training(tmp_path: Path):
+    result = _script("cv.fold=3", cache=tmp_path)
+    assert result.returncode == 2 and "cv.fold is not a cross-validation option" in result.stderr + result.stdout
+    result = _script("cv.folds=3", "model=nope", f"cv.out={tmp_path}", cache=tmp_path)
+    assert result.returncode == 2 and "bad override" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_cross_validate_script_runs_every_fold(tmp_path: Path, real_data_dir: Path):
+    out = tmp_path / "cv"
+    result = _script("cv.folds=3", "data=magazine", "model=ease", f"cv.out={out}", cache=tmp_path / "cache")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    folds = [json.loads((out / "runs" / f"fold{k}" / "metrics.json").read_text()) for k in range(3)]
+    table = pd.read_csv(out / "cv_results.csv", index_col="metric")
+    recalls = [f["test/recall@10"] for f in folds]
+    assert table.loc["test/recall@10", "mean"] == pytest.approx(np.mean(recalls))
+    assert len(set(recalls)) == 3  # three different test folds
+    assert "mean ± std" in (out / "cv_results.md").read_text()
+    # Every interaction is tested exactly once over the folds.
+    splits = sorted((tmp_path / "cache").rglob("kfold-v*-fold*of3-*.parquet"))
+    assert len(splits) == 3
+    tested = sum((pd.read_parquet(p)["split"] == "test").astype(int) for p in splits)
+    assert (tested == 1).all()

@@ -1,0 +1,38 @@
+"""The real server on loopback under 10,000 mixed valid/invalid requests from 8 concurrent clients."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from recsys.serving.load import ServerProcess, request_mix, run_load
+
+pytestmark = pytest.mark.slow
+
+REQUESTS, CLIENTS, WARMUP = 10_000, 8, 500
+
+
+def test_request_mix_is_seeded_and_covers_every_kind():
+    mix = request_mix(["u1", "u2"], ["i1"], 3000, seed=1)
+    assert mix == request_mix(["u1", "u2"], ["i1"], 3000, seed=1)
+    kinds = Counter(r.kind for r in mix)
+    assert len(kinds) == 22 and min(kinds.values()) > 20
+    assert 0.25 < sum(not r.valid for r in mix) / len(mix) < 0.35
+
+
+def test_ten_thousand_requests_no_5xx_invalid_get_4xx_memory_flat(tiny_export, tmp_path):
+    export, _, datamodule = tiny_export
+    users = [str(u) for u in datamodule.data.user_ids]
+    items = [str(i) for i in datamodule.data.item_ids]
+    with ServerProcess(export, tmp_path / "server.log") as server:
+        run_load(server.url, request_mix(users, items, WARMUP, seed=99), CLIENTS)
+        before_mb = server.rss_mb()
+        result = run_load(server.url, request_mix(users, items, REQUESTS, seed=0), CLIENTS, deadline_s=600)
+        after_mb = server.rss_mb()
+    summary = result.summary()
+    print(summary, f"rss {before_mb:.0f} -> {after_mb:.0f} MB")
+    assert summary["requests"] == REQUESTS, "the run hit its time bound"
+    assert summary["server_errors"] == 0 and summary["no_answer"] == 0, result.failures()
+    assert summary["invalid_not_4xx"] == 0 and summary["valid_not_200"] == 0, result.failures()
+    assert after_mb <= 1.10 * before_mb, (before_mb, after_mb)

@@ -1,0 +1,20 @@
+"""A test-only callback: hold a training run at a chosen batch so that a test can kill it there."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pytorch_lightning import Callback
+
+
+class PauseAtBatch(Callback):
+    """At batch ``batch`` of epoch ``epoch``, write ``marker`` and sleep ``seconds``."""
+
+    def __init__(self, epoch: int, batch: int, marker: str, seconds: float = 600.0) -> None:
+        self.epoch, self.batch, self.marker, self.seconds = epoch, batch, Path(marker), seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            self.marker.write_text(f"epoch {trainer.current_epoch} batch {batch_idx} step {trainer.global_step}")
+            time.sleep(self.seconds)
