@@ -4,8 +4,9 @@
     python scripts/cross_validate.py cv.folds=5 model=ease data=magazine
     python scripts/cross_validate.py cv.folds=3 experiment=mi_full cv.out=reports/cv_mi
 
-Options: cv.folds (default 5), cv.out (default outputs/cross_validate/<time>), cv.work (the runs'
-files, default <cv.out>/runs). Every other key=value is a Hydra override of scripts/train.py.
+Options: cv.folds (default 5), cv.out (the tables; default outputs/cross_validate/<time>), cv.work
+(the runs' checkpoints and logs; default outputs/cross_validate/<time>/runs). Every other key=value
+is a Hydra override of scripts/train.py.
 """
 
 import logging
@@ -51,8 +52,9 @@ def main(arguments: list[str]) -> None:
         folds = int(options["cv.folds"])
     except ValueError:
         raise ValueError(f"cv.folds={options['cv.folds']!r} is not an integer") from None
-    out = Path(options.get("cv.out") or Path("outputs", "cross_validate", time.strftime("%Y-%m-%d_%H-%M-%S")))
-    work = Path(options.get("cv.work") or out / "runs")
+    run_dir = Path("outputs", "cross_validate", time.strftime("%Y-%m-%d_%H-%M-%S"))
+    out = Path(options.get("cv.out") or run_dir)
+    work = Path(options.get("cv.work") or run_dir / "runs")
     try:  # a bad override fails here, before any fold trains
         compose_training(overrides, work)
     except (HydraException, OmegaConfBaseException) as err:

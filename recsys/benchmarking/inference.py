@@ -93,7 +93,7 @@ def backends_table(results: list[BackendResult], seq_lens=(64, 128)) -> str:
     """Markdown: speed and its ratio to fp32, recall@10 and RMSE and their change vs fp32."""
     base = next(r for r in results if r.backend == "fp32")
     head = ["backend", *[f"seq/s @{s}" for s in seq_lens], *[f"vs fp32 @{s}" for s in seq_lens],
-            "test recall@10", "Δ recall@10", "test RMSE", "Δ RMSE", "max |Δ embedding|"]
+            "test recall@10", "Δ recall@10", "test RMSE", "Δ RMSE", "max abs Δ embedding"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in results:
         cells = [f"{r.sequences_per_s[s]:,.0f}" for s in seq_lens]

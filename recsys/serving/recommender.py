@@ -7,6 +7,7 @@ item ids and ratings), or a free-text query (a one-review history).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,6 +95,9 @@ class Recommender:
             text_backend = bundle.manifest.get("serving", {}).get("text_backend", default)
         self.text_backend = text_backend
         self.encode_texts = build_text_backend(text_backend, self.net.encoder, bundle.directory / ONNX_FILE)
+        # One encoder call at a time: each already uses every core, and concurrent calls from the
+        # server's thread pool only thrash the caches (measured: p99 latency under load).
+        self._encoder_lock = threading.Lock()
         self.order = order
         self.rerank_top = rerank_top
         self.index = ItemIndex(bundle.item_vectors.numpy(), index)
@@ -152,7 +156,8 @@ class Recommender:
             raise KeyError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
         encoded = self.bundle.tokenizer([r.text for r in reviews], truncation=True, max_length=self.review_max_tokens,
                                         padding=True, return_tensors="pt")
-        text = self.encode_texts(encoded["input_ids"], encoded["attention_mask"])
+        with self._encoder_lock:
+            text = self.encode_texts(encoded["input_ids"], encoded["attention_mask"])
         items = torch.tensor([self.item_position[r.item_id] if r.item_id is not None else -1 for r in reviews])
         ratings = torch.tensor([float(r.rating) if r.rating is not None else QUERY_RATING for r in reviews])
         mask = torch.ones(1, len(reviews), dtype=torch.bool)

@@ -3,8 +3,8 @@
 - ``fp32``: PyTorch, float32 (the reference).
 - ``bf16``: PyTorch under bfloat16 autocast (the training default; fastest where the CPU has
   bf16 matrix instructions).
-- ``int8``: PyTorch with dynamic int8 quantisation of every linear layer (weights int8, activations
-  quantised on the fly).
+- ``int8``: PyTorch with dynamic int8 quantisation of every linear layer (weights int8 per output
+  channel, activations quantised per batch on the fly).
 - ``onnx``: the float32 graph exported to ONNX (``encoder.onnx`` in the export) and run by
   onnxruntime.
 
@@ -66,15 +66,17 @@ def _torch_backend(model: nn.Module, bf16: bool) -> TextBackend:
 
 
 def quantize_int8(encoder: TextEncoder) -> nn.Module:
-    """A copy of the pretrained path with dynamic int8 linear layers."""
-    from torch.ao.quantization import quantize_dynamic
+    """A copy of the pretrained path with dynamic int8 linear layers (per-channel weight scales:
+    on MiniLM they keep the embeddings much closer to fp32 than one scale per tensor, for ~10% speed)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():
         # PyTorch marks its quantised tensor constructors as deprecated (moving to torchao); the
         # dynamic int8 kernels still ship and are what this backend measures.
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        return quantize_dynamic(PretrainedTextModel(encoder), {nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(PretrainedTextModel(encoder), {nn.Linear: per_channel_dynamic_qconfig},
+                                dtype=torch.qint8)
 
 
 def export_onnx(encoder: TextEncoder, path: Path | str) -> Path:

@@ -63,7 +63,8 @@ def test_bad_options_fail_before_training(tmp_path: Path):
 @pytest.mark.slow
 def test_cross_validate_script_runs_every_fold(tmp_path: Path, real_data_dir: Path):
     out = tmp_path / "cv"
-    result = _script("cv.folds=3", "data=magazine", "model=ease", f"cv.out={out}", cache=tmp_path / "cache")
+    result = _script("cv.folds=3", "data=magazine", "model=ease", f"cv.out={out}", f"cv.work={out / 'runs'}",
+                     cache=tmp_path / "cache")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     folds = [json.loads((out / "runs" / f"fold{k}" / "metrics.json").read_text()) for k in range(3)]
     table = pd.read_csv(out / "cv_results.csv", index_col="metric")

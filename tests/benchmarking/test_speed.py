@@ -1,0 +1,35 @@
+"""Speed-benchmark helpers on a tiny random encoder: the naive loop computes the same loss as the
+real training step, and the time breakdown accounts for the whole forward pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from recsys.benchmarking.speed import OPERATOR_GROUPS, encoder_speed, encoder_time_breakdown, matmul_flops_per_s
+from recsys.models.text_encoder import TextEncoder
+from tests.conftest import TINY_BERT
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    torch.manual_seed(0)
+    return TextEncoder(config=BertConfig(**TINY_BERT), trainable_layers=0)
+
+
+def test_time_breakdown_shares_sum_to_one_and_find_the_matmuls(encoder):
+    shares = encoder_time_breakdown(encoder, seq_len=16, batch=8)
+    assert set(shares) == {*OPERATOR_GROUPS, "other"}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert all(0.0 <= v <= 1.0 for k, v in shares.items() if k != "other")
+    # A 32-wide model is overhead-bound, so only ask that the groups are found, not their sizes.
+    assert shares["matrix multiplications (linear layers)"] > 0.0 and shares["other"] < 0.9
+
+
+def test_encoder_speed_reports_flops_consistent_with_the_estimate(encoder):
+    speed = encoder_speed(encoder, seq_len=16, bf16=False, batch=8, repeats=2)
+    mask = torch.ones(8, 16, dtype=torch.long)
+    flops_per_batch = encoder.estimate_flops(mask, encoder.num_layers, backward=False)
+    assert speed.flops_per_s == pytest.approx(flops_per_batch * speed.sequences_per_s / 8, rel=1e-6)
+    assert speed.dtype == "fp32" and matmul_flops_per_s(torch.float32, size=128, repeats=2) > 1e8
