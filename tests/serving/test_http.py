@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -9,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recsys.serving.http import MAX_K, create_app
+from recsys.serving.load import free_port
 from recsys.serving.recommender import Recommender
 from tests.conftest import REPO_ROOT
 
@@ -68,12 +68,6 @@ def test_invalid_bodies_are_422(client, body):
 def test_malformed_json_is_422(client):
     response = client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_real_server_on_loopback(tiny_export):
