@@ -12,9 +12,11 @@ import pytorch_lightning as pl
 import torch
 
 from recsys.data.datamodule import ReviewDataModule
-from recsys.data.tokenization import TokenizedTexts
+from recsys.models.text_encoder import encode_in_length_order
 from recsys.serving.text_backends import ONNX_FILE, TEXT_BACKENDS, TextBackend, build_text_backend, export_onnx
 from recsys.training.module import TwoTowerModule
+
+BATCH = 64  # texts per encoder call when re-encoding the catalog
 
 
 @dataclass
@@ -39,28 +41,13 @@ def backend_speed(backend: TextBackend, seq_len: int, batch: int = 32, repeats: 
     return batch * repeats / (time.perf_counter() - started)
 
 
-@torch.no_grad()
-def encode_tokens(backend: TextBackend, tokens: TokenizedTexts, batch_size: int = 64) -> torch.Tensor:
-    """Embeddings [len(tokens), H] of every text, in length-sorted batches."""
-    order = tokens.lengths().argsort(kind="stable")
-    chunks, rows = [], []
-    for start in range(0, len(tokens), batch_size):
-        batch = order[start : start + batch_size]
-        input_ids, attention_mask = tokens.pad(batch)
-        chunks.append(backend(input_ids, attention_mask))
-        rows.append(batch)
-    output = torch.empty(len(tokens), chunks[0].shape[1])
-    output[torch.from_numpy(np.concatenate(rows))] = torch.cat(chunks)
-    return output
-
-
 def evaluate_with_backend(module: TwoTowerModule, datamodule: ReviewDataModule, backend: TextBackend) -> dict:
     """Test metrics with the review and item texts re-encoded by ``backend`` (the item tower's
     frozen text too, for a fully frozen encoder), as serving new users and items would."""
     net = module.net
     catalog = datamodule.catalog()
-    net.review_text = encode_tokens(backend, catalog.review_tokens)
-    net.item_text = encode_tokens(backend, catalog.item_tokens)
+    net.review_text = encode_in_length_order(backend, catalog.review_tokens, BATCH)
+    net.item_text = encode_in_length_order(backend, catalog.item_tokens, BATCH)
     if net.encoder.fully_frozen:
         net.item_tower.frozen_text = net.item_text
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

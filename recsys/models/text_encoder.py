@@ -12,6 +12,7 @@ import contextlib
 import copy
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -185,22 +186,15 @@ class TextEncoder(nn.Module):
     ) -> torch.Tensor:
         """Embeddings [len(tokens), H] of every text, in eval mode, in length-sorted batches
         (sorting by length avoids most padding); ``pretrained`` uses the weights as loaded."""
-        encode = self.forward_pretrained if pretrained else self.forward
+        if len(tokens) == 0:
+            return torch.empty(0, self.hidden_size)
         was_training = self.training
         self.eval()
-        order = torch.from_numpy(tokens.lengths().argsort(kind="stable"))
-        output = torch.empty(len(tokens), self.hidden_size)
-        starts = range(0, len(tokens), batch_size)
-        if progress:
-            from rich.progress import track
-
-            starts = track(starts, description=f"Encoding {len(tokens)} texts")
-        for start in starts:
-            rows = order[start : start + batch_size]
-            input_ids, attention_mask = tokens.pad(rows.numpy())
-            output[rows] = encode(input_ids, attention_mask)
-        self.train(was_training)
-        return output
+        try:
+            return encode_in_length_order(self.forward_pretrained if pretrained else self.forward, tokens,
+                                          batch_size, progress)
+        finally:
+            self.train(was_training)
 
     def pretrained_fingerprint(self) -> str:
         """sha256 of the weights as loaded (frozen part and pretrained copy) and of the precision:
@@ -215,6 +209,31 @@ class TextEncoder(nn.Module):
     def _trainable_prefixes(self) -> tuple[str, ...]:
         prefixes = tuple(f"bert.encoder.layer.{i}." for i in range(self.frozen_layers, self.num_layers))
         return prefixes + (("bert.embeddings.",) if self.train_embeddings else ())
+
+
+@torch.no_grad()
+def encode_in_length_order(
+    encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], tokens: TokenizedTexts,
+    batch_size: int = ENCODE_BATCH, progress: bool = False,
+) -> torch.Tensor:
+    """``encode(input_ids, attention_mask)`` of every text [len(tokens), H], run on batches of
+    texts of similar length (sorting by length avoids most padding), rows in the original order."""
+    order = torch.from_numpy(tokens.lengths().argsort(kind="stable"))
+    output: torch.Tensor | None = None
+    starts = range(0, len(tokens), batch_size)
+    if progress:
+        from rich.progress import track
+
+        starts = track(starts, description=f"Encoding {len(tokens)} texts")
+    for start in starts:
+        rows = order[start : start + batch_size]
+        embeddings = encode(*tokens.pad(rows.numpy()))
+        if output is None:
+            output = torch.empty(len(tokens), embeddings.shape[-1])
+        output[rows] = embeddings
+    if output is None:
+        raise ValueError("encode_in_length_order needs at least one text")
+    return output
 
 
 class PrefixCache(nn.Module):

@@ -100,24 +100,33 @@ class LoadResult:
     latencies_ms: np.ndarray
     seconds: float
 
+    def valid(self) -> np.ndarray:
+        """[n] bool: which requests are well-formed (should get 200)."""
+        return np.array([r.valid for r in self.requests], dtype=bool)
+
+    def wrong_answers(self) -> np.ndarray:
+        """[n] bool: valid requests not answered 200, invalid ones not answered 4xx."""
+        client_error = (self.statuses >= 400) & (self.statuses < 500)
+        return np.where(self.valid(), self.statuses != 200, ~client_error)
+
     def summary(self) -> dict[str, float]:
-        valid = np.array([r.valid for r in self.requests])
+        valid, wrong = self.valid(), self.wrong_answers()
         return {
             "requests": len(self.requests),
+            "sent": int(np.isfinite(self.latencies_ms).sum()),
             "requests_per_s": len(self.requests) / self.seconds,
-            "p50_ms": float(np.percentile(self.latencies_ms, 50)),
-            "p99_ms": float(np.percentile(self.latencies_ms, 99)),
+            "p50_ms": float(np.nanpercentile(self.latencies_ms, 50)),
+            "p99_ms": float(np.nanpercentile(self.latencies_ms, 99)),
             "server_errors": int((self.statuses >= 500).sum()),
             "no_answer": int((self.statuses == 0).sum()),
-            "valid_not_200": int((valid & (self.statuses != 200)).sum()),
-            "invalid_not_4xx": int((~valid & ((self.statuses < 400) | (self.statuses >= 500))).sum()),
+            "valid_not_200": int((wrong & valid).sum()),
+            "invalid_not_4xx": int((wrong & ~valid).sum()),
         }
 
     def failures(self, limit: int = 5) -> list[str]:
         """A few requests that did not get the answer they should have, for error messages."""
-        wrong = [f"{r.kind} {r.method} {r.path} -> {s}" for r, s in zip(self.requests, self.statuses, strict=True)
-                 if (s != 200 if r.valid else not 400 <= s < 500)]
-        return wrong[:limit]
+        return [f"{self.requests[i].kind} {self.requests[i].method} {self.requests[i].path} -> {self.statuses[i]}"
+                for i in np.flatnonzero(self.wrong_answers())[:limit]]
 
 
 def run_load(url: str, requests: list[LoadRequest], clients: int = 8, timeout_s: float = 30.0,

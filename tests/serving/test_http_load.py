@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
-from recsys.serving.load import ServerProcess, request_mix, run_load
+from recsys.serving.load import LoadRequest, LoadResult, ServerProcess, request_mix, run_load
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,22 @@ def test_ten_thousand_requests_no_5xx_invalid_get_4xx_memory_flat(tiny_export, t
         after_mb = server.rss_mb()
     summary = result.summary()
     print(summary, f"rss {before_mb:.0f} -> {after_mb:.0f} MB")
-    assert summary["requests"] == REQUESTS, "the run hit its time bound"
+    assert summary["sent"] == REQUESTS, "the run hit its time bound"
     assert summary["server_errors"] == 0 and summary["no_answer"] == 0, result.failures()
     assert summary["invalid_not_4xx"] == 0 and summary["valid_not_200"] == 0, result.failures()
     assert after_mb <= 1.10 * before_mb, (before_mb, after_mb)
+
+
+def test_load_accounting_counts_each_wrong_answer_once():
+    requests = [LoadRequest(f"k{i}", "GET", f"/p{i}", None, valid) for i, valid in
+                enumerate([True, True, False, False, False, True])]
+    # 200 ok; 500 wrong; 422 ok; 200 wrong (invalid accepted); 503 wrong; never sent (deadline)
+    statuses = np.array([200, 500, 422, 200, 503, 0])
+    latencies = np.array([1.0, 2.0, 3.0, 4.0, 100.0, np.nan])
+    summary = LoadResult(requests, statuses, latencies, seconds=2.0).summary()
+    assert summary["sent"] == 5 and summary["requests"] == 6 and summary["requests_per_s"] == 3.0
+    assert (summary["server_errors"], summary["no_answer"]) == (2, 1)
+    assert (summary["valid_not_200"], summary["invalid_not_4xx"]) == (2, 2)
+    assert summary["p50_ms"] == 3.0
+    assert LoadResult(requests, statuses, latencies, 2.0).failures() == [
+        "k1 GET /p1 -> 500", "k3 GET /p3 -> 200", "k4 GET /p4 -> 503", "k5 GET /p5 -> 0"]
