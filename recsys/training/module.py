@@ -139,9 +139,8 @@ class TwoTowerModule(pl.LightningModule):
             candidates = self.net.item_vectors(catalog)
             hits = self.catalog.train_items.contains(batch.user.numpy()[:, None], catalog.numpy()[None, :])
             hits = torch.from_numpy(hits) | (catalog[None, :] == batch.item[:, None])
-            log_q = self.log_q if config.logq_correction else None
-            return in_batch_retrieval_loss(users, candidates, batch.item, hits, config.temperature, config.retrieval,
-                                           log_q)
+            # Every item is a candidate, none is sampled: there is no sampling bias to correct.
+            return in_batch_retrieval_loss(users, candidates, batch.item, hits, config.temperature, config.retrieval)
         log_q = self.log_q[batch.batch_items] if config.logq_correction else None
         return in_batch_retrieval_loss(users, items, batch.item_slot, batch.user_has_batch_item, config.temperature,
                                        config.retrieval, log_q)

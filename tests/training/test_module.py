@@ -115,3 +115,23 @@ def test_embedding_tables_get_their_own_decay_and_learning_rate(tiny_dataset, tm
     assert id(module.net.item_bias.weight) not in ids  # a 1-d bias keeps the shared decay
     assert groups["embeddings"]["weight_decay"] == 0.0 and groups["embeddings"]["initial_lr"] == pytest.approx(0.05)
     assert groups["rest"]["weight_decay"] > 0
+
+
+def test_logq_correction_applies_to_sampled_negatives_only(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    module.attach(dm.catalog())
+    module.eval()
+    batch = dm.collator("train")(list(range(len(dm.data.pairs["train"]))))
+    losses = {}
+    with torch.no_grad():
+        users = module.net.user_vectors(batch)
+        items = module.net.item_vectors(batch.batch_items)
+        for retrieval in ("softmax", "catalog_softmax"):
+            for logq in (False, True):
+                module.loss_config.retrieval, module.loss_config.logq_correction = retrieval, logq
+                losses[retrieval, logq] = float(module.retrieval_loss(batch, users, items))
+    # In-batch negatives are sampled by popularity: the correction changes the loss.
+    assert abs(losses["softmax", True] - losses["softmax", False]) > 1e-4
+    # Every catalog item is a candidate, nothing is sampled: nothing to correct.
+    assert losses["catalog_softmax", True] == losses["catalog_softmax", False]
