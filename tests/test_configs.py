@@ -123,3 +123,12 @@ def test_trainers_run_deterministic_kernels(trainer: str, expected, tmp_path):
     cfg = compose_run(tmp_path, [f"trainer={trainer}"])
     assert cfg.trainer.deterministic == expected
     assert cfg.seed == cfg.data.seed == cfg.data.split.seed
+
+
+@pytest.mark.parametrize("model", [m for m in group_options("model") if m not in ("two_tower", "mf")])
+def test_baseline_configs_instantiate(model: str, tmp_path):
+    from recsys.baselines.base import Baseline
+
+    cfg = compose_run(tmp_path, [f"model={model}"])
+    baseline = instantiate(cfg.model.baseline)
+    assert isinstance(baseline, Baseline) and baseline.name == model

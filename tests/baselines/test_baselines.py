@@ -88,3 +88,64 @@ def test_zero_shot_ranks_three_items_by_review_similarity(tokenizer, tmp_path):
     scores = model.user_scores(np.array([0, 1]))
     assert scores[0].argmax().item() == 0 and scores[1].argmax().item() == 1
     assert torch.all(scores <= 1.0 + 1e-5)
+
+
+def text_ridge(train, num_users, num_items, text, embeddings=None, **kwargs):
+    from recsys.baselines.text_ridge import TextRidge
+
+    model = TextRidge(text=text, encoder=object() if text else None, **kwargs)
+    if text:  # the regression is under test: review embeddings are given, not encoded
+        model._review_embeddings = lambda dm: embeddings
+    model.fit(fake_datamodule(train, num_users, num_items))
+    return model
+
+
+TRAIN = [(0, 0, 5), (0, 1, 3), (1, 0, 4), (1, 2, 2), (2, 1, 5), (2, 2, 5)]
+
+
+def test_text_ridge_features_leave_the_pair_out_by_hand():
+    model = text_ridge(TRAIN, 3, 3, text=False, shrinkage=1.0)
+    assert model.mean == pytest.approx(4.0)
+    # Training pair (user 0, item 0, 5 stars): user 0's other review is 3 stars (deviation -1, n=1),
+    # item 0's other review is 4 stars (deviation 0, n=1).
+    own = model.features(np.array([0]), np.array([0]), own_review=np.array([0]), own_rating=np.array([5.0]))
+    assert own.scalars[0] == pytest.approx([-1 / 2, 0.0, np.log(2), np.log(2)])
+    # A held-out pair sees every training review: user 0 (5, 3 stars), item 2 (2, 5 stars).
+    held_out = model.features(np.array([0]), np.array([2]))
+    assert held_out.scalars[0] == pytest.approx([0.0, -1 / 3, np.log(3), np.log(3)])
+    with pytest.raises(ValueError, match="l2"):
+        text_ridge(TRAIN, 3, 3, text=False, l2=-1.0)
+
+
+def test_text_ridge_never_reads_the_pairs_own_review():
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(len(TRAIN), 8))
+    model = text_ridge(TRAIN, 3, 3, text=True, embeddings=embeddings)
+    users, items = np.array([0, 0]), np.array([0, 1])  # training pairs 0 and 1 (both user 0)
+    before = model.features(users, items, own_review=np.array([0, 1]), own_rating=np.array([5.0, 3.0]))
+    changed = embeddings.copy()
+    changed[0] += 100.0  # pair 0's own review
+    after = text_ridge(TRAIN, 3, 3, text=True, embeddings=changed).features(
+        users, items, own_review=np.array([0, 1]), own_rating=np.array([5.0, 3.0]))
+    assert after.user_text[0] == pytest.approx(before.user_text[0])
+    assert after.item_text[0] == pytest.approx(before.item_text[0])
+    # ...while pair 1 of the same user has that review in its features.
+    assert not np.allclose(after.user_text[1], before.user_text[1])
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_text_ridge_scores_every_item_as_it_predicts_each_pair(text):
+    rng = np.random.default_rng(1)
+    model = text_ridge(TRAIN, 3, 3, text=text, embeddings=rng.normal(size=(len(TRAIN), 8)), l2=0.1)
+    users, items = np.repeat(np.arange(3), 3), np.tile(np.arange(3), 3)
+    unclipped = model.features(users, items).matrix() @ model.weights[:-1] + model.weights[-1]
+    assert model.user_scores(np.arange(3)).numpy().ravel() == pytest.approx(unclipped, abs=1e-5)
+    assert model.predict_ratings(users, items) == pytest.approx(np.clip(unclipped, 1, 5))
+    # The fit is the ridge solution: the gradient of the penalised squared error is zero.
+    x = np.hstack([model.features(np.array([u for u, _, _ in TRAIN]), np.array([i for _, i, _ in TRAIN]),
+                                  own_review=np.arange(6), own_rating=np.array([r for _, _, r in TRAIN],
+                                                                               dtype=float)).matrix(),
+                   np.ones((6, 1))])
+    residual = x @ model.weights - np.array([r for _, _, r in TRAIN])
+    gradient = x.T @ residual + 0.1 * np.append(model.weights[:-1], 0.0)
+    assert np.abs(gradient).max() < 1e-8
