@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsys.benchmarking.harness import run_training
+from recsys.benchmarking.harness import require_fresh, run_training
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ def run_cross_validation(overrides: list[str], folds: int, work: Path) -> list[d
     ``work/fold<k>``); returns one record per fold: ``{"fold", "metrics", "minutes", "peak_mb"}``."""
     if folds < 2:
         raise ValueError(f"cv.folds={folds} is not allowed; use 2 or more")
+    require_fresh([work / f"fold{fold}" for fold in range(folds)], "cv.work")
     records = []
     for fold in range(folds):
         log.info("Fold %d of %d", fold + 1, folds)

@@ -84,7 +84,10 @@ def _network_metrics(cfg, out: Path) -> dict:
     from recsys.benchmarking.evaluation import evaluate_scorer, network_scorer
     from recsys.training.run import build_module
 
-    checkpoint = next((out / "checkpoints").glob("epoch*.ckpt"))
+    checkpoints = sorted((out / "checkpoints").glob("epoch*.ckpt"))
+    if len(checkpoints) != 1:
+        raise RuntimeError(f"expected the one best checkpoint in {out / 'checkpoints'}, found {len(checkpoints)}")
+    checkpoint = checkpoints[0]
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
@@ -93,6 +96,17 @@ def _network_metrics(cfg, out: Path) -> dict:
     module.attach(datamodule.catalog())
     scores = evaluate_scorer(network_scorer(module.net, datamodule), None, datamodule, "test")
     return {k: v for k, v in scores.items() if "coverage" in k or "popularity" in k or k.startswith("test/recall@")}
+
+
+def require_fresh(run_dirs: list[Path], option: str) -> None:
+    """Refuse run folders that hold files of an earlier run: its checkpoints would be taken for
+    this run's (a reused folder gave a cross-validation report stale recall figures)."""
+    used = [d for d in run_dirs if d.is_dir() and any(d.iterdir())]
+    if used:
+        raise FileExistsError(
+            f"{used[0]} holds files of an earlier run ({len(used)} such folder(s)); remove them or "
+            f"choose another {option}"
+        )
 
 
 def run_training(overrides: list[str], out: Path, name: str) -> dict:
@@ -128,6 +142,7 @@ def run_benchmark(data: str, seeds: list[int], models: list[str], out: Path, wor
         raise ValueError(f"unknown models {unknown}; choose from: {', '.join(MODELS)}")
     specs = [RunSpec(m, "random", s, list(overrides or [])) for s in seeds for m in models]
     specs += [RunSpec(m, "temporal", seeds[0], list(overrides or [])) for m in models]
+    require_fresh([work / spec.name for spec in specs], "--work folder")
     records = []
     for spec in specs:
         run_dir = work / spec.name

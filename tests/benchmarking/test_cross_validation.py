@@ -60,6 +60,18 @@ def test_bad_options_fail_before_training(tmp_path: Path):
     assert result.returncode == 2 and "bad override" in result.stderr + result.stdout
 
 
+def test_a_used_work_folder_is_refused_before_training(tmp_path: Path):
+    # An earlier run's checkpoints in a fold folder would be read as this run's.
+    (tmp_path / "runs" / "fold1" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "fold1" / "checkpoints" / "epoch06.ckpt").write_bytes(b"old")
+    (tmp_path / "runs" / "fold0").mkdir()  # an empty folder is fine
+    result = _script("cv.folds=3", "model=ease", f"cv.out={tmp_path}", f"cv.work={tmp_path / 'runs'}",
+                     cache=tmp_path)
+    output = result.stderr + result.stdout
+    assert result.returncode == 2 and "fold1 holds files of an earlier run" in output and "cv.work" in output
+    assert not (tmp_path / "runs" / "fold0" / "metrics.json").exists()
+
+
 @pytest.mark.slow
 def test_cross_validate_script_runs_every_fold(tmp_path: Path, real_data_dir: Path):
     out = tmp_path / "cv"
