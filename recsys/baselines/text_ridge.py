@@ -117,7 +117,9 @@ class TextRidge(Baseline):
         w = self.weights
         user_part = self.features(users, np.zeros(len(users), dtype=np.int64))
         item_part = self.features(np.zeros(len(items), dtype=np.int64), items)
-        scores = (user_part.scalars[:, [0, 2]] @ w[[0, 2]])[:, None] + (item_part.scalars[:, [1, 3]] @ w[[1, 3]])[None, :]
+        user_scalars = user_part.scalars[:, [0, 2]] @ w[[0, 2]]  # user deviation, log count
+        item_scalars = item_part.scalars[:, [1, 3]] @ w[[1, 3]]  # item deviation, log count
+        scores = user_scalars[:, None] + item_scalars[None, :]
         if self.reviews is not None:
             h = self.reviews.shape[1]
             w_user, w_item, w_product = w[4 : 4 + h], w[4 + h : 4 + 2 * h], w[4 + 2 * h : 4 + 3 * h]
