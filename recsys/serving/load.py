@@ -111,10 +111,11 @@ class LoadResult:
 
     def summary(self) -> dict[str, float]:
         valid, wrong = self.valid(), self.wrong_answers()
+        sent = int(np.isfinite(self.latencies_ms).sum())
         return {
             "requests": len(self.requests),
-            "sent": int(np.isfinite(self.latencies_ms).sum()),
-            "requests_per_s": len(self.requests) / self.seconds,
+            "sent": sent,
+            "requests_per_s": sent / self.seconds,
             "p50_ms": float(np.nanpercentile(self.latencies_ms, 50)),
             "p99_ms": float(np.nanpercentile(self.latencies_ms, 99)),
             "server_errors": int((self.statuses >= 500).sum()),
