@@ -96,7 +96,8 @@ def naive_texts(module: TwoTowerModule, batch: PairBatch, item_tokens: Tokenized
     encoder = net.encoder
     reviews = torch.unique(batch.history_reviews[batch.history_mask])
     items = torch.unique(torch.cat([batch.history_items[batch.history_mask], batch.batch_items]))
-    saved = (net.review_text, net.item_text, net.item_tower.prefix_cache, net.item_tower.frozen_text)
+    saved = (net.review_text, net.item_text, net.item_tower.prefix_cache, net.item_tower.frozen_text,
+             net.item_tower.catalog_tokens)
     review_text = encoder.forward_pretrained(*review_tokens.pad(reviews.numpy()))
     item_text = encoder.forward_pretrained(*item_tokens.pad(items.numpy()))
     net.review_text = _scatter(reviews, review_text, len(review_tokens))
@@ -107,7 +108,8 @@ def naive_texts(module: TwoTowerModule, batch: PairBatch, item_tokens: Tokenized
     try:
         yield
     finally:
-        net.review_text, net.item_text, net.item_tower.prefix_cache, net.item_tower.frozen_text = saved
+        (net.review_text, net.item_text, net.item_tower.prefix_cache, net.item_tower.frozen_text,
+         net.item_tower.catalog_tokens) = saved
 
 
 def training_speed(module: TwoTowerModule, datamodule: ReviewDataModule, batches: int = 4) -> dict[str, float]:

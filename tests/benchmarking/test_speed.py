@@ -33,3 +33,26 @@ def test_encoder_speed_reports_flops_consistent_with_the_estimate(encoder):
     flops_per_batch = encoder.estimate_flops(mask, encoder.num_layers, backward=False)
     assert speed.flops_per_s == pytest.approx(flops_per_batch * speed.sequences_per_s / 8, rel=1e-6)
     assert speed.dtype == "fp32" and matmul_flops_per_s(torch.float32, size=128, repeats=2) > 1e8
+
+
+def test_naive_loop_computes_the_training_steps_loss_from_fresh_encodings(tiny_dataset, tmp_path):
+    from recsys.benchmarking.speed import naive_texts, training_speed
+    from tests.training.test_module import tiny_setup
+
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=1)
+    module.attach(dm.catalog())
+    net = module.net
+    batch = dm.collator("train")(list(range(8)))
+    cached = (net.review_text, net.item_tower.prefix_cache)
+    with naive_texts(module, batch, dm.item_tokens, dm.review_tokens):
+        # No cache is read: reviews outside the batch's histories are not even encoded.
+        assert net.item_tower.prefix_cache is None
+        outside = torch.ones(len(net.review_text), dtype=torch.bool)
+        outside[batch.history_reviews[batch.history_mask]] = False
+        assert outside.any() and (net.review_text[outside] == 0).all()
+    assert (net.review_text, net.item_tower.prefix_cache) == cached  # restored
+    result = training_speed(module, dm, batches=1)
+    # Same texts and weights, batched with other padding: equal up to float32 rounding.
+    assert result["loss_naive"] == pytest.approx(result["loss_ours"], rel=1e-4)
+    assert result["samples_per_s_ours"] > 0 and result["samples_per_s_naive"] > 0
