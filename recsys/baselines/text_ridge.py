@@ -20,17 +20,19 @@ from recsys.models.text_encoder import TextEncoder
 
 @dataclass
 class PairFeatures:
-    """Features of (user, item) pairs: ``scalars`` [n, 4] (user and item shrunk mean deviation,
-    log review counts) and, with text, the mean review embeddings of the user and of the item [n, H]."""
+    """Features of (user, item) pairs: ``user`` [n, 2 (+H)] and ``item`` [n, 2 (+H)] are the shrunk
+    mean rating deviation and log review count of the pair's user (item), followed, with text, by
+    its mean review embedding [H]; the regression reads them and, with text, their product."""
 
-    scalars: np.ndarray
-    user_text: np.ndarray | None
-    item_text: np.ndarray | None
+    user: np.ndarray
+    item: np.ndarray
+    text_dim: int
 
     def matrix(self) -> np.ndarray:
-        parts = [self.scalars]
-        if self.user_text is not None:
-            parts += [self.user_text, self.item_text, self.user_text * self.item_text]
+        """[n, d_user + d_item (+ H)]: the columns the regression weights follow."""
+        parts = [self.user, self.item]
+        if self.text_dim:
+            parts.append(self.user[:, -self.text_dim :] * self.item[:, -self.text_dim :])
         return np.hstack(parts)
 
 
@@ -75,9 +77,11 @@ class TextRidge(Baseline):
         self.user_deviation = np.bincount(train.user, deviation, data.num_users)
         self.item_deviation = np.bincount(train.item, deviation, data.num_items)
         self.reviews = self._review_embeddings(datamodule) if self.text else None
+        self.text_dim = 0 if self.reviews is None else self.reviews.shape[1]
+        self.user_text_sum = self.item_text_sum = None
         if self.reviews is not None:
-            self.user_text_sum = np.zeros((data.num_users, self.reviews.shape[1]))
-            self.item_text_sum = np.zeros((data.num_items, self.reviews.shape[1]))
+            self.user_text_sum = np.zeros((data.num_users, self.text_dim))
+            self.item_text_sum = np.zeros((data.num_items, self.text_dim))
             np.add.at(self.user_text_sum, train.user, self.reviews[train.review])
             np.add.at(self.item_text_sum, train.item, self.reviews[train.review])
         features = self.features(train.user, train.item, own_review=train.review, own_rating=train.rating)
@@ -86,43 +90,44 @@ class TextRidge(Baseline):
         penalty[-1, -1] = 0.0  # the intercept is not shrunk
         self.weights = np.linalg.solve(x.T @ x + penalty, x.T @ train.rating.astype(np.float64))
 
+    def _side(self, count: np.ndarray, deviation: np.ndarray, text_sum: np.ndarray | None, index: np.ndarray,
+              own_review: np.ndarray | None, own_rating: np.ndarray | None) -> np.ndarray:
+        """The user (or item) part of the features, leaving out each pair's own review if given."""
+        leave_out = own_rating is not None
+        n = count[index] - leave_out
+        own_deviation = own_rating - self.mean if leave_out else 0.0
+        columns = [(deviation[index] - own_deviation) / (n + self.shrinkage), np.log1p(n)]
+        if text_sum is None:
+            return np.column_stack(columns)
+        own_text = self.reviews[own_review] if leave_out else 0.0
+        return np.hstack([np.column_stack(columns), (text_sum[index] - own_text) / np.maximum(n, 1)[:, None]])
+
+    def user_features(self, users: np.ndarray, own_review: np.ndarray | None = None,
+                      own_rating: np.ndarray | None = None) -> np.ndarray:
+        return self._side(self.user_count, self.user_deviation, self.user_text_sum, users, own_review, own_rating)
+
+    def item_features(self, items: np.ndarray, own_review: np.ndarray | None = None,
+                      own_rating: np.ndarray | None = None) -> np.ndarray:
+        return self._side(self.item_count, self.item_deviation, self.item_text_sum, items, own_review, own_rating)
+
     def features(self, users: np.ndarray, items: np.ndarray, own_review: np.ndarray | None = None,
                  own_rating: np.ndarray | None = None) -> PairFeatures:
         """Features of pairs; ``own_review``/``own_rating`` (training pairs) are left out of them."""
-        leave_out = own_rating is not None
-        own_deviation = own_rating - self.mean if leave_out else 0.0
-        user_n = self.user_count[users] - leave_out
-        item_n = self.item_count[items] - leave_out
-        scalars = np.column_stack([
-            (self.user_deviation[users] - own_deviation) / (user_n + self.shrinkage),
-            (self.item_deviation[items] - own_deviation) / (item_n + self.shrinkage),
-            np.log1p(user_n), np.log1p(item_n),
-        ])
-        if self.reviews is None:
-            return PairFeatures(scalars, None, None)
-        own_text = self.reviews[own_review] if leave_out else 0.0
-        user_text = (self.user_text_sum[users] - own_text) / np.maximum(user_n, 1)[:, None]
-        item_text = (self.item_text_sum[items] - own_text) / np.maximum(item_n, 1)[:, None]
-        return PairFeatures(scalars, user_text, item_text)
+        return PairFeatures(self.user_features(users, own_review, own_rating),
+                            self.item_features(items, own_review, own_rating), self.text_dim)
 
     def predict_ratings(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         x = self.features(np.asarray(users), np.asarray(items)).matrix()
         return np.clip(x @ self.weights[:-1] + self.weights[-1], 1.0, 5.0)
 
     def user_scores(self, users: np.ndarray) -> torch.Tensor:
-        # The model is linear in separable user and item parts plus one user x item product term,
-        # so every item's score is computed without building a pair x feature matrix.
-        users = np.asarray(users)
-        items = np.arange(len(self.item_count))
-        w = self.weights
-        user_part = self.features(users, np.zeros(len(users), dtype=np.int64))
-        item_part = self.features(np.zeros(len(items), dtype=np.int64), items)
-        user_scalars = user_part.scalars[:, [0, 2]] @ w[[0, 2]]  # user deviation, log count
-        item_scalars = item_part.scalars[:, [1, 3]] @ w[[1, 3]]  # item deviation, log count
-        scores = user_scalars[:, None] + item_scalars[None, :]
-        if self.reviews is not None:
-            h = self.reviews.shape[1]
-            w_user, w_item, w_product = w[4 : 4 + h], w[4 + h : 4 + 2 * h], w[4 + 2 * h : 4 + 3 * h]
-            scores += (user_part.user_text @ w_user)[:, None] + (item_part.item_text @ w_item)[None, :]
-            scores += (user_part.user_text * w_product) @ item_part.item_text.T
-        return torch.from_numpy(scores + w[-1]).float()
+        # Linear in a user part, an item part and one user x item text product: every item's score
+        # without a (user, item) x feature matrix.
+        user = self.user_features(np.asarray(users))
+        item = self.item_features(np.arange(len(self.item_count)))
+        w_user, w_item = self.weights[: user.shape[1]], self.weights[user.shape[1] : user.shape[1] + item.shape[1]]
+        scores = (user @ w_user)[:, None] + (item @ w_item)[None, :] + self.weights[-1]
+        if self.text_dim:
+            w_product = self.weights[user.shape[1] + item.shape[1] : -1]
+            scores += (user[:, -self.text_dim :] * w_product) @ item[:, -self.text_dim :].T
+        return torch.from_numpy(scores).float()

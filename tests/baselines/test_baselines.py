@@ -109,10 +109,11 @@ def test_text_ridge_features_leave_the_pair_out_by_hand():
     # Training pair (user 0, item 0, 5 stars): user 0's other review is 3 stars (deviation -1, n=1),
     # item 0's other review is 4 stars (deviation 0, n=1).
     own = model.features(np.array([0]), np.array([0]), own_review=np.array([0]), own_rating=np.array([5.0]))
-    assert own.scalars[0] == pytest.approx([-1 / 2, 0.0, np.log(2), np.log(2)])
+    assert own.user[0] == pytest.approx([-1 / 2, np.log(2)]) and own.item[0] == pytest.approx([0.0, np.log(2)])
     # A held-out pair sees every training review: user 0 (5, 3 stars), item 2 (2, 5 stars).
     held_out = model.features(np.array([0]), np.array([2]))
-    assert held_out.scalars[0] == pytest.approx([0.0, -1 / 3, np.log(3), np.log(3)])
+    assert held_out.user[0] == pytest.approx([0.0, np.log(3)])
+    assert held_out.item[0] == pytest.approx([-1 / 3, np.log(3)])
     with pytest.raises(ValueError, match="l2"):
         text_ridge(TRAIN, 3, 3, text=False, l2=-1.0)
 
@@ -127,10 +128,9 @@ def test_text_ridge_never_reads_the_pairs_own_review():
     changed[0] += 100.0  # pair 0's own review
     after = text_ridge(TRAIN, 3, 3, text=True, embeddings=changed).features(
         users, items, own_review=np.array([0, 1]), own_rating=np.array([5.0, 3.0]))
-    assert after.user_text[0] == pytest.approx(before.user_text[0])
-    assert after.item_text[0] == pytest.approx(before.item_text[0])
+    assert after.user[0] == pytest.approx(before.user[0]) and after.item[0] == pytest.approx(before.item[0])
     # ...while pair 1 of the same user has that review in its features.
-    assert not np.allclose(after.user_text[1], before.user_text[1])
+    assert not np.allclose(after.user[1], before.user[1])
 
 
 @pytest.mark.parametrize("text", [False, True])
