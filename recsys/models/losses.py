@@ -21,6 +21,10 @@ class LossConfig:
     like_threshold: float = 4.0
     retrieval: str = "bce"
     logq_correction: bool = False
+    # Soft targets from an EASE teacher over the catalog (0 = off); see distillation_loss.
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
+    teacher_l2: float = 200.0
 
     def __post_init__(self) -> None:
         if self.retrieval not in RETRIEVAL_LOSSES:
@@ -29,6 +33,11 @@ class LossConfig:
             )
         if self.temperature <= 0:
             raise ValueError(f"model.loss.temperature must be > 0, got {self.temperature}")
+        if self.distill_weight < 0 or self.distill_temperature <= 0 or self.teacher_l2 <= 0:
+            raise ValueError(
+                "model.loss: distill_weight must be >= 0, distill_temperature and teacher_l2 > 0; got "
+                f"{self.distill_weight}, {self.distill_temperature}, {self.teacher_l2}"
+            )
 
 
 def rating_loss(predicted: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:
@@ -76,3 +85,16 @@ def in_batch_retrieval_loss(
     negative_bce = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
     per_user = (negative_bce * valid_negative).sum(1) / valid_negative.sum(1).clamp(min=1)
     return positive_term + per_user.mean()
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      candidates: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the student's softmax against the teacher's, over each row's candidates.
+
+    ``student_logits``, ``teacher_logits`` and the boolean ``candidates`` are [B, I]; items
+    outside a row's candidates (the user's training items) take part in neither distribution.
+    Equals KL(teacher || student) plus the teacher's entropy, so its gradient is the KL's.
+    """
+    teacher = torch.softmax(teacher_logits.masked_fill(~candidates, float("-inf")), dim=-1)
+    log_student = torch.log_softmax(student_logits.masked_fill(~candidates, float("-inf")), dim=-1)
+    return -(teacher * log_student.masked_fill(~candidates, 0.0)).sum(-1).mean()

@@ -15,9 +15,10 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from recsys.data.batches import PairBatch
 from recsys.data.catalog import Catalog
-from recsys.models.losses import LossConfig, in_batch_retrieval_loss, like_loss, rating_loss
+from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
 from recsys.models.two_tower import TwoTowerModel
 from recsys.training.ranking import ranking_metrics, top_k_items
+from recsys.training.teacher import EaseTeacher, standardised
 
 EVAL_STAGES = ("val", "test")
 
@@ -80,6 +81,7 @@ class TwoTowerModule(pl.LightningModule):
         self.mae = torch.nn.ModuleDict({s: MeanAbsoluteError() for s in EVAL_STAGES})
         self.register_buffer("log_q", torch.empty(0), persistent=False)
         self.catalog: Catalog | None = None
+        self.teacher: EaseTeacher | None = None
         self._user_vectors: dict[int, torch.Tensor] = {}
         self._step_started = 0.0
 
@@ -96,6 +98,8 @@ class TwoTowerModule(pl.LightningModule):
             self.net.attach_catalog(catalog)
             counts = torch.from_numpy(catalog.item_train_counts).float() + 1.0
             self.log_q = torch.log(counts / counts.sum())
+            if self.loss_config.distill_weight > 0:
+                self.teacher = EaseTeacher(catalog.train_items, self.loss_config.teacher_l2)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -128,6 +132,9 @@ class TwoTowerModule(pl.LightningModule):
             + config.like_weight * losses["like_loss"]
             + config.retrieval_weight * losses["retrieval_loss"]
         )
+        if self.teacher is not None:
+            losses["distill_loss"] = self.distill_loss(batch, users)
+            losses["loss"] = losses["loss"] + config.distill_weight * losses["distill_loss"]
         return {**losses, "rating": rating, "users": users}
 
     def retrieval_loss(self, batch: PairBatch, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -145,6 +152,18 @@ class TwoTowerModule(pl.LightningModule):
         return in_batch_retrieval_loss(users, items, batch.item_slot, batch.user_has_batch_item, config.temperature,
                                        config.retrieval, log_q)
 
+    def distill_loss(self, batch: PairBatch, users: torch.Tensor) -> torch.Tensor:
+        """The EASE teacher's softmax (of per-user z-scores / ``distill_temperature``) over the
+        user's non-training items as a soft target for the cosine softmax over the same items
+        (every catalog item is encoded per step: small catalogs)."""
+        config = self.loss_config
+        catalog = torch.arange(self.catalog.num_items)
+        student = users @ self.net.item_vectors(catalog).T / config.temperature
+        candidates = ~torch.from_numpy(
+            self.catalog.train_items.contains(batch.user.numpy()[:, None], catalog.numpy()[None, :]))
+        teacher = standardised(self.teacher.scores(batch.user.numpy()), candidates) / config.distill_temperature
+        return distillation_loss(student, teacher, candidates)
+
     def on_train_batch_start(self, batch: PairBatch, batch_idx: int) -> None:
         if self.encoder is not None:
             self.encoder.flops_counter = 0.0
@@ -152,8 +171,9 @@ class TwoTowerModule(pl.LightningModule):
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
         out = self.model_step(batch)
-        for name in ("loss", "rating_loss", "like_loss", "retrieval_loss"):
-            self.log(f"train/{name}", out[name], prog_bar=name == "loss", batch_size=len(batch))
+        for name in ("loss", "rating_loss", "like_loss", "retrieval_loss", "distill_loss"):
+            if name in out:
+                self.log(f"train/{name}", out[name], prog_bar=name == "loss", batch_size=len(batch))
         return out["loss"]
 
     def on_train_batch_end(self, outputs, batch: PairBatch, batch_idx: int) -> None:

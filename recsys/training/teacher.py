@@ -1,0 +1,49 @@
+"""A teacher for the retrieval loss: EASE scores of each user's training items."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recsys.baselines.ease import ease_weights
+from recsys.data.negatives import UserItemSets
+
+MAX_TEACHER_ITEMS = 20_000
+
+
+class EaseTeacher:
+    """EASE (Steck 2019) fitted on the training interactions; :meth:`scores` gives each user's
+    item-item scores over the catalog. Its weights are a dense [I, I] matrix: for catalogs of up
+    to ``MAX_TEACHER_ITEMS`` items."""
+
+    def __init__(self, train_items: UserItemSets, l2: float = 200.0) -> None:
+        if train_items.num_items > MAX_TEACHER_ITEMS:
+            raise ValueError(
+                f"the EASE teacher needs a dense items x items matrix ({train_items.num_items:,} items; at most "
+                f"{MAX_TEACHER_ITEMS:,}): set model.module.loss.distill_weight=0 for this catalog")
+        self.train_items = train_items
+        matrix = np.zeros((train_items.num_users, train_items.num_items), dtype=np.float32)
+        matrix[train_items.keys // train_items.num_items, train_items.keys % train_items.num_items] = 1.0
+        self.weights = torch.from_numpy(ease_weights(matrix, l2)).float()
+
+    def _rows(self, users: np.ndarray) -> torch.Tensor:
+        """The binary training rows [len(users), I] of ``users``."""
+        sets = self.train_items
+        rows = np.zeros((len(users), sets.num_items), dtype=np.float32)
+        for row, user in enumerate(users.tolist()):
+            rows[row, sets.items_of(user)] = 1.0
+        return torch.from_numpy(rows)
+
+    def scores(self, users: np.ndarray) -> torch.Tensor:
+        """EASE scores [len(users), I] of every catalog item for ``users``."""
+        return self._rows(np.asarray(users, dtype=np.int64)) @ self.weights
+
+
+def standardised(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Each row's scores as z-scores over its candidates (others 0), so that a teacher
+    temperature means the same whatever the scale of the raw scores (EASE's shrinks with l2)."""
+    count = candidates.sum(-1, keepdim=True).clamp(min=1)
+    kept = scores.masked_fill(~candidates, 0.0)
+    mean = kept.sum(-1, keepdim=True) / count
+    spread = ((kept - mean).masked_fill(~candidates, 0.0).pow(2).sum(-1, keepdim=True) / count).sqrt()
+    return ((kept - mean) / spread.clamp(min=1e-12)).masked_fill(~candidates, 0.0)

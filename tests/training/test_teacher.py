@@ -1,0 +1,104 @@
+"""The EASE teacher and the distillation loss that uses it."""
+
+import numpy as np
+import pytest
+import torch
+
+from recsys.baselines.ease import EASE
+from recsys.data.negatives import UserItemSets
+from recsys.models.losses import LossConfig, distillation_loss
+from recsys.training.teacher import EaseTeacher, standardised
+from tests.baselines.test_baselines import fake_datamodule
+from tests.training.test_module import tiny_setup, trainer
+
+TRAIN = [(0, 0, 5), (0, 1, 5), (1, 1, 4), (1, 2, 3), (2, 0, 5), (2, 3, 2), (3, 2, 4), (3, 3, 5)]
+
+
+def test_teacher_scores_equal_the_ease_baseline():
+    dm = fake_datamodule(TRAIN, 4, 5)
+    baseline = EASE(l2=2.0)
+    baseline.fit(dm)
+    teacher = EaseTeacher(dm.data.train_items, l2=2.0)
+    users = np.array([3, 0, 2])
+    assert teacher.scores(users).numpy() == pytest.approx(baseline.user_scores(users).numpy(), abs=1e-6)
+    # Item 4 has no training interaction: nothing points to it.
+    assert teacher.scores(np.arange(4))[:, 4].abs().max() == 0
+
+
+def test_teacher_sees_only_the_sets_it_is_given():
+    train = UserItemSets.from_pairs(np.array([0, 0, 1]), np.array([0, 1, 1]), 2, 3)
+    with_held_out = UserItemSets.from_pairs(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 2]), 2, 3)
+    scores = EaseTeacher(train, l2=1.0).scores(np.array([0, 1]))
+    assert not torch.allclose(scores, EaseTeacher(with_held_out, l2=1.0).scores(np.array([0, 1])))
+    # Item 2 was never in training: with the training sets only, it cannot score.
+    assert scores[:, 2].abs().max() == 0
+
+
+def test_teacher_refuses_large_catalogs():
+    huge = UserItemSets.from_pairs(np.array([0]), np.array([0]), 1, 50_000)
+    with pytest.raises(ValueError, match="distill_weight=0"):
+        EaseTeacher(huge)
+
+
+def test_standardised_rows():
+    scores = torch.tensor([[1.0, 2.0, 3.0, 100.0], [0.5, 0.5, -1.0, 2.0]])
+    candidates = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    z = standardised(scores, candidates)
+    assert z[0].tolist() == pytest.approx([-(1.5 ** 0.5), 0.0, 1.5 ** 0.5, 0.0], abs=1e-6)
+    assert float(z[1].mean()) == pytest.approx(0.0, abs=1e-6)
+    assert float(z[1].pow(2).mean()) == pytest.approx(1.0, abs=1e-5)
+    # Scaling the raw scores does not change them (what makes one temperature fit any l2).
+    assert standardised(10 * scores, candidates).flatten().tolist() == pytest.approx(z.flatten().tolist(), abs=1e-5)
+
+
+def test_distillation_loss_by_hand():
+    student = torch.tensor([[0.0, 1.0, 5.0]])
+    teacher = torch.tensor([[2.0, 0.0, -7.0]])
+    candidates = torch.tensor([[True, True, False]])
+    # Item 2 is no candidate: p_teacher = softmax(2, 0), log p_student = log_softmax(0, 1).
+    p = torch.softmax(torch.tensor([2.0, 0.0]), 0)
+    log_q = torch.log_softmax(torch.tensor([0.0, 1.0]), 0)
+    assert float(distillation_loss(student, teacher, candidates)) == pytest.approx(float(-(p * log_q).sum()), rel=1e-6)
+    # Minimal (zero gradient) where the student equals the teacher on the candidates.
+    matched = torch.tensor([[2.0, 0.0, 40.0]], requires_grad=True)
+    distillation_loss(matched, teacher, candidates).backward()
+    assert matched.grad.abs().max() < 1e-6
+
+
+def test_distillation_settings_are_checked():
+    with pytest.raises(ValueError, match="distill_weight"):
+        LossConfig(distill_weight=-1.0)
+    with pytest.raises(ValueError, match="distill_temperature"):
+        LossConfig(distill_temperature=0.0)
+
+
+def _agreement(module, batch) -> tuple[float, float]:
+    """Mean over the batch's pairs of the teacher's z-score at the student's top unseen item,
+    and the best it can be (at the teacher's own top item)."""
+    with torch.no_grad():
+        users = module.net.user_vectors(batch)
+        scores = users @ module.net.catalog_vectors(module.catalog.num_items).T
+    known = torch.from_numpy(module.catalog.train_items.contains(
+        batch.user.numpy()[:, None], np.arange(module.catalog.num_items)[None, :]))
+    teacher = standardised(module.teacher.scores(batch.user.numpy()), ~known)
+    top = scores.masked_fill(known, float("-inf")).argmax(1)
+    best = teacher.masked_fill(known, float("-inf")).max(1).values
+    return float(teacher.gather(1, top[:, None]).mean()), float(best.mean())
+
+
+def test_distillation_teaches_the_student_the_teachers_ranking(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    module.loss_config = LossConfig(rating_weight=0, like_weight=0, retrieval_weight=0, distill_weight=1.0)
+    module.attach(dm.catalog())
+    assert module.teacher is not None
+    batch = dm.collator("train")(list(range(len(dm.data.pairs["train"]))))
+    module.eval()
+    before, best = _agreement(module, batch)
+    with torch.no_grad():
+        out = module.model_step(batch)
+    assert float(out["loss"]) == pytest.approx(float(out["distill_loss"]))
+    trainer(epochs=40).fit(module, dm)
+    module.eval()
+    after, _ = _agreement(module, batch)
+    assert after > before + 0.5 and after > 0.95 * best
