@@ -93,8 +93,13 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
     ``student_logits``, ``teacher_logits`` and the boolean ``candidates`` are [B, I]; items
     outside a row's candidates (the user's training items) take part in neither distribution.
-    Equals KL(teacher || student) plus the teacher's entropy, so its gradient is the KL's.
+    Equals KL(teacher || student) plus the teacher's entropy, so its gradient is the KL's. Rows
+    without candidates (a user who has every item) are left out; with none at all it is 0.
     """
+    rows = candidates.any(-1)
+    student_logits, teacher_logits, candidates = student_logits[rows], teacher_logits[rows], candidates[rows]
+    if not len(candidates):
+        return student_logits.sum() * 0.0
     teacher = torch.softmax(teacher_logits.masked_fill(~candidates, float("-inf")), dim=-1)
     log_student = torch.log_softmax(student_logits.masked_fill(~candidates, float("-inf")), dim=-1)
     return -(teacher * log_student.masked_fill(~candidates, 0.0)).sum(-1).mean()

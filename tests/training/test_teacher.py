@@ -65,6 +65,17 @@ def test_distillation_loss_by_hand():
     assert matched.grad.abs().max() < 1e-6
 
 
+def test_distillation_leaves_out_users_without_candidates():
+    student = torch.tensor([[0.0, 1.0, 5.0], [3.0, 2.0, 1.0]], requires_grad=True)
+    teacher = torch.tensor([[2.0, 0.0, -7.0], [1.0, 1.0, 1.0]])
+    candidates = torch.tensor([[True, True, False], [False, False, False]])
+    loss = distillation_loss(student, teacher, candidates)
+    assert float(loss) == pytest.approx(float(distillation_loss(student[:1], teacher[:1], candidates[:1])))
+    loss.backward()
+    assert torch.isfinite(student.grad).all() and student.grad[1].abs().max() == 0
+    assert float(distillation_loss(student[1:], teacher[1:], candidates[1:])) == 0.0
+
+
 def test_distillation_settings_are_checked():
     with pytest.raises(ValueError, match="distill_weight"):
         LossConfig(distill_weight=-1.0)
