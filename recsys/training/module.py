@@ -144,23 +144,25 @@ class TwoTowerModule(pl.LightningModule):
         if config.retrieval == "catalog_softmax":
             catalog = torch.arange(self.catalog.num_items)
             candidates = self.net.item_vectors(catalog)
-            hits = self.catalog.train_items.contains(batch.user.numpy()[:, None], catalog.numpy()[None, :])
-            hits = torch.from_numpy(hits) | (catalog[None, :] == batch.item[:, None])
+            hits = self.training_items_of(batch) | (catalog[None, :] == batch.item[:, None])
             # Every item is a candidate, none is sampled: there is no sampling bias to correct.
             return in_batch_retrieval_loss(users, candidates, batch.item, hits, config.temperature, config.retrieval)
         log_q = self.log_q[batch.batch_items] if config.logq_correction else None
         return in_batch_retrieval_loss(users, items, batch.item_slot, batch.user_has_batch_item, config.temperature,
                                        config.retrieval, log_q)
 
+    def training_items_of(self, batch: PairBatch) -> torch.Tensor:
+        """[B, num_items]: does the pair's user have the item in training?"""
+        catalog = np.arange(self.catalog.num_items)
+        return torch.from_numpy(self.catalog.train_items.contains(batch.user.numpy()[:, None], catalog[None, :]))
+
     def distill_loss(self, batch: PairBatch, users: torch.Tensor) -> torch.Tensor:
         """The EASE teacher's softmax (of per-user z-scores / ``distill_temperature``) over the
         user's non-training items as a soft target for the cosine softmax over the same items
         (every catalog item is encoded per step: small catalogs)."""
         config = self.loss_config
-        catalog = torch.arange(self.catalog.num_items)
-        student = users @ self.net.item_vectors(catalog).T / config.temperature
-        candidates = ~torch.from_numpy(
-            self.catalog.train_items.contains(batch.user.numpy()[:, None], catalog.numpy()[None, :]))
+        student = users @ self.net.item_vectors(torch.arange(self.catalog.num_items)).T / config.temperature
+        candidates = ~self.training_items_of(batch)
         teacher = standardised(self.teacher.scores(batch.user.numpy()), candidates) / config.distill_temperature
         return distillation_loss(student, teacher, candidates)
 

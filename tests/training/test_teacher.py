@@ -102,7 +102,9 @@ def test_distillation_teaches_the_student_the_teachers_ranking(tiny_dataset, tmp
     dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
     module.loss_config = LossConfig(rating_weight=0, like_weight=0, retrieval_weight=0, distill_weight=1.0)
     module.attach(dm.catalog())
-    assert module.teacher is not None
+    train = dm.data.pairs["train"]
+    only_training = EaseTeacher(UserItemSets.from_pairs(train.user, train.item, dm.num_users, dm.num_items))
+    assert torch.equal(module.teacher.weights, only_training.weights)  # no held-out pair in the teacher
     batch = dm.collator("train")(list(range(len(dm.data.pairs["train"]))))
     module.eval()
     before, best = _agreement(module, batch)
