@@ -30,6 +30,10 @@ class UserItemSets:
         where = np.minimum(where, max(len(self.keys) - 1, 0))
         return (self.keys[where] == query) if len(self.keys) else np.zeros(query.shape, dtype=bool)
 
+    def rows(self, users: np.ndarray) -> np.ndarray:
+        """Dense boolean rows [len(users), num_items]: True where the user has the item."""
+        return self.contains(np.asarray(users, dtype=np.int64)[:, None], np.arange(self.num_items)[None, :])
+
     def counts(self) -> np.ndarray:
         """Items per user [num_users] (computed once: the sets never change)."""
         if self._counts is None:

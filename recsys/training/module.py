@@ -153,8 +153,7 @@ class TwoTowerModule(pl.LightningModule):
 
     def training_items_of(self, batch: PairBatch) -> torch.Tensor:
         """[B, num_items]: does the pair's user have the item in training?"""
-        catalog = np.arange(self.catalog.num_items)
-        return torch.from_numpy(self.catalog.train_items.contains(batch.user.numpy()[:, None], catalog[None, :]))
+        return torch.from_numpy(self.catalog.train_items.rows(batch.user.numpy()))
 
     def distill_loss(self, batch: PairBatch, users: torch.Tensor) -> torch.Tensor:
         """The EASE teacher's softmax (of per-user z-scores / ``distill_temperature``) over the
@@ -162,9 +161,9 @@ class TwoTowerModule(pl.LightningModule):
         (every catalog item is encoded per step: small catalogs)."""
         config = self.loss_config
         student = users @ self.net.item_vectors(torch.arange(self.catalog.num_items)).T / config.temperature
-        candidates = ~self.training_items_of(batch)
-        teacher = standardised(self.teacher.scores(batch.user.numpy()), candidates) / config.distill_temperature
-        return distillation_loss(student, teacher, candidates)
+        known = self.training_items_of(batch)
+        teacher = standardised(self.teacher.scores(known), ~known) / config.distill_temperature
+        return distillation_loss(student, teacher, ~known)
 
     def on_train_batch_start(self, batch: PairBatch, batch_idx: int) -> None:
         if self.encoder is not None:

@@ -21,22 +21,13 @@ class EaseTeacher:
             raise ValueError(
                 f"the EASE teacher needs a dense items x items matrix ({train_items.num_items:,} items; at most "
                 f"{MAX_TEACHER_ITEMS:,}): set model.module.loss.distill_weight=0 for this catalog")
-        self.train_items = train_items
-        matrix = np.zeros((train_items.num_users, train_items.num_items), dtype=np.float32)
-        matrix[train_items.keys // train_items.num_items, train_items.keys % train_items.num_items] = 1.0
+        matrix = train_items.rows(np.arange(train_items.num_users))
         self.weights = torch.from_numpy(ease_weights(matrix, l2)).float()
 
-    def _rows(self, users: np.ndarray) -> torch.Tensor:
-        """The binary training rows [len(users), I] of ``users``."""
-        sets = self.train_items
-        rows = np.zeros((len(users), sets.num_items), dtype=np.float32)
-        for row, user in enumerate(users.tolist()):
-            rows[row, sets.items_of(user)] = 1.0
-        return torch.from_numpy(rows)
-
-    def scores(self, users: np.ndarray) -> torch.Tensor:
-        """EASE scores [len(users), I] of every catalog item for ``users``."""
-        return self._rows(np.asarray(users, dtype=np.int64)) @ self.weights
+    def scores(self, training_rows: torch.Tensor) -> torch.Tensor:
+        """EASE scores [B, I] of every catalog item, from users' boolean training rows [B, I]
+        (:meth:`UserItemSets.rows`; the caller has them already for its masks)."""
+        return training_rows.float() @ self.weights
 
 
 def standardised(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:

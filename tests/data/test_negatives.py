@@ -11,6 +11,9 @@ def test_user_item_sets_membership():
     ]
     assert sets.items_of(0).tolist() == [1, 3] and sets.items_of(1).tolist() == []
     assert sets.counts().tolist() == [2, 0, 1]
+    assert sets.rows(np.array([2, 0, 1])).tolist() == [
+        [True, False, False, False], [False, True, False, True], [False, False, False, False],
+    ]
 
 
 def test_negatives_are_never_known_items_nor_the_positive():

@@ -20,16 +20,18 @@ def test_teacher_scores_equal_the_ease_baseline():
     baseline.fit(dm)
     teacher = EaseTeacher(dm.data.train_items, l2=2.0)
     users = np.array([3, 0, 2])
-    assert teacher.scores(users).numpy() == pytest.approx(baseline.user_scores(users).numpy(), abs=1e-6)
+    rows = torch.from_numpy(dm.data.train_items.rows(users))
+    assert teacher.scores(rows).numpy() == pytest.approx(baseline.user_scores(users).numpy(), abs=1e-6)
     # Item 4 has no training interaction: nothing points to it.
-    assert teacher.scores(np.arange(4))[:, 4].abs().max() == 0
+    assert teacher.scores(torch.from_numpy(dm.data.train_items.rows(np.arange(4))))[:, 4].abs().max() == 0
 
 
 def test_teacher_sees_only_the_sets_it_is_given():
     train = UserItemSets.from_pairs(np.array([0, 0, 1]), np.array([0, 1, 1]), 2, 3)
     with_held_out = UserItemSets.from_pairs(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 2]), 2, 3)
-    scores = EaseTeacher(train, l2=1.0).scores(np.array([0, 1]))
-    assert not torch.allclose(scores, EaseTeacher(with_held_out, l2=1.0).scores(np.array([0, 1])))
+    rows = torch.from_numpy(train.rows(np.array([0, 1])))
+    scores = EaseTeacher(train, l2=1.0).scores(rows)
+    assert not torch.allclose(scores, EaseTeacher(with_held_out, l2=1.0).scores(rows))
     # Item 2 was never in training: with the training sets only, it cannot score.
     assert scores[:, 2].abs().max() == 0
 
@@ -89,9 +91,8 @@ def _agreement(module, batch) -> tuple[float, float]:
     with torch.no_grad():
         users = module.net.user_vectors(batch)
         scores = users @ module.net.catalog_vectors(module.catalog.num_items).T
-    known = torch.from_numpy(module.catalog.train_items.contains(
-        batch.user.numpy()[:, None], np.arange(module.catalog.num_items)[None, :]))
-    teacher = standardised(module.teacher.scores(batch.user.numpy()), ~known)
+    known = module.training_items_of(batch)
+    teacher = standardised(module.teacher.scores(known), ~known)
     top = scores.masked_fill(known, float("-inf")).argmax(1)
     best = teacher.masked_fill(known, float("-inf")).max(1).values
     return float(teacher.gather(1, top[:, None]).mean()), float(best.mean())
