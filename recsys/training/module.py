@@ -122,10 +122,12 @@ class TwoTowerModule(pl.LightningModule):
         rating, like_positive = self.net.score(users, items[batch.item_slot], batch.item, offset)
         negatives = items[batch.negative_slot]
         _, like_negative = self.net.score(users.unsqueeze(1).expand_as(negatives), negatives)
+        needs_catalog = config.retrieval == "catalog_softmax" or self.teacher is not None
+        catalog = self.catalog_view(batch) if needs_catalog else None
         losses = {
             "rating_loss": rating_loss(rating, batch.rating),
             "like_loss": like_loss(like_positive, like_negative, batch.rating, config.like_threshold),
-            "retrieval_loss": self.retrieval_loss(batch, users, items),
+            "retrieval_loss": self.retrieval_loss(batch, users, items, catalog),
         }
         losses["loss"] = (
             config.rating_weight * losses["rating_loss"]
@@ -133,18 +135,19 @@ class TwoTowerModule(pl.LightningModule):
             + config.retrieval_weight * losses["retrieval_loss"]
         )
         if self.teacher is not None:
-            losses["distill_loss"] = self.distill_loss(batch, users)
+            losses["distill_loss"] = self.distill_loss(users, catalog)
             losses["loss"] = losses["loss"] + config.distill_weight * losses["distill_loss"]
         return {**losses, "rating": rating, "users": users}
 
-    def retrieval_loss(self, batch: PairBatch, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def retrieval_loss(self, batch: PairBatch, users: torch.Tensor, items: torch.Tensor,
+                       catalog: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """In-batch retrieval loss, or (``catalog_softmax``) a softmax over every catalog item,
-        affordable when catalog vectors are cheap (a frozen or prefix-cached encoder)."""
+        affordable when catalog vectors are cheap (a frozen or prefix-cached encoder); ``catalog``
+        is this step's :meth:`catalog_view` when the caller has it."""
         config = self.loss_config
         if config.retrieval == "catalog_softmax":
-            catalog = torch.arange(self.catalog.num_items)
-            candidates = self.net.item_vectors(catalog)
-            hits = self.training_items_of(batch) | (catalog[None, :] == batch.item[:, None])
+            candidates, known = catalog if catalog is not None else self.catalog_view(batch)
+            hits = known | (torch.arange(self.catalog.num_items)[None, :] == batch.item[:, None])
             # Every item is a candidate, none is sampled: there is no sampling bias to correct.
             return in_batch_retrieval_loss(users, candidates, batch.item, hits, config.temperature, config.retrieval)
         log_q = self.log_q[batch.batch_items] if config.logq_correction else None
@@ -155,13 +158,18 @@ class TwoTowerModule(pl.LightningModule):
         """[B, num_items]: does the pair's user have the item in training?"""
         return torch.from_numpy(self.catalog.train_items.rows(batch.user.numpy()))
 
-    def distill_loss(self, batch: PairBatch, users: torch.Tensor) -> torch.Tensor:
+    def catalog_view(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectors [num_items, d] of every catalog item and the batch users' training rows
+        [B, num_items]: what the catalog softmax and the distillation read, made once per step."""
+        return self.net.item_vectors(torch.arange(self.catalog.num_items)), self.training_items_of(batch)
+
+    def distill_loss(self, users: torch.Tensor, catalog: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The EASE teacher's softmax (of per-user z-scores / ``distill_temperature``) over the
-        user's non-training items as a soft target for the cosine softmax over the same items
-        (every catalog item is encoded per step: small catalogs)."""
+        user's non-training items as a soft target for the cosine softmax over the same items;
+        ``catalog`` is this step's :meth:`catalog_view` (every catalog item is encoded: small catalogs)."""
         config = self.loss_config
-        student = users @ self.net.item_vectors(torch.arange(self.catalog.num_items)).T / config.temperature
-        known = self.training_items_of(batch)
+        candidates, known = catalog
+        student = users @ candidates.T / config.temperature
         teacher = standardised(self.teacher.scores(known), ~known) / config.distill_temperature
         return distillation_loss(student, teacher, ~known)
 

@@ -116,3 +116,28 @@ def test_distillation_teaches_the_student_the_teachers_ranking(tiny_dataset, tmp
     module.eval()
     after, _ = _agreement(module, batch)
     assert after > before + 0.5 and after > 0.95 * best
+
+
+def test_catalog_softmax_and_distillation_share_one_catalog_encoding(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    module.loss_config = LossConfig(retrieval="catalog_softmax", distill_weight=1.0)
+    module.attach(dm.catalog())
+    batch = dm.collator("train")(list(range(len(dm.data.pairs["train"]))))
+    encoded_sizes = []
+    item_vectors = module.net.item_vectors
+
+    def counting(items, *args, **kwargs):
+        encoded_sizes.append(len(items))
+        return item_vectors(items, *args, **kwargs)
+
+    module.net.item_vectors = counting
+    module.eval()
+    with torch.no_grad():
+        out = module.model_step(batch)
+    # The batch's distinct items once, and the whole catalog once (not once per loss).
+    assert sorted(encoded_sizes) == sorted([len(batch.batch_items), dm.num_items])
+    catalog = module.catalog_view(batch)
+    assert float(out["distill_loss"]) == pytest.approx(float(module.distill_loss(out["users"], catalog)))
+    assert float(out["retrieval_loss"]) == pytest.approx(
+        float(module.retrieval_loss(batch, out["users"], None)), rel=1e-6)
