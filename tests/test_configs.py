@@ -45,6 +45,20 @@ def test_data_dir_defaults_to_the_environment(monkeypatch, tmp_path: Path):
     assert cfg.data.data_dir == str(tmp_path)
 
 
+@pytest.mark.parametrize(("overrides", "epochs"), [
+    ([], 6),                                               # the two-tower model's own count
+    (["model=mf"], 8),                                     # a model that names none: the trainer's
+    (["experiment=mi_full"], 6),
+    (["trainer=gpu"], 6),
+    (["trainer.max_epochs=3"], 3),                         # an explicit override wins
+    (["model=mf", "trainer.max_epochs=2"], 2),
+])
+def test_epoch_count_comes_from_the_model_unless_overridden(overrides: list[str], epochs: int):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    assert cfg.trainer.max_epochs == epochs
+
+
 def test_unknown_override_value_is_refused():
     from hydra.errors import ConfigCompositionException
 
