@@ -131,7 +131,7 @@ def training_speed(module: TwoTowerModule, datamodule: ReviewDataModule, batches
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     module.eval()  # no dropout: the two loops must compute the same loss
     with torch.no_grad():

@@ -59,12 +59,17 @@ class TextEncoder(nn.Module):
         else:
             path = resolve_encoder_path(pretrained_path)
             AutoConfig.from_pretrained(str(path))  # a clear error for a folder that is not a model
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()  # the pooler weights we do not use are not news
+            verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+            # The pooler weights we do not use are not news, nor is a bar over 100 small tensors
+            # (one per load: once per CV fold, test and worker).
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
             try:
                 self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
             finally:
                 hf_logging.set_verbosity(verbosity)
+                if bars:
+                    hf_logging.enable_progress_bar()
             self.source = str(path)
         num_layers = self.bert.config.num_hidden_layers
         if not -1 <= trainable_layers <= num_layers:

@@ -91,3 +91,16 @@ def test_bf16_autocast_is_close_to_fp32(tiny_bert_config):
     a, b = fp32(ids, mask), bf16(ids, mask)
     assert b.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99
+
+
+def test_loading_the_bundled_encoder_is_quiet_and_restores_transformers_settings(capfd):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    verbosity = hf_logging.get_verbosity()
+    encoder = TextEncoder(trainable_layers=0)
+    captured = capfd.readouterr()
+    assert encoder.hidden_size == 384
+    assert "Loading weights" not in captured.err + captured.out
+    assert hf_logging.is_progress_bar_enabled()
+    assert hf_logging.get_verbosity() == verbosity
