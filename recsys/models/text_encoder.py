@@ -60,8 +60,8 @@ class TextEncoder(nn.Module):
             path = resolve_encoder_path(pretrained_path)
             AutoConfig.from_pretrained(str(path))  # a clear error for a folder that is not a model
             verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-            # The pooler weights we do not use are not news, nor is a bar over 100 small tensors
-            # (one per load: once per CV fold, test and worker).
+            # The pooler weights we do not use are not news, nor is a progress bar over 100 small
+            # tensors, which printed at every load (each CV fold, test and script).
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
             try:

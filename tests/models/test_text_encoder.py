@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from transformers.utils import logging as hf_logging
 
 from recsys.data.tokenization import TokenizedTexts
 from recsys.models.text_encoder import PrefixCache, TextEncoder, mean_pool
@@ -94,8 +95,6 @@ def test_bf16_autocast_is_close_to_fp32(tiny_bert_config):
 
 
 def test_loading_the_bundled_encoder_is_quiet_and_restores_transformers_settings(capfd):
-    from transformers.utils import logging as hf_logging
-
     hf_logging.enable_progress_bar()
     verbosity = hf_logging.get_verbosity()
     encoder = TextEncoder(trainable_layers=0)
