@@ -29,6 +29,24 @@ log = logging.getLogger(__name__)
 ENCODE_BATCH = 128
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' warnings and progress bars inside the block, then restore both.
+
+    The pooler weights we do not use are not news, nor is a progress bar over 100 small tensors,
+    which printed at every load (each CV fold, test and script).
+    """
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``hidden`` [N, L, H] over the positions where ``attention_mask`` [N, L] is 1."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -59,17 +77,8 @@ class TextEncoder(nn.Module):
         else:
             path = resolve_encoder_path(pretrained_path)
             AutoConfig.from_pretrained(str(path))  # a clear error for a folder that is not a model
-            verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-            # The pooler weights we do not use are not news, nor is a progress bar over 100 small
-            # tensors, which printed at every load (each CV fold, test and script).
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-            try:
+            with quiet_transformers():
                 self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
-            finally:
-                hf_logging.set_verbosity(verbosity)
-                if bars:
-                    hf_logging.enable_progress_bar()
             self.source = str(path)
         num_layers = self.bert.config.num_hidden_layers
         if not -1 <= trainable_layers <= num_layers:

@@ -94,12 +94,16 @@ def test_bf16_autocast_is_close_to_fp32(tiny_bert_config):
     assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99
 
 
-def test_loading_the_bundled_encoder_is_quiet_and_restores_transformers_settings(capfd):
-    hf_logging.enable_progress_bar()
+@pytest.mark.parametrize("bars_before", [True, False])
+def test_loading_the_bundled_encoder_is_quiet_and_restores_transformers_settings(capfd, bars_before):
     verbosity = hf_logging.get_verbosity()
-    encoder = TextEncoder(trainable_layers=0)
-    captured = capfd.readouterr()
-    assert encoder.hidden_size == 384
-    assert "Loading weights" not in captured.err + captured.out
-    assert hf_logging.is_progress_bar_enabled()
-    assert hf_logging.get_verbosity() == verbosity
+    (hf_logging.enable_progress_bar if bars_before else hf_logging.disable_progress_bar)()
+    try:
+        encoder = TextEncoder(trainable_layers=0)
+        captured = capfd.readouterr()
+        assert encoder.hidden_size == 384
+        assert "Loading weights" not in captured.err + captured.out
+        assert hf_logging.is_progress_bar_enabled() is bars_before
+        assert hf_logging.get_verbosity() == verbosity
+    finally:
+        hf_logging.enable_progress_bar()
