@@ -36,6 +36,25 @@ def warmup_then_decay(total_steps: int, warmup_ratio: float, decay: str = "cosin
     return multiplier
 
 
+def refuse_weight_averaging(callbacks: list[pl.Callback]) -> None:
+    """Fail early, with a message, on Lightning's ``WeightAveraging`` callbacks.
+
+    They copy the module when fitting is set up, before :meth:`TwoTowerModule.attach` fills the
+    embedding-cache buffers, and then swap buffers as well as weights at validation, which fails
+    deep inside Lightning on a shape mismatch.
+    """
+    weight_averaging = getattr(pl.callbacks, "WeightAveraging", None)  # Lightning >= 2.5
+    if weight_averaging is None:
+        return
+    averaging = [type(c).__name__ for c in callbacks if isinstance(c, weight_averaging)]
+    if averaging:
+        raise ValueError(
+            f"{', '.join(averaging)} is not supported by TwoTowerModule: Lightning's WeightAveraging callbacks "
+            "swap buffers, and the model's embedding caches are buffers filled after the callback copies the "
+            "module; remove it from callbacks (weight averaging measured no gain here, see README Ablations)"
+        )
+
+
 class TwoTowerModule(pl.LightningModule):
     """Losses, optimisation and metrics of the two-tower model.
 
@@ -102,6 +121,8 @@ class TwoTowerModule(pl.LightningModule):
                 self.teacher = EaseTeacher(catalog.train_items, self.loss_config.teacher_l2)
 
     def setup(self, stage: str) -> None:
+        if self._trainer is not None:
+            refuse_weight_averaging(self.trainer.callbacks)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
             self.attach(datamodule.catalog())

@@ -59,6 +59,20 @@ def test_same_seed_same_metrics(tiny_dataset, tmp_path):
     assert {"test/rmse", "test/mae", "test/recall@5", "test/ndcg@1", "test/mrr@5"} <= set(results[0])
 
 
+
+def test_weight_averaging_callbacks_are_refused_with_a_message(tiny_dataset, tmp_path):
+    ema = pytest.importorskip("pytorch_lightning.callbacks").EMAWeightAveraging
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path)
+    fit = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, callbacks=[ema(decay=0.9)])
+    with pytest.raises(ValueError, match="EMAWeightAveraging is not supported.*remove it from callbacks"):
+        fit.fit(module, dm)
+    # The plain Trainer still trains the same module.
+    trainer(epochs=1).fit(module, dm)
+    assert module.catalog is not None
+
+
 def test_target_review_never_reaches_the_user_tower(tiny_dataset, tmp_path):
     files, data_dir = tiny_dataset
     dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
