@@ -46,11 +46,14 @@ class TokenizedTexts:
     def row(self, index: int) -> np.ndarray:
         return self.ids[self.offsets[index] : self.offsets[index + 1]]
 
-    def pad(self, indices: np.ndarray | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(input_ids, attention_mask)`` of shape ``[len(indices), longest]`` for these rows."""
+    def pad(self, indices: np.ndarray | list[int], multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, attention_mask)`` of shape ``[len(indices), width]`` for these rows, where
+        ``width`` is the longest row's length rounded up to a multiple of ``multiple``."""
+        if multiple < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}")
         indices = np.asarray(indices, dtype=np.int64)
         lengths = self.offsets[indices + 1] - self.offsets[indices]
-        width = max(int(lengths.max(initial=0)), 1)
+        width = -(-max(int(lengths.max(initial=0)), 1) // multiple) * multiple
         input_ids = np.full((len(indices), width), self.pad_token_id, dtype=np.int64)
         mask = np.arange(width)[None, :] < lengths[:, None]
         starts = self.offsets[indices]

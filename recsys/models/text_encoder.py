@@ -27,6 +27,10 @@ from recsys.pretrained import resolve_encoder_path
 log = logging.getLogger(__name__)
 
 ENCODE_BATCH = 128
+# Encoding batches are padded to a multiple of this many tokens. Length-sorted batches otherwise
+# each have a shape of their own, and CPU kernels cache per shape: encoding Musical Instruments'
+# 8,208 reviews grew the process by 2.1 GB unbucketed and by 0.7 GB bucketed, at the same speed.
+PAD_MULTIPLE = 32
 
 
 @contextlib.contextmanager
@@ -211,9 +215,9 @@ class TextEncoder(nn.Module):
             self.train(was_training)
 
     def pretrained_fingerprint(self) -> str:
-        """sha256 of the weights as loaded (frozen part and pretrained copy) and of the precision:
-        keys on-disk caches of :meth:`forward_pretrained` outputs."""
-        digest = hashlib.sha256(f"{self.bf16}".encode())
+        """sha256 of the weights as loaded (frozen part and pretrained copy), the precision and the
+        batches' padding: keys on-disk caches of :meth:`forward_pretrained` outputs."""
+        digest = hashlib.sha256(f"{self.bf16}-pad{PAD_MULTIPLE}".encode())
         state = {k: v for k, v in self.state_dict().items() if not k.startswith(self._trainable_prefixes())}
         for name, tensor in sorted(state.items()):
             digest.update(name.encode())
@@ -228,10 +232,11 @@ class TextEncoder(nn.Module):
 @torch.no_grad()
 def encode_in_length_order(
     encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], tokens: TokenizedTexts,
-    batch_size: int = ENCODE_BATCH, progress: bool = False,
+    batch_size: int = ENCODE_BATCH, progress: bool = False, pad_multiple: int = PAD_MULTIPLE,
 ) -> torch.Tensor:
     """``encode(input_ids, attention_mask)`` of every text [len(tokens), H], run on batches of
-    texts of similar length (sorting by length avoids most padding), rows in the original order."""
+    texts of similar length (sorting by length avoids most padding), each padded to a multiple of
+    ``pad_multiple`` tokens (few distinct shapes), rows in the original order."""
     order = torch.from_numpy(tokens.lengths().argsort(kind="stable"))
     output: torch.Tensor | None = None
     starts = range(0, len(tokens), batch_size)
@@ -241,7 +246,7 @@ def encode_in_length_order(
         starts = track(starts, description=f"Encoding {len(tokens)} texts")
     for start in starts:
         rows = order[start : start + batch_size]
-        embeddings = encode(*tokens.pad(rows.numpy()))
+        embeddings = encode(*tokens.pad(rows.numpy(), multiple=pad_multiple))
         if output is None:
             output = torch.empty(len(tokens), embeddings.shape[-1])
         output[rows] = embeddings

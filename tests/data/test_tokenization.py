@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from recsys.data.tokenization import TokenCache, TokenizedTexts, token_counter, tokenizer_fingerprint
 
@@ -51,6 +52,17 @@ def test_pad_makes_a_batch_padded_to_its_longest_row():
     ids, mask = tokens.pad([2, 0, 1])
     assert ids.tolist() == [[9, 10, 0], [5, 6, 7], [8, 0, 0]]
     assert mask.tolist() == [[1, 1, 0], [1, 1, 1], [1, 0, 0]]
+
+
+
+def test_pad_to_a_multiple_rounds_the_width_up_with_masked_padding():
+    tokens = TokenizedTexts(ids=np.array([5, 6, 7, 8, 9, 10]), offsets=np.array([0, 3, 4, 6]), pad_token_id=0)
+    ids, mask = tokens.pad([2, 0, 1], multiple=4)
+    assert ids.tolist() == [[9, 10, 0, 0], [5, 6, 7, 0], [8, 0, 0, 0]]
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]]
+    assert tokens.pad([0], multiple=3)[0].shape == (1, 3)  # already a multiple: unchanged
+    with pytest.raises(ValueError, match="multiple must be >= 1"):
+        tokens.pad([0], multiple=0)
 
 
 def test_token_counter_counts_without_special_tokens_or_truncation(tokenizer):

@@ -4,7 +4,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from recsys.data.tokenization import TokenizedTexts
-from recsys.models.text_encoder import PrefixCache, TextEncoder, mean_pool
+from recsys.models.text_encoder import PrefixCache, TextEncoder, encode_in_length_order, mean_pool
 
 TOKENS = TokenizedTexts(ids=np.array([101, 2000, 2001, 2002, 102, 101, 3000, 102, 101, 102]),
                         offsets=np.array([0, 5, 8, 10]))
@@ -53,6 +53,18 @@ def test_mean_pooling_ignores_padding(tiny_bert_config):
         assert torch.allclose(together[row], alone[0], atol=1e-5)
     hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     assert mean_pool(hidden, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]
+
+
+
+def test_encoding_in_padded_length_buckets_matches_each_text_alone(tiny_bert_config):
+    model = encoder(tiny_bert_config, layers=1).eval()
+    with torch.no_grad():
+        alone = torch.cat([model(*TOKENS.pad([row])) for row in range(len(TOKENS))])
+    seen_widths = []
+    recording = lambda ids, mask: seen_widths.append(ids.shape[1]) or model(ids, mask)  # noqa: E731
+    bucketed = encode_in_length_order(recording, TOKENS, batch_size=2, pad_multiple=4)
+    assert seen_widths == [4, 8]  # rows sorted by length (2, 3 | 5 tokens), widths rounded up
+    assert torch.allclose(bucketed, alone, atol=1e-5)
 
 
 def test_prefix_cache_gives_the_full_forward(tiny_bert_config):
