@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 ENCODE_BATCH = 128
 # Encoding batches are padded to a multiple of this many tokens. Length-sorted batches otherwise
 # each have a shape of their own, and CPU kernels cache per shape: encoding Musical Instruments'
-# 8,208 reviews grew the process by 2.1 GB unbucketed and by 0.7 GB bucketed, at the same speed.
+# 8,208 reviews grew the process by 2.1 GB unpadded and by 0.7 GB padded, at the same speed.
 PAD_MULTIPLE = 32
 
 

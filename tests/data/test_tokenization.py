@@ -54,7 +54,6 @@ def test_pad_makes_a_batch_padded_to_its_longest_row():
     assert mask.tolist() == [[1, 1, 0], [1, 1, 1], [1, 0, 0]]
 
 
-
 def test_pad_to_a_multiple_rounds_the_width_up_with_masked_padding():
     tokens = TokenizedTexts(ids=np.array([5, 6, 7, 8, 9, 10]), offsets=np.array([0, 3, 4, 6]), pad_token_id=0)
     ids, mask = tokens.pad([2, 0, 1], multiple=4)

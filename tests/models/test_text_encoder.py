@@ -55,7 +55,6 @@ def test_mean_pooling_ignores_padding(tiny_bert_config):
     assert mean_pool(hidden, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]
 
 
-
 def test_encoding_in_padded_length_buckets_matches_each_text_alone(tiny_bert_config):
     model = encoder(tiny_bert_config, layers=1).eval()
     with torch.no_grad():
