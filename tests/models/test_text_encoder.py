@@ -60,7 +60,11 @@ def test_encoding_in_padded_length_buckets_matches_each_text_alone(tiny_bert_con
     with torch.no_grad():
         alone = torch.cat([model(*TOKENS.pad([row])) for row in range(len(TOKENS))])
     seen_widths = []
-    recording = lambda ids, mask: seen_widths.append(ids.shape[1]) or model(ids, mask)  # noqa: E731
+
+    def recording(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        seen_widths.append(ids.shape[1])
+        return model(ids, mask)
+
     bucketed = encode_in_length_order(recording, TOKENS, batch_size=2, pad_multiple=4)
     assert seen_widths == [4, 8]  # rows sorted by length (2, 3 | 5 tokens), widths rounded up
     assert torch.allclose(bucketed, alone, atol=1e-5)
