@@ -9,6 +9,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
+from omegaconf.errors import MissingMandatoryValue
+
 from recsys.data.errors import DataFormatError, DatasetNotFoundError, SplitMismatchError
 from recsys.export.format import ExportError
 
@@ -30,6 +32,14 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
+        except MissingMandatoryValue as err:
+            if os.environ.get("RECSYS_DEBUG"):
+                raise
+            key = err.full_key or "a setting"
+            usage = (sys.modules[main.__module__].__doc__ or "").strip()
+            log.error("%s has no value and this command needs one: add %s=... to the command line%s",
+                      key, key, f"\n\n{usage}" if usage else "")
+            sys.exit(2)
         except USER_ERRORS as err:
             if os.environ.get("RECSYS_DEBUG"):
                 raise

@@ -1,14 +1,17 @@
 """Every config file composes, and the data configs instantiate."""
 
+import re
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from recsys.data.datamodule import ReviewDataModule
 from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
+from recsys.models.losses import LossConfig
 from tests.conftest import REPO_ROOT
 
 CONF = REPO_ROOT / "conf"
@@ -146,3 +149,13 @@ def test_baseline_configs_instantiate(model: str, tmp_path):
     cfg = compose_run(tmp_path, [f"model={model}"])
     baseline = instantiate(cfg.model.baseline)
     assert isinstance(baseline, Baseline) and baseline.name == model
+
+
+@pytest.mark.parametrize("settings", [{"retrieval": "hinge"}, {"temperature": 0.0}, {"teacher_l2": 0.0}])
+def test_loss_errors_name_the_override_that_exists(settings: dict):
+    with pytest.raises(ValueError) as error:
+        LossConfig(**settings)
+    named = re.search(r"(model(?:\.\w+)+)", str(error.value)).group(1)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train")
+    assert OmegaConf.select(cfg, named) is not None, f"the error names {named}, which is not a config key"

@@ -49,3 +49,11 @@ def test_missing_data_exits_with_instructions(tmp_path: Path):
     output = result.stdout + result.stderr
     assert "Dataset 'musical_instruments' not found" in output
     assert "RECSYS_DATA_DIR" in output and "Traceback" not in output
+
+
+def test_a_missing_required_setting_exits_with_the_usage(tmp_path: Path):
+    result = run_script("evaluate.py", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "ckpt has no value" in output and "add ckpt=... to the command line" in output
+    assert "python scripts/evaluate.py ckpt=" in output and "Traceback" not in output

@@ -12,7 +12,7 @@ RETRIEVAL_LOSSES = ("bce", "softmax", "catalog_softmax")
 
 @dataclass
 class LossConfig:
-    """Weights and settings of the three losses (``model.loss`` in config)."""
+    """Weights and settings of the losses (``model.module.loss`` in config)."""
 
     rating_weight: float = 1.0
     like_weight: float = 0.5
@@ -29,13 +29,14 @@ class LossConfig:
     def __post_init__(self) -> None:
         if self.retrieval not in RETRIEVAL_LOSSES:
             raise ValueError(
-                f"model.loss.retrieval={self.retrieval!r} is not allowed; use one of: {', '.join(RETRIEVAL_LOSSES)}"
+                f"model.module.loss.retrieval={self.retrieval!r} is not allowed; "
+                f"use one of: {', '.join(RETRIEVAL_LOSSES)}"
             )
         if self.temperature <= 0:
-            raise ValueError(f"model.loss.temperature must be > 0, got {self.temperature}")
+            raise ValueError(f"model.module.loss.temperature must be > 0, got {self.temperature}")
         if self.distill_weight < 0 or self.distill_temperature <= 0 or self.teacher_l2 <= 0:
             raise ValueError(
-                "model.loss: distill_weight must be >= 0, distill_temperature and teacher_l2 > 0; got "
+                "model.module.loss: distill_weight must be >= 0, distill_temperature and teacher_l2 > 0; got "
                 f"{self.distill_weight}, {self.distill_temperature}, {self.teacher_l2}"
             )
 
