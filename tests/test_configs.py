@@ -8,6 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from recsys.baselines.ease import EASE
+from recsys.baselines.text_ridge import TextRidge
 from recsys.data.datamodule import ReviewDataModule
 from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
@@ -151,11 +153,17 @@ def test_baseline_configs_instantiate(model: str, tmp_path):
     assert isinstance(baseline, Baseline) and baseline.name == model
 
 
-@pytest.mark.parametrize("settings", [{"retrieval": "hinge"}, {"temperature": 0.0}, {"teacher_l2": 0.0}])
-def test_loss_errors_name_the_override_that_exists(settings: dict):
+@pytest.mark.parametrize(("model", "make"), [
+    ("two_tower", lambda: LossConfig(retrieval="hinge")),
+    ("two_tower", lambda: LossConfig(temperature=0.0)),
+    ("two_tower", lambda: LossConfig(teacher_l2=0.0)),
+    ("ease", lambda: EASE(l2=0.0)),
+    ("text_ridge", lambda: TextRidge(l2=-1.0)),
+])
+def test_setting_errors_name_an_override_that_exists(model: str, make):
     with pytest.raises(ValueError) as error:
-        LossConfig(**settings)
+        make()
     named = re.search(r"(model(?:\.\w+)+)", str(error.value)).group(1)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train")
+        cfg = compose("train", overrides=[f"model={model}"])
     assert OmegaConf.select(cfg, named) is not None, f"the error names {named}, which is not a config key"

@@ -27,7 +27,7 @@ class EASE(Baseline):
 
     def __init__(self, l2: float = 200.0) -> None:
         if l2 <= 0:
-            raise ValueError(f"model.l2 must be > 0, got {l2}")
+            raise ValueError(f"model.baseline.l2 must be > 0, got {l2}")
         self.l2 = l2
 
     def fit(self, datamodule: ReviewDataModule) -> None:
