@@ -72,10 +72,10 @@ def test_distillation_leaves_out_users_without_candidates():
     teacher = torch.tensor([[2.0, 0.0, -7.0], [1.0, 1.0, 1.0]])
     candidates = torch.tensor([[True, True, False], [False, False, False]])
     loss = distillation_loss(student, teacher, candidates)
-    assert float(loss) == pytest.approx(float(distillation_loss(student[:1], teacher[:1], candidates[:1])))
+    assert loss.item() == pytest.approx(distillation_loss(student[:1], teacher[:1], candidates[:1]).item())
     loss.backward()
     assert torch.isfinite(student.grad).all() and student.grad[1].abs().max() == 0
-    assert float(distillation_loss(student[1:], teacher[1:], candidates[1:])) == 0.0
+    assert distillation_loss(student[1:], teacher[1:], candidates[1:]).item() == 0.0
 
 
 def test_distillation_settings_are_checked():
@@ -138,6 +138,6 @@ def test_catalog_softmax_and_distillation_share_one_catalog_encoding(tiny_datase
     # The batch's distinct items once, and the whole catalog once (not once per loss).
     assert sorted(encoded_sizes) == sorted([len(batch.batch_items), dm.num_items])
     catalog = module.catalog_view(batch)
-    assert float(out["distill_loss"]) == pytest.approx(float(module.distill_loss(out["users"], catalog)))
-    assert float(out["retrieval_loss"]) == pytest.approx(
-        float(module.retrieval_loss(batch, out["users"], None)), rel=1e-6)
+    assert out["distill_loss"].item() == pytest.approx(module.distill_loss(out["users"], catalog).item())
+    assert out["retrieval_loss"].item() == pytest.approx(
+        module.retrieval_loss(batch, out["users"], None).item(), rel=1e-6)
