@@ -98,7 +98,7 @@ class TwoTowerModule(pl.LightningModule):
         self.embedding_lr = embedding_lr
         self.rmse = torch.nn.ModuleDict({s: MeanSquaredError(squared=False) for s in EVAL_STAGES})
         self.mae = torch.nn.ModuleDict({s: MeanAbsoluteError() for s in EVAL_STAGES})
-        self.register_buffer("log_q", torch.empty(0), persistent=False)
+        self.register_buffer("item_popularity", torch.empty(0), persistent=False)
         self.catalog: Catalog | None = None
         self.teacher: EaseTeacher | None = None
         self._user_vectors: dict[int, torch.Tensor] = {}
@@ -116,7 +116,7 @@ class TwoTowerModule(pl.LightningModule):
             self.catalog = catalog
             self.net.attach_catalog(catalog)
             counts = torch.from_numpy(catalog.item_train_counts).float() + 1.0
-            self.log_q = torch.log(counts / counts.sum())
+            self.item_popularity = counts / counts.sum()
             if self.loss_config.distill_weight > 0:
                 self.teacher = EaseTeacher(catalog.train_items, self.loss_config.teacher_l2)
 
@@ -171,9 +171,20 @@ class TwoTowerModule(pl.LightningModule):
             hits = known | (torch.arange(self.catalog.num_items)[None, :] == batch.item[:, None])
             # Every item is a candidate, none is sampled: there is no sampling bias to correct.
             return in_batch_retrieval_loss(users, candidates, batch.item, hits, config.temperature, config.retrieval)
-        log_q = self.log_q[batch.batch_items] if config.logq_correction else None
+        log_q = self.candidate_log_q(batch) if config.logq_correction else None
         return in_batch_retrieval_loss(users, items, batch.item_slot, batch.user_has_batch_item, config.temperature,
                                        config.retrieval, log_q)
+
+    def candidate_log_q(self, batch: PairBatch) -> torch.Tensor:
+        """[M]: log of how often each batch item is a candidate, per pair, up to a constant.
+
+        A batch's candidates are its positives, drawn in proportion to popularity p_i, and
+        ``N`` uniformly sampled negatives per pair, each item with chance 1/I: item i turns up
+        about p_i + N/I times per pair. Correcting by log p_i alone over-penalises rare items,
+        which mostly arrive as uniform negatives, not as someone's positive.
+        """
+        negatives_per_pair = batch.negative_slot.shape[1]
+        return torch.log(self.item_popularity[batch.batch_items] + negatives_per_pair / self.catalog.num_items)
 
     def training_items_of(self, batch: PairBatch) -> torch.Tensor:
         """[B, num_items]: does the pair's user have the item in training?"""

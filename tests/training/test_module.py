@@ -6,10 +6,11 @@ import pytorch_lightning as pl
 import torch
 
 from recsys.data.datamodule import ReviewDataModule
+from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
 from recsys.models.two_tower import TwoTowerModel
 from recsys.training.module import TwoTowerModule, warmup_then_decay
-from tests.conftest import TINY_BERT
+from tests.conftest import TINY_BERT, review, write_lines
 
 
 def tiny_setup(files, data_dir, cache, trainable_layers=1, seed=0, **data):
@@ -151,3 +152,33 @@ def test_logq_correction_applies_to_sampled_negatives_only(tiny_dataset, tmp_pat
     assert abs(losses["softmax", True] - losses["softmax", False]) > 1e-4
     # Every catalog item is a candidate, nothing is sampled: nothing to correct.
     assert losses["catalog_softmax", True] == losses["catalog_softmax", False]
+
+
+def test_logq_correction_is_the_log_frequency_of_batch_candidates(tmp_path):
+    # Items of skewed popularity: item k is reviewed by about 60 / (k + 1) of 60 users.
+    rng = np.random.default_rng(0)
+    weights = 1.0 / np.arange(1, 31)
+    rows = []
+    for u in range(60):
+        for k, item in enumerate(rng.choice(30, size=5, replace=False, p=weights / weights.sum())):
+            rows.append(review(f"U{u}", f"I{item}", rating=5.0, t=86_400 * (u * 10 + k + 1)))
+    files = DatasetFiles(name="skewed", subdir="skewed", reviews="reviews_skewed.json.gz")
+    write_lines(tmp_path / "data" / "skewed" / files.reviews, rows)
+    dm, module = tiny_setup(files, tmp_path / "data", tmp_path / "cache", trainable_layers=0)
+    module.attach(dm.catalog())
+    pairs = list(range(len(dm.data.pairs["train"])))
+    drawn = np.zeros(dm.num_items)
+    epochs = 40
+    for _ in range(epochs):
+        batch = dm.collator("train")(pairs)
+        items = batch.batch_items.numpy()
+        np.add.at(drawn, items[batch.item_slot.numpy()], 1)
+        np.add.at(drawn, items[batch.negative_slot.numpy()].ravel(), 1)
+    observed = drawn / (epochs * len(pairs))  # how often each item is a candidate, per pair
+    batch.batch_items = torch.arange(dm.num_items)
+    corrected = torch.exp(module.candidate_log_q(batch)).numpy()
+    popularity_only = module.item_popularity.numpy()
+    # A batch's candidates are its positives (drawn by popularity) and its uniformly sampled
+    # negatives: the correction tracks their frequency; popularity alone misses the negatives.
+    assert np.abs(corrected / observed - 1).max() < 0.25
+    assert np.abs(popularity_only / observed - 1).max() > 0.8
