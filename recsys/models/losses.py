@@ -66,9 +66,9 @@ def in_batch_retrieval_loss(
     ``users`` [B, d] and ``items`` [U, d] are unit vectors; ``item_slot`` [B] is each user's
     positive among the U batch items; ``accidental_hits`` [B, U] marks batch items the user has
     in training (or its own item): apart from the positive itself they are no negatives and are
-    left out of the loss. ``log_q`` [U] (log of how often each batch item is a candidate) applies
-    the logQ correction: other pairs' positives arrive in proportion to popularity, so without it
-    the loss pushes popular items down (it learns roughly log p(item|user) / q(item)).
+    left out of the loss. ``log_q`` [U] (log-probability that each batch item is a candidate)
+    applies the logQ correction: other pairs' positives arrive in proportion to popularity, so
+    without it the loss pushes popular items down (it learns roughly log p(item|user) / q(item)).
 
     ``bce``: per user, BCE of the positive plus the mean BCE of its valid negatives.
     ``softmax`` (and ``catalog_softmax``, where ``items`` is the whole catalog): cross-entropy of

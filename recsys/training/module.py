@@ -176,15 +176,20 @@ class TwoTowerModule(pl.LightningModule):
                                        config.retrieval, log_q)
 
     def candidate_log_q(self, batch: PairBatch) -> torch.Tensor:
-        """[M]: log of how often each batch item is a candidate, per pair, up to a constant.
+        """[M]: log of the probability that each batch item is one of the batch's candidates.
 
-        A batch's candidates are its positives, drawn in proportion to popularity p_i, and
-        ``N`` uniformly sampled negatives per pair, each item with chance 1/I: item i turns up
-        about p_i + N/I times per pair. Correcting by log p_i alone over-penalises rare items,
-        which mostly arrive as uniform negatives, not as someone's positive.
+        A batch of B pairs draws its positives in proportion to popularity p_i and ``N`` uniform
+        negatives per pair (each item with chance 1/I), and holds each distinct item once: item i
+        is a candidate with probability 1 - (1 - p_i)^B (1 - 1/I)^(B N). Popularity alone
+        over-penalises rare items, which mostly arrive as uniform negatives; the expected count
+        B (p_i + N/I) over-penalises popular ones, which a batch holds once however often drawn.
         """
-        negatives_per_pair = batch.negative_slot.shape[1]
-        return torch.log(self.item_popularity[batch.batch_items] + negatives_per_pair / self.catalog.num_items)
+        pairs, negatives_per_pair = batch.negative_slot.shape
+        popularity = self.item_popularity[batch.batch_items].double()
+        log_absent = pairs * torch.log1p(-popularity)
+        if negatives_per_pair:
+            log_absent = log_absent + pairs * negatives_per_pair * math.log1p(-1.0 / self.catalog.num_items)
+        return torch.log(-torch.expm1(log_absent)).float()
 
     def training_items_of(self, batch: PairBatch) -> torch.Tensor:
         """[B, num_items]: does the pair's user have the item in training?"""

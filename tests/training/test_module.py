@@ -139,7 +139,9 @@ def test_logq_correction_applies_to_sampled_negatives_only(tiny_dataset, tmp_pat
     dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
     module.attach(dm.catalog())
     module.eval()
-    batch = dm.collator("train")(list(range(len(dm.data.pairs["train"]))))
+    # A batch of the configured size: a batch of every pair would hold every item almost surely,
+    # and there would be no sampling to correct.
+    batch = dm.collator("train")(list(range(dm.batch_size)))
     losses = {}
     with torch.no_grad():
         users = module.net.user_vectors(batch)
@@ -154,7 +156,7 @@ def test_logq_correction_applies_to_sampled_negatives_only(tiny_dataset, tmp_pat
     assert losses["catalog_softmax", True] == losses["catalog_softmax", False]
 
 
-def test_logq_correction_is_the_log_frequency_of_batch_candidates(tmp_path):
+def test_logq_correction_is_the_log_probability_that_an_item_is_a_batch_candidate(tmp_path):
     # Items of skewed popularity: item k is reviewed by about 60 / (k + 1) of 60 users.
     rng = np.random.default_rng(0)
     weights = 1.0 / np.arange(1, 31)
@@ -166,19 +168,26 @@ def test_logq_correction_is_the_log_frequency_of_batch_candidates(tmp_path):
     write_lines(tmp_path / "data" / "skewed" / files.reviews, rows)
     dm, module = tiny_setup(files, tmp_path / "data", tmp_path / "cache", trainable_layers=0)
     module.attach(dm.catalog())
-    pairs = list(range(len(dm.data.pairs["train"])))
-    drawn = np.zeros(dm.num_items)
-    epochs = 40
-    for _ in range(epochs):
-        batch = dm.collator("train")(pairs)
-        items = batch.batch_items.numpy()
-        np.add.at(drawn, items[batch.item_slot.numpy()], 1)
-        np.add.at(drawn, items[batch.negative_slot.numpy()].ravel(), 1)
-    observed = drawn / (epochs * len(pairs))  # how often each item is a candidate, per pair
+    collate = dm.collator("train")
+    pairs, batch_size, batches = len(dm.data.pairs["train"]), 16, 3000
+    present = np.zeros(dm.num_items)
+    for _ in range(batches):  # batches as a shuffled loader deals them
+        batch = collate(rng.choice(pairs, size=batch_size, replace=False).tolist())
+        present[batch.batch_items.numpy()] += 1
+    observed = present / batches  # share of batches that hold the item as a candidate
     batch.batch_items = torch.arange(dm.num_items)
     corrected = torch.exp(module.candidate_log_q(batch)).numpy()
-    popularity_only = module.item_popularity.numpy()
-    # A batch's candidates are its positives (drawn by popularity) and its uniformly sampled
-    # negatives: the correction tracks their frequency; popularity alone misses the negatives.
-    assert np.abs(corrected / observed - 1).max() < 0.25
-    assert np.abs(popularity_only / observed - 1).max() > 0.8
+    popularity = module.item_popularity.numpy()
+    expected_count = batch_size * (popularity + batch.negative_slot.shape[1] / dm.num_items)
+
+    def spread(estimate):  # logQ matters up to a constant: the spread of log(estimate / observed)
+        log_ratio = np.log(estimate / observed)
+        return log_ratio.max() - log_ratio.min()
+
+    # The correction is the inclusion probability itself, not only proportional to it.
+    assert np.abs(corrected / observed - 1).max() < 0.15
+    assert spread(corrected) < 0.25
+    # Popularity alone misses the uniform negatives; the expected count misses that a batch
+    # holds each distinct item once, however often it is drawn.
+    assert spread(popularity) > 1.5
+    assert spread(expected_count) > 0.6
