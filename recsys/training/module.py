@@ -176,7 +176,7 @@ class TwoTowerModule(pl.LightningModule):
                                        config.retrieval, log_q)
 
     def candidate_log_q(self, batch: PairBatch) -> torch.Tensor:
-        """[M]: log of the probability that each batch item is one of the batch's candidates.
+        """[U]: log of the probability that each batch item is one of the batch's candidates.
 
         A batch of B pairs draws its positives in proportion to popularity p_i and ``N`` uniform
         negatives per pair (each item with chance 1/I), and holds each distinct item once: item i
