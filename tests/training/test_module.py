@@ -175,7 +175,7 @@ def test_logq_correction_is_the_log_probability_that_an_item_is_a_batch_candidat
         batch = collate(rng.choice(pairs, size=batch_size, replace=False).tolist())
         present[batch.batch_items.numpy()] += 1
     observed = present / batches  # share of batches that hold the item as a candidate
-    batch.batch_items = torch.arange(dm.num_items)
+    batch.batch_items = torch.arange(dm.num_items)  # q of every item, for the last batch's B and N
     corrected = torch.exp(module.candidate_log_q(batch)).numpy()
     popularity = module.item_popularity.numpy()
     expected_count = batch_size * (popularity + batch.negative_slot.shape[1] / dm.num_items)
