@@ -34,6 +34,7 @@ def plot_learning_curves(metrics_csv: Path, out_png: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     frame = pd.read_csv(metrics_csv)
     panels = [
@@ -48,6 +49,10 @@ def plot_learning_curves(metrics_csv: Path, out_png: Path) -> Path | None:
         axis.plot(rows[x], rows[column], marker="o" if x == "epoch" else None, markersize=3)
         axis.set_title(title)
         axis.set_xlabel(x)
+        if x == "epoch" and rows[x].nunique() <= 12:
+            axis.set_xticks(sorted(rows[x].unique()))
+        else:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import REPO_ROOT
@@ -44,7 +45,8 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, cache, tmp_pat
         runs = list((out / "wandb").glob("offline-run-*"))
         assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     else:
-        assert (out / "csv" / "version_0" / "metrics.csv").is_file()
+        logged = pd.read_csv(out / "csv" / "version_0" / "metrics.csv")
+        assert logged["train/loss"].notna().sum() == 8  # every step of the 8-batch epoch (the loss curve)
         best = next((out / "checkpoints").glob("epoch*.ckpt"))
         run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", cache=cache)
         again = json.loads((out / "metrics_test.json").read_text())
