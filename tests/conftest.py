@@ -73,6 +73,17 @@ def tiny_dataset(tmp_path: Path) -> tuple[DatasetFiles, Path]:
     return files, tmp_path / "data"
 
 
+def script_env(cache: Path | None = None, data_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a script that a test runs: offline W&B and Hugging Face hub, the test's
+    cache folder and data folder (a subprocess does not see where :func:`real_data_dir` found it)."""
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **extra}
+    if cache is not None:
+        env["RECSYS_CACHE_DIR"] = str(cache)
+    if data_dir is not None:
+        env["RECSYS_DATA_DIR"] = str(data_dir)
+    return env
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The real review data (``$RECSYS_DATA_DIR`` or ``../shared/data``); skips when absent."""

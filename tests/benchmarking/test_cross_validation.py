@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 
 from recsys.benchmarking.cross_validation import fold_overrides, summarize_folds, write_cv_report
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, script_env
 
 
 def records() -> list[dict]:
@@ -47,10 +46,10 @@ def test_fold_overrides_select_the_kfold_split():
     assert fold_overrides(5, 2) == ["data.split.strategy=kfold", "data.split.folds=5", "data.split.fold=2"]
 
 
-def _script(*arguments: str, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RECSYS_CACHE_DIR": str(cache), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+def _script(*arguments: str, cache: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "cross_validate.py"), *arguments],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=REPO_ROOT, env=script_env(cache, data_dir), capture_output=True, text=True,
+                          timeout=900)
 
 
 def test_bad_options_fail_before_training(tmp_path: Path):
@@ -76,7 +75,7 @@ def test_a_used_work_folder_is_refused_before_training(tmp_path: Path):
 def test_cross_validate_script_runs_every_fold(tmp_path: Path, real_data_dir: Path):
     out = tmp_path / "cv"
     result = _script("cv.folds=3", "data=magazine", "model=ease", f"cv.out={out}", f"cv.work={out / 'runs'}",
-                     cache=tmp_path / "cache")
+                     cache=tmp_path / "cache", data_dir=real_data_dir)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     folds = [json.loads((out / "runs" / f"fold{k}" / "metrics.json").read_text()) for k in range(3)]
     table = pd.read_csv(out / "cv_results.csv", index_col="metric")

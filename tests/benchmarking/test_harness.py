@@ -1,18 +1,17 @@
 """scripts/benchmark.py end to end on the real Magazine data (quick models only)."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, script_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_benchmark_script_writes_the_report(real_data_dir, tmp_path):
-    env = {**os.environ, "RECSYS_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    env = script_env(tmp_path / "cache", real_data_dir)
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "data=magazine", "--models", "popularity",
          "ease", "mf", "--out", str(tmp_path / "reports"), "--work", str(tmp_path / "work"), "trainer.max_epochs=1"],

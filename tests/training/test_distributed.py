@@ -4,7 +4,6 @@ that equal a single-process evaluation of the same weights (each user counted on
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from recsys.data.batches import PairIndexDataset
 from recsys.data.distributed import UserShardSampler
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, script_env
 
 # Same weights, same inputs: only float summation order may differ (thread counts, reduction order).
 RMSE_TOLERANCE = 1e-5
@@ -34,8 +33,7 @@ def test_user_shards_cover_every_pair_once_and_keep_users_whole():
 
 @pytest.mark.slow
 def test_ddp_two_processes_validation_equals_single_process(tmp_path: Path, real_data_dir: Path):
-    env = {**os.environ, "RECSYS_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline",
-           "HF_HUB_OFFLINE": "1"}
+    env = script_env(tmp_path / "cache", real_data_dir)
     run = tmp_path / "ddp"
     command = [sys.executable, str(REPO_ROOT / "scripts" / "train.py"), "trainer=ddp", "trainer.devices=2",
                "trainer.accelerator=cpu", "data=magazine", "data.item_max_tokens=64", "data.review_max_tokens=64",

@@ -4,7 +4,6 @@ the metrics of an uninterrupted run of the same seed, without re-running finishe
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, script_env
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +33,8 @@ def _command(run_dir: Path, output_dir: Path, *extra: str) -> list[str]:
             f"paths.output_dir={output_dir}", f"hydra.run.dir={run_dir}", *extra]
 
 
-def _env(cache: Path) -> dict[str, str]:
-    return {**os.environ, "RECSYS_CACHE_DIR": str(cache), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": str(REPO_ROOT)}
-
-
-def _run(command: list[str], cache: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=REPO_ROOT, env=_env(cache), capture_output=True, text=True, timeout=600)
+def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -53,15 +47,17 @@ def _epochs_trained(run_dir: Path) -> set[str]:
 
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path, real_data_dir: Path):
-    cache, output = tmp_path / "cache", tmp_path / "outputs"
+    output = tmp_path / "outputs"
+    # PYTHONPATH: the pausing callback lives under tests/.
+    env = script_env(tmp_path / "cache", real_data_dir, PYTHONPATH=str(REPO_ROOT))
     full = tmp_path / "uninterrupted"
-    _run(_command(full, tmp_path / "elsewhere"), cache)
+    _run(_command(full, tmp_path / "elsewhere"), env)
 
     killed = output / "resume" / "killed"
     marker = tmp_path / "paused"
     pause = ["+callbacks.pause._target_=tests.training.pausing.PauseAtBatch", "+callbacks.pause.epoch=1",
              "+callbacks.pause.batch=10", f"+callbacks.pause.marker={marker}"]
-    process = subprocess.Popen(_command(killed, output, *pause), cwd=REPO_ROOT, env=_env(cache),
+    process = subprocess.Popen(_command(killed, output, *pause), cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 600
@@ -77,7 +73,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     assert not (killed / "metrics.json").exists()
 
     resumed = output / "resume" / "resumed"
-    result = _run(_command(resumed, output, "ckpt_path=last"), cache)
+    result = _run(_command(resumed, output, "ckpt_path=last"), env)
     assert f"Restored all states from the checkpoint at {last}" in result.stdout + result.stderr
     assert _epochs_trained(resumed) == {"1", "2"}  # epoch 0 was not run again
     assert _epochs_trained(full) == {"0", "1", "2"}

@@ -1,21 +1,18 @@
 """End-to-end runs of scripts/train.py and scripts/evaluate.py on the real Magazine data."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, script_env
 
 pytestmark = pytest.mark.slow
 
 
-def run(script: str, *overrides: str, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RECSYS_CACHE_DIR": str(cache), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+def run(script: str, *overrides: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *overrides], cwd=REPO_ROOT,
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -23,14 +20,15 @@ def run(script: str, *overrides: str, cache: Path) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory, real_data_dir) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def env(tmp_path_factory, real_data_dir) -> dict[str, str]:
+    """One cache for the module's runs (they share the data's parsing and embeddings)."""
+    return script_env(tmp_path_factory.mktemp("cache"), real_data_dir)
 
 
 @pytest.mark.parametrize("logger", ["csv", "wandb"])
-def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, cache, tmp_path):
+def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path):
     out = tmp_path / "run"
-    run("train.py", "experiment=smoke", f"logger={logger}", f"hydra.run.dir={out}", cache=cache)
+    run("train.py", "experiment=smoke", f"logger={logger}", f"hydra.run.dir={out}", env=env)
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("val/rmse", "test/rmse", "test/recall@10", "test/ndcg@20", "test/mrr@5", "train_minutes"):
         assert key in metrics
@@ -48,19 +46,19 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, cache, tmp_pat
         logged = pd.read_csv(out / "csv" / "version_0" / "metrics.csv")
         assert logged["train/loss"].notna().sum() == 8  # every step of the 8-batch epoch (the loss curve)
         best = next((out / "checkpoints").glob("epoch*.ckpt"))
-        run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", cache=cache)
+        run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", env=env)
         again = json.loads((out / "metrics_test.json").read_text())
         for key in ("test/rmse", "test/mae", "test/recall@10", "test/ndcg@10", "test/precision@5"):
             assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
 
 
-def test_resume_from_last_checkpoint_continues_without_redoing_epochs(cache, tmp_path):
+def test_resume_from_last_checkpoint_continues_without_redoing_epochs(env, tmp_path):
     first = tmp_path / "first"
-    run("train.py", "experiment=smoke", "logger=csv", "test=false", f"hydra.run.dir={first}", cache=cache)
+    run("train.py", "experiment=smoke", "logger=csv", "test=false", f"hydra.run.dir={first}", env=env)
     last = first / "checkpoints" / "last.ckpt"
     resumed = tmp_path / "resumed"
     result = run("train.py", "experiment=smoke", "logger=csv", "test=false", "trainer.max_epochs=2",
-                 f"ckpt_path={last}", f"hydra.run.dir={resumed}", cache=cache)
+                 f"ckpt_path={last}", f"hydra.run.dir={resumed}", env=env)
     assert "Restored all states from the checkpoint" in result.stdout + result.stderr
     rows = (resumed / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
@@ -68,7 +66,7 @@ def test_resume_from_last_checkpoint_continues_without_redoing_epochs(cache, tmp
     assert epochs - {""} == {"1"}  # only the second epoch ran (learning-rate rows have no epoch)
 
 
-def test_export_serves_the_trained_test_metrics(cache, tmp_path, real_data_dir):
+def test_export_serves_the_trained_test_metrics(env, tmp_path, real_data_dir):
     import numpy as np
 
     from recsys.data.readers import read_reviews
@@ -77,10 +75,10 @@ def test_export_serves_the_trained_test_metrics(cache, tmp_path, real_data_dir):
     from tests.conftest import MAGAZINE
 
     out = tmp_path / "run"
-    run("train.py", "experiment=smoke", "logger=csv", f"hydra.run.dir={out}", cache=cache)
+    run("train.py", "experiment=smoke", "logger=csv", f"hydra.run.dir={out}", env=env)
     best = next((out / "checkpoints").glob("epoch*.ckpt"))
     export = tmp_path / "export"
-    run("export.py", f"ckpt={best}", f"out={export}", f"hydra.run.dir={tmp_path / 'x'}", cache=cache)
+    run("export.py", f"ckpt={best}", f"out={export}", f"hydra.run.dir={tmp_path / 'x'}", env=env)
     metrics = json.loads((out / "metrics.json").read_text())
     manifest = json.loads((export / "manifest.json").read_text())
     assert manifest["metrics"]["test/recall@10"] == pytest.approx(metrics["test/recall@10"])
@@ -95,7 +93,7 @@ def test_export_serves_the_trained_test_metrics(cache, tmp_path, real_data_dir):
                       for u, answer in zip(users, answers, strict=True)])
     assert recall == pytest.approx(metrics["test/recall@10"], abs=1e-6)
 
-    printed = run("recommend.py", f"export={export}", f"user={users[0]}", "k=5", cache=cache).stdout
+    printed = run("recommend.py", f"export={export}", f"user={users[0]}", "k=5", env=env).stdout
     assert f"Top 5 for user {users[0]}" in printed and "predicted" in printed
-    printed = run("recommend.py", f"export={export}", "query=cooking magazine with recipes", "k=3", cache=cache)
+    printed = run("recommend.py", f"export={export}", "query=cooking magazine with recipes", "k=3", env=env)
     assert "your query" in printed.stdout
