@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
@@ -17,6 +18,15 @@ from recsys.export.format import ExportError
 log = logging.getLogger("recsys")
 T = TypeVar("T")
 
+# Library warnings that name nothing a user can change; pyproject.toml filters the same for the tests.
+LIBRARY_NOISE = (
+    # Raised inside pytorch_lightning (2.6) on torch 2.13 at every step.
+    r".*isinstance\(treespec, LeafSpec\).*is deprecated",
+    # Lightning, at fit start: frozen encoder layers are kept in eval mode on purpose (no dropout,
+    # so that their output can be cached).
+    r".*module\(s\) in eval mode",
+)
+
 # Errors whose message already tells the user what to do: no traceback needed.
 USER_ERRORS = (
     DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError,
@@ -26,12 +36,16 @@ USER_ERRORS = (
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Print the message of an error the user can act on and exit with status 2, instead of a
-    traceback (``RECSYS_DEBUG=1`` shows it); any other exception propagates unchanged."""
+    traceback (``RECSYS_DEBUG=1`` shows it); any other exception propagates unchanged. Also
+    silences the libraries' :data:`LIBRARY_NOISE` while ``main`` runs."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
         try:
-            return main(*args, **kwargs)
+            with warnings.catch_warnings():
+                for message in LIBRARY_NOISE:
+                    warnings.filterwarnings("ignore", message=message)
+                return main(*args, **kwargs)
         except MissingMandatoryValue as err:
             if os.environ.get("RECSYS_DEBUG"):
                 raise
