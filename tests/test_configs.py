@@ -158,6 +158,7 @@ def test_baseline_configs_instantiate(model: str, tmp_path):
     ("two_tower", lambda: LossConfig(temperature=0.0)),
     ("two_tower", lambda: LossConfig(teacher_l2=0.0)),
     ("ease", lambda: EASE(l2=0.0)),
+    ("text_ease", lambda: EASE(text_weight=-1.0)),
     ("text_ridge", lambda: TextRidge(l2=-1.0)),
 ])
 def test_setting_errors_name_an_override_that_exists(model: str, make):

@@ -1,38 +1,75 @@
-"""EASE (Steck 2019): a closed-form linear item-item model."""
+"""EASE (Steck 2019): a closed-form linear item-item model; optionally text-aware (collective EASE)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from recsys.baselines.base import Baseline, training_matrix
 from recsys.data.datamodule import ReviewDataModule
+from recsys.models.embedding_cache import cached_embeddings
+from recsys.models.text_encoder import TextEncoder
 
 
-def ease_weights(matrix: np.ndarray, l2: float) -> np.ndarray:
+def ease_weights(matrix: np.ndarray, l2: float, side_gram: np.ndarray | None = None) -> np.ndarray:
     """EASE's item-item weights [I, I] of a binary users x items ``matrix``: ``B = I - P
-    diagMat(1 / diag(P))`` with ``P = (X^T X + l2 I)^-1``, zero diagonal (float64)."""
+    diagMat(1 / diag(P))`` with ``P = (X^T X + S + l2 I)^-1``, zero diagonal (float64).
+
+    ``side_gram`` S [I, I] (default 0) brings item side information in as extra rows F [d, I] of
+    X, as collective EASE does (Jeunen et al. 2020): S = F^T F."""
     matrix = np.asarray(matrix, dtype=np.float64)
-    inverse = np.linalg.inv(matrix.T @ matrix + l2 * np.eye(matrix.shape[1]))
+    gram = matrix.T @ matrix
+    if side_gram is not None:
+        gram = gram + side_gram
+    inverse = np.linalg.inv(gram + l2 * np.eye(matrix.shape[1]))
     weights = -inverse / np.diag(inverse)
     np.fill_diagonal(weights, 0.0)
     return weights
 
 
+def text_gram(item_text: torch.Tensor, weight: float) -> np.ndarray:
+    """``weight``² x the cosine similarities [I, I] of the centred item text embeddings [I, H]: the
+    Gram matrix of the embeddings' H dimensions taken as extra rows of the interaction matrix."""
+    text = item_text.double()
+    text = F.normalize(text - text.mean(0), dim=-1)
+    return (weight**2 * (text @ text.T)).numpy()
+
+
 class EASE(Baseline):
     """``B = I - P diagMat(1 / diag(P))`` with ``P = (X^T X + l2 I)^-1``, zero diagonal; a user's
-    scores are ``X_u B``. ``l2`` is the L2 weight (200 is best on Musical Instruments validation)."""
+    scores are ``X_u B``. ``l2`` is the L2 weight (200 is best on Musical Instruments validation).
+
+    With ``text_weight`` > 0 the item documents' pretrained embeddings join the interactions as
+    extra rows (:func:`text_gram`), so that items with similar text share weight even where no
+    user reviewed both (``model=text_ease``)."""
 
     name = "ease"
 
-    def __init__(self, l2: float = 200.0) -> None:
+    def __init__(self, l2: float = 200.0, text_weight: float = 0.0, pretrained_path: str | None = None,
+                 bf16: bool = True, embedding_cache_dir: str | None = None,
+                 encoder: TextEncoder | None = None) -> None:
         if l2 <= 0:
             raise ValueError(f"model.baseline.l2 must be > 0, got {l2}")
+        if text_weight < 0:
+            raise ValueError(f"model.baseline.text_weight must be >= 0, got {text_weight}")
         self.l2 = l2
+        self.text_weight = text_weight
+        self.name = "text_ease" if text_weight else "ease"
+        self.encoder = encoder if encoder is not None or not text_weight else TextEncoder(
+            pretrained_path, trainable_layers=0, bf16=bf16)
+        self.embedding_cache_dir = embedding_cache_dir
+
+    def item_text(self, datamodule: ReviewDataModule) -> torch.Tensor:
+        """Pretrained embeddings [I, H] of the item documents (training text only)."""
+        tokens = datamodule.item_tokens
+        return cached_embeddings(self.embedding_cache_dir, self.encoder.pretrained_fingerprint(), tokens,
+                                 lambda: self.encoder.encode(tokens, pretrained=True))
 
     def fit(self, datamodule: ReviewDataModule) -> None:
         self.matrix = training_matrix(datamodule).astype(np.float64)
-        self.weights = ease_weights(self.matrix, self.l2)
+        side = text_gram(self.item_text(datamodule), self.text_weight) if self.text_weight else None
+        self.weights = ease_weights(self.matrix, self.l2, side)
 
     def user_scores(self, users: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.matrix[users] @ self.weights).float()

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
-MODELS = ("popularity", "bias", "ease", "zero_shot", "mf", "two_tower")
+MODELS = ("popularity", "bias", "ease", "text_ease", "zero_shot", "mf", "two_tower")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recsys.baselines.bias import Biases
-from recsys.baselines.ease import EASE
+from recsys.baselines.ease import EASE, ease_weights, text_gram
 from recsys.baselines.popularity import Popularity
 from recsys.baselines.zero_shot import ZeroShot
 from recsys.data.negatives import UserItemSets
@@ -76,6 +76,54 @@ def test_ease_closed_form_by_hand():
     assert float(model.user_scores(np.array([0]))[0, 2]) > 0
     with pytest.raises(ValueError, match="l2"):
         EASE(l2=0)
+
+
+def test_side_gram_is_ease_on_side_rows_stacked_under_the_interactions():
+    rng = np.random.default_rng(0)
+    interactions = (rng.random((12, 5)) < 0.4).astype(np.float64)
+    side = rng.normal(size=(3, 5))  # three side-information rows over the 5 items
+    stacked = ease_weights(np.vstack([interactions, side]), l2=2.0)
+    assert ease_weights(interactions, 2.0, side.T @ side) == pytest.approx(stacked, abs=1e-10)
+    assert not np.allclose(ease_weights(interactions, 2.0), stacked)
+
+
+def test_text_gram_is_the_scaled_cosine_of_centred_text():
+    text = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 3.0]])
+    gram = text_gram(text, weight=2.0)
+    centred = torch.nn.functional.normalize(text - text.mean(0), dim=-1).double()
+    assert gram == pytest.approx(4.0 * (centred @ centred.T).numpy(), abs=1e-6)
+    assert gram[0, 1] == pytest.approx(4.0) and np.diag(gram) == pytest.approx(np.full(4, 4.0))
+
+
+def test_text_ease_links_items_that_never_co_occur():
+    # Items 0 and 1 co-occur; item 2 never meets item 0 in training but has item 0's text.
+    dm = fake_datamodule([(0, 0, 5), (0, 1, 5), (1, 0, 4), (1, 1, 4), (2, 2, 5), (3, 3, 5), (4, 0, 5)], 5, 4)
+    text = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    plain, with_text = EASE(l2=1.0), EASE(l2=1.0, text_weight=1.0, encoder=object())
+    with_text.item_text = lambda datamodule: text  # the closed form is under test, not the encoder
+    plain.fit(dm)
+    with_text.fit(dm)
+    user_4 = np.array([4])  # has item 0 only
+    assert float(plain.user_scores(user_4)[0, 2]) == 0.0
+    scores = with_text.user_scores(user_4)[0]
+    assert scores[2] > 0.1 and scores[2] > scores[3]  # reached through its text, above unrelated text
+    assert with_text.weights == pytest.approx(ease_weights(dm.data.train_items.rows(np.arange(5)), 1.0,
+                                                           text_gram(text, 1.0)))
+    with pytest.raises(ValueError, match="text_weight"):
+        EASE(text_weight=-1.0)
+
+
+def test_text_ease_reads_the_item_documents_with_the_pretrained_encoder(tokenizer, tmp_path):
+    documents = ["Acoustic guitar strings, phosphor bronze, warm tone", "Maple drum sticks, 5A, wood tip",
+                 "Phosphor bronze strings for acoustic guitars", "88-key digital piano keyboard with weighted keys"]
+    # Items 0 and 1 are reviewed together; item 2 (the other strings) never with item 0.
+    train = [(0, 0, 5), (0, 1, 5), (1, 0, 4), (1, 1, 4), (2, 2, 5), (2, 3, 5), (3, 3, 4), (4, 0, 5)]
+    dm = fake_datamodule(train, 5, 4, tokenizer, tmp_path, item_documents=documents)
+    model = EASE(l2=1.0, text_weight=1.5, embedding_cache_dir=tmp_path / "embeddings")
+    model.fit(dm)
+    scores = model.user_scores(np.array([4]))[0]  # a user with the first strings only
+    assert scores[2] > scores[3]  # the other strings rank above the piano, by their text alone
+    assert list((tmp_path / "embeddings").glob("*.safetensors"))  # cached for the next run
 
 
 def test_zero_shot_ranks_three_items_by_review_similarity(tokenizer, tmp_path):
