@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from recsys.baselines.base import Baseline, training_matrix
 from recsys.data.datamodule import ReviewDataModule
-from recsys.models.embedding_cache import cached_embeddings
+from recsys.models.embedding_cache import pretrained_embeddings
 from recsys.models.text_encoder import TextEncoder
 
 
@@ -62,9 +62,7 @@ class EASE(Baseline):
 
     def item_text(self, datamodule: ReviewDataModule) -> torch.Tensor:
         """Pretrained embeddings [I, H] of the item documents (training text only)."""
-        tokens = datamodule.item_tokens
-        return cached_embeddings(self.embedding_cache_dir, self.encoder.pretrained_fingerprint(), tokens,
-                                 lambda: self.encoder.encode(tokens, pretrained=True))
+        return pretrained_embeddings(self.encoder, [datamodule.item_tokens], self.embedding_cache_dir)[0]
 
     def fit(self, datamodule: ReviewDataModule) -> None:
         self.matrix = training_matrix(datamodule).astype(np.float64)

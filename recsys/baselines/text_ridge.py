@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from recsys.baselines.base import Baseline
 from recsys.data.datamodule import ReviewDataModule
-from recsys.models.embedding_cache import cached_embeddings
+from recsys.models.embedding_cache import pretrained_embeddings
 from recsys.models.text_encoder import TextEncoder
 
 
@@ -62,9 +62,7 @@ class TextRidge(Baseline):
         self.embedding_cache_dir = embedding_cache_dir
 
     def _review_embeddings(self, datamodule: ReviewDataModule) -> np.ndarray:
-        tokens = datamodule.review_tokens
-        embeddings = cached_embeddings(self.embedding_cache_dir, self.encoder.pretrained_fingerprint(), tokens,
-                                       lambda: self.encoder.encode(tokens, pretrained=True))
+        embeddings = pretrained_embeddings(self.encoder, [datamodule.review_tokens], self.embedding_cache_dir)[0]
         return F.normalize(embeddings.float(), dim=-1).double().numpy()
 
     def fit(self, datamodule: ReviewDataModule) -> None:

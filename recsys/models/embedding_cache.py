@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from recsys.atomic import atomic_write
 from recsys.data.tokenization import TokenizedTexts
+
+if TYPE_CHECKING:
+    from recsys.models.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +42,17 @@ def cached_embeddings(
     embeddings = compute()
     atomic_write(path, lambda partial: save_file({"embeddings": embeddings.contiguous()}, str(partial)))
     return embeddings
+
+
+def pretrained_embeddings(
+    encoder: TextEncoder, token_sets: Sequence[TokenizedTexts], directory: Path | str | None,
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """The ``encoder``'s pretrained (as loaded, never fine-tuned) embeddings [n, H] of each token
+    set, through the disk cache of :func:`cached_embeddings`; the weights are hashed once."""
+    fingerprint = encoder.pretrained_fingerprint()
+    return [
+        cached_embeddings(directory, fingerprint, tokens,
+                          lambda tokens=tokens: encoder.encode(tokens, progress=progress, pretrained=True))
+        for tokens in token_sets
+    ]

@@ -11,7 +11,7 @@ from transformers import BertConfig
 
 from recsys.data.batches import HistoryBatch, PairBatch
 from recsys.data.catalog import Catalog
-from recsys.models.embedding_cache import cached_embeddings
+from recsys.models.embedding_cache import pretrained_embeddings
 from recsys.models.item_tower import ItemTower
 from recsys.models.scoring_head import RatingScoring
 from recsys.models.text_encoder import TextEncoder
@@ -79,17 +79,9 @@ class TwoTowerModel(RatingScoring, nn.Module):
     def attach_catalog(self, catalog: Catalog, progress: bool = True) -> None:
         """Embed the training reviews and item documents with the pretrained encoder (read from
         the disk cache when possible) and cache the item tower's frozen states."""
-        fingerprint = self.encoder.pretrained_fingerprint()
-
-        def pretrained(tokens):
-            return cached_embeddings(
-                self.embedding_cache_dir, fingerprint, tokens,
-                lambda: self.encoder.encode(tokens, progress=progress, pretrained=True),
-            )
-
         self.mean_rating.fill_(catalog.mean_rating)
-        self.review_text = pretrained(catalog.review_tokens)
-        self.item_text = pretrained(catalog.item_tokens)
+        self.review_text, self.item_text = pretrained_embeddings(
+            self.encoder, [catalog.review_tokens, catalog.item_tokens], self.embedding_cache_dir, progress)
         self.review_tokens = catalog.review_tokens
         if self.encoder.fully_frozen:
             self.item_tower.frozen_text = self.item_text
