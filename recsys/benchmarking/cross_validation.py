@@ -37,7 +37,15 @@ def run_cross_validation(overrides: list[str], folds: int, work: Path) -> list[d
 def _kept(metric: str) -> bool:
     if metric.startswith("test/recall@"):
         return int(metric.rsplit("@", 1)[1]) in SUMMARY_RECALL_KS
-    return metric.startswith(("test/", "val/"))
+    return metric.startswith(("test/", "val/", "rating_checkpoint/"))
+
+
+def _row_group(metric: str) -> int:
+    """Test metrics first, then the rating checkpoint's, minutes and memory, validation last."""
+    for rank, prefix in enumerate(("test/", "rating_checkpoint/")):
+        if metric.startswith(prefix):
+            return rank
+    return 3 if metric.startswith("val/") else 2
 
 
 def summarize_folds(records: list[dict]) -> pd.DataFrame:
@@ -49,7 +57,7 @@ def summarize_folds(records: list[dict]) -> pd.DataFrame:
         values.update(minutes=record["minutes"], peak_mb=record["peak_mb"])
         columns[f"fold{record['fold']}"] = values
     table = pd.DataFrame(columns)
-    order = sorted(table.index, key=lambda k: (not k.startswith("test/"), k.startswith("val/"), k))
+    order = sorted(table.index, key=lambda k: (_row_group(k), k))
     table = table.loc[order]
     table["mean"] = table[list(columns)].mean(axis=1)
     table["std"] = table[list(columns)].std(axis=1, ddof=1)

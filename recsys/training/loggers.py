@@ -56,12 +56,32 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
 
 
 def usable_callbacks(callbacks: list[Callback], loggers: list[Logger]) -> list[Callback]:
-    """``callbacks`` without those that need a logger (the learning-rate monitor) when there is none."""
+    """``callbacks`` without those that need a logger (the learning-rate monitor) when there is
+    none, and without checkpoints that repeat an earlier one's (see :func:`distinct_checkpoints`)."""
     from pytorch_lightning.callbacks import LearningRateMonitor
 
+    callbacks = distinct_checkpoints(callbacks)
     if loggers:
         return callbacks
     dropped = [type(c).__name__ for c in callbacks if isinstance(c, LearningRateMonitor)]
     if dropped:
         log.info("No logger: not using %s", ", ".join(dropped))
     return [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+
+
+def distinct_checkpoints(callbacks: list[Callback]) -> list[Callback]:
+    """``callbacks`` without a ``ModelCheckpoint`` that keeps the same epochs as an earlier one
+    (same monitor, mode and frequency): with ``model.monitor=val/rmse`` the best checkpoint is
+    already the rating checkpoint, and Lightning refuses two checkpoints with one state key."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    kept, keys = [], set()
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            if callback.state_key in keys:
+                log.info("Not using a second checkpoint of %s (%s): it would repeat the first",
+                         callback.monitor, callback.mode)
+                continue
+            keys.add(callback.state_key)
+        kept.append(callback)
+    return kept

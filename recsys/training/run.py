@@ -29,6 +29,8 @@ from recsys.training.report import (
 
 log = logging.getLogger(__name__)
 CONFIG_KEY = "recsys_config"
+# What callbacks.rating_checkpoint monitors: rating error, whose best epoch is often earlier than ranking's.
+RATING_MONITOR = "val/rmse"
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -70,6 +72,37 @@ def share_cpu_threads(trainer: pl.Trainer) -> None:
         log.info("%d processes on CPU: %d threads each", trainer.num_devices, threads)
 
 
+def monitoring_checkpoint(trainer: pl.Trainer, monitor: str) -> ModelCheckpoint | None:
+    """The run's checkpoint callback that keeps the best ``monitor`` epoch (the first one if none does)."""
+    checkpoints = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    return next((c for c in checkpoints if c.monitor == monitor), checkpoints[0] if checkpoints else None)
+
+
+def rating_checkpoint_path(trainer: pl.Trainer, ranking: ModelCheckpoint | None) -> str | None:
+    """The lowest-validation-RMSE checkpoint, when a checkpoint callback other than ``ranking``
+    keeps one (``callbacks.rating_checkpoint``), else None."""
+    if ranking is not None and ranking.monitor == RATING_MONITOR:
+        return None  # the best checkpoint is already the rating one
+    for callback in trainer.checkpoint_callbacks:
+        if (isinstance(callback, ModelCheckpoint) and callback is not ranking
+                and callback.monitor == RATING_MONITOR and callback.best_model_path):
+            return callback.best_model_path
+    return None
+
+
+def evaluate_rating_checkpoint(module: TwoTowerModule, datamodule: ReviewDataModule, path: str) -> dict[str, float]:
+    """Test RMSE and MAE of the rating checkpoint at ``path``, as ``rating_checkpoint/test/...``.
+
+    A quiet trainer of its own, so that the run's loggers record one test: the best checkpoint's.
+    """
+    quiet = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                       enable_progress_bar=False, enable_model_summary=False)
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    results = _scalars(quiet.test(module, datamodule, verbose=False)[0])
+    log.info("Rating checkpoint (lowest val/rmse) %s: test RMSE %.4f", path, results["test/rmse"])
+    return {f"rating_checkpoint/{name}": results[name] for name in ("test/rmse", "test/mae")}
+
+
 def train(cfg: DictConfig) -> float | None:
     """Prepare the data, fit the model, test the best checkpoint and write the run's reports.
 
@@ -94,10 +127,15 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(module, datamodule, ckpt_path=_resolve_checkpoint(cfg.get("ckpt_path"), cfg))
     fit_minutes = (time.perf_counter() - started) / 60
     metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("val/")}
-    checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = monitoring_checkpoint(trainer, cfg.model.monitor)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     monitored = float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None
     if cfg.get("test", True):
+        rating = rating_checkpoint_path(trainer, checkpoint)
+        # A single-process test of its own; in a distributed run, evaluate.py tests it afterwards.
+        if rating is not None and trainer.world_size == 1:
+            # First, so that the best checkpoint's weights stay loaded for the reports.
+            metrics.update(evaluate_rating_checkpoint(module, datamodule, rating))
         results = trainer.test(module, datamodule, ckpt_path=best, verbose=False)
         metrics.update(results[0] if results else {})
     metrics["train_minutes"] = fit_minutes

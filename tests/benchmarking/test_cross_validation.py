@@ -19,7 +19,7 @@ def records() -> list[dict]:
     values = [(0.10, 0.90), (0.14, 0.86), (0.12, 0.88)]
     return [{"fold": k, "minutes": 0.5 + k, "peak_mb": 900.0,
              "metrics": {"test/recall@10": r, "test/rmse": e, "val/recall@10": r / 2, "test/recall@7": 0.0,
-                         "train_minutes": 0.1}}
+                         "train_minutes": 0.1, "rating_checkpoint/test/rmse": e - 0.01}}
             for k, (r, e) in enumerate(values)]
 
 
@@ -31,6 +31,8 @@ def test_summary_has_each_fold_mean_and_sample_std():
     assert table.loc["test/rmse", "fold1"] == pytest.approx(0.86)
     assert "test/recall@7" not in table.index and "train_minutes" not in table.index  # not in the summary
     assert list(table.index[:2]) == ["test/recall@10", "test/rmse"]  # test metrics first
+    assert list(table.index[2:]) == ["rating_checkpoint/test/rmse", "minutes", "peak_mb", "val/recall@10"]
+    assert table.loc["rating_checkpoint/test/rmse", "mean"] == pytest.approx(0.87)
 
 
 def test_report_writes_markdown_and_csv(tmp_path: Path):

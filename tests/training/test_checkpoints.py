@@ -1,0 +1,67 @@
+"""The run's two checkpoints: the best-ranking one and the lowest-validation-RMSE (rating) one."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from recsys.training.loggers import usable_callbacks
+from recsys.training.run import evaluate_rating_checkpoint, monitoring_checkpoint, rating_checkpoint_path
+from tests.training.test_module import tiny_setup
+
+
+class ValidationRmse(pl.Callback):
+    """Records each epoch's validation RMSE."""
+
+    def __init__(self) -> None:
+        self.by_epoch: list[float] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # after validation
+        self.by_epoch.append(float(trainer.callback_metrics["val/rmse"]))
+
+
+def test_the_rating_checkpoint_is_the_lowest_validation_rmse_epoch_and_its_test_rmse_is_reported(
+        tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    directory = tmp_path / "checkpoints"
+    ranking = ModelCheckpoint(dirpath=directory, filename="epoch{epoch:02d}", auto_insert_metric_name=False,
+                              monitor="val/recall@5", mode="max")
+    rating = ModelCheckpoint(dirpath=directory, filename="rating-epoch{epoch:02d}", auto_insert_metric_name=False,
+                             monitor="val/rmse", mode="min")
+    recorded = ValidationRmse()
+    fit = pl.Trainer(max_epochs=8, accelerator="cpu", logger=False, enable_progress_bar=False,
+                     enable_model_summary=False, num_sanity_val_steps=0, callbacks=[ranking, rating, recorded])
+    fit.fit(module, dm)
+    last_epoch = fit.test(module, dm, verbose=False)[0]["test/rmse"]
+
+    assert monitoring_checkpoint(fit, "val/recall@5") is ranking
+    path = rating_checkpoint_path(fit, ranking)
+    lowest = min(range(len(recorded.by_epoch)), key=recorded.by_epoch.__getitem__)
+    assert lowest < len(recorded.by_epoch) - 1  # the case that matters: the head overfits afterwards
+    assert path == rating.best_model_path and path.endswith(f"rating-epoch{lowest:02d}.ckpt")
+
+    reported = evaluate_rating_checkpoint(module, dm, path)
+    _, fresh = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    fresh.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    quiet = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    again = quiet.test(fresh, dm, verbose=False)[0]
+    assert reported["rating_checkpoint/test/rmse"] == pytest.approx(again["test/rmse"], abs=1e-6)
+    assert reported["rating_checkpoint/test/mae"] == pytest.approx(again["test/mae"], abs=1e-6)
+    assert reported["rating_checkpoint/test/rmse"] != pytest.approx(last_epoch, abs=1e-4)
+
+
+def test_a_checkpoint_that_repeats_another_is_dropped_and_not_tested_twice(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    best = ModelCheckpoint(dirpath=tmp_path / "a", monitor="val/rmse", mode="min")  # model.monitor=val/rmse
+    rating = ModelCheckpoint(dirpath=tmp_path / "b", monitor="val/rmse", mode="min")
+    ranking = ModelCheckpoint(dirpath=tmp_path / "c", monitor="val/recall@5", mode="max")
+    callbacks = usable_callbacks([best, rating, ranking], loggers=[])
+    assert callbacks == [best, ranking]  # Lightning refuses two checkpoints with one state key
+    fit = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                     enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks)
+    fit.fit(module, dm)
+    assert monitoring_checkpoint(fit, "val/rmse") is best
+    assert rating_checkpoint_path(fit, best) is None
+    assert rating_checkpoint_path(fit, ranking) == best.best_model_path
