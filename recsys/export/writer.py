@@ -22,6 +22,7 @@ from recsys.data.datamodule import ReviewDataModule
 from recsys.export import format as fmt
 from recsys.serving.text_backends import ONNX_FILE, export_onnx
 from recsys.training.module import TwoTowerModule
+from recsys.training.report import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 SNIPPET_CHARS = 200
@@ -142,6 +143,23 @@ def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path
     return out
 
 
+def recorded_test_metrics(ckpt: Path) -> dict[str, float]:
+    """The test metrics that its run's ``metrics.json`` records for checkpoint ``ckpt``: those of
+    the best checkpoint, or the rating checkpoint's RMSE and MAE; none for another checkpoint
+    (``last.ckpt``), whose weights were not tested. (Runs older than these keys: the best's.)"""
+    path = ckpt.parent.parent / "metrics.json"
+    if not path.exists():
+        return {}
+    recorded = json.loads(path.read_text())
+    if ckpt.name == recorded.get(RATING_CHECKPOINT_KEY):
+        prefix = f"{RATING_CHECKPOINT_KEY}/"
+        return {k.removeprefix(prefix): v for k, v in recorded.items() if k.startswith(prefix + "test/")}
+    if recorded.get(CHECKPOINT_KEY, ckpt.name) != ckpt.name:
+        log.info("%s holds no test metrics of %s (they are of %s)", path, ckpt.name, recorded[CHECKPOINT_KEY])
+        return {}
+    return {k: v for k, v in recorded.items() if k.startswith("test/")}
+
+
 def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False,
                       serving: ServingOptions | None = None) -> Path:
     """Export a checkpoint written by ``scripts/train.py`` (its data is prepared again from the
@@ -157,9 +175,6 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     module = build_module(cfg, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     module.attach(datamodule.catalog())
-    metrics_path = ckpt.parent.parent / "metrics.json"
-    metrics = {}
-    if metrics_path.exists():
-        metrics = {k: v for k, v in json.loads(metrics_path.read_text()).items() if k.startswith("test/")}
+    metrics = recorded_test_metrics(ckpt)
     config = OmegaConf.to_container(cfg, resolve=True)
     return write_export(module, datamodule, out, config, metrics, overwrite, serving)

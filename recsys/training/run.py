@@ -21,6 +21,8 @@ from recsys.training.callbacks import RandomStateCheckpoint
 from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
 from recsys.training.module import TwoTowerModule
 from recsys.training.report import (
+    CHECKPOINT_KEY,
+    RATING_CHECKPOINT_KEY,
     example_recommendations,
     plot_learning_curves,
     write_metrics,
@@ -100,7 +102,7 @@ def evaluate_rating_checkpoint(module: TwoTowerModule, datamodule: ReviewDataMod
     module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
     results = _scalars(quiet.test(module, datamodule, verbose=False)[0])
     log.info("Rating checkpoint (lowest val/rmse) %s: test RMSE %.4f", path, results["test/rmse"])
-    return {f"rating_checkpoint/{name}": results[name] for name in ("test/rmse", "test/mae")}
+    return {f"{RATING_CHECKPOINT_KEY}/{name}": results[name] for name in ("test/rmse", "test/mae")}
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -130,14 +132,18 @@ def train(cfg: DictConfig) -> float | None:
     checkpoint = monitoring_checkpoint(trainer, cfg.model.monitor)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     monitored = float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None
+    tested = {}  # which checkpoint files the test metrics are of (read by export.py)
     if cfg.get("test", True):
         rating = rating_checkpoint_path(trainer, checkpoint)
         # A single-process test of its own; in a distributed run, evaluate.py tests it afterwards.
         if rating is not None and trainer.world_size == 1:
             # First, so that the best checkpoint's weights stay loaded for the reports.
             metrics.update(evaluate_rating_checkpoint(module, datamodule, rating))
+            tested[RATING_CHECKPOINT_KEY] = Path(rating).name
         results = trainer.test(module, datamodule, ckpt_path=best, verbose=False)
         metrics.update(results[0] if results else {})
+        if best:
+            tested[CHECKPOINT_KEY] = Path(best).name
     metrics["train_minutes"] = fit_minutes
     metrics["total_minutes"] = (time.perf_counter() - started) / 60
     if monitored is not None:
@@ -145,7 +151,7 @@ def train(cfg: DictConfig) -> float | None:
     if not trainer.is_global_zero:  # in a distributed run, one process writes the reports
         return monitored if monitored is not None else metrics.get(cfg.model.monitor)
 
-    write_metrics(out / "metrics.json", metrics)
+    write_metrics(out / "metrics.json", {**metrics, **tested})
     csv = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
     curves = plot_learning_curves(Path(csv.log_dir) / "metrics.csv", out / "learning_curves.png") if csv else None
     examples = example_recommendations(module, datamodule)

@@ -122,3 +122,21 @@ def test_interrupted_export_leaves_nothing_and_keeps_the_old_one(tiny_export, tm
         write_export(module, datamodule, old, config, overwrite=True)
     assert {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+def test_an_export_carries_the_test_metrics_of_its_own_checkpoint_only(tmp_path):
+    from recsys.export.writer import recorded_test_metrics
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({
+        "test/rmse": 0.96, "test/recall@10": 0.41, "val/rmse": 1.0, "train_minutes": 0.3,
+        "rating_checkpoint/test/rmse": 0.91, "rating_checkpoint/test/mae": 0.61,
+        "checkpoint": "epoch11.ckpt", "rating_checkpoint": "rating-epoch05.ckpt",
+    }))
+    assert recorded_test_metrics(run / "checkpoints" / "epoch11.ckpt") == {"test/rmse": 0.96, "test/recall@10": 0.41}
+    assert recorded_test_metrics(run / "checkpoints" / "rating-epoch05.ckpt") == {"test/rmse": 0.91, "test/mae": 0.61}
+    assert recorded_test_metrics(run / "checkpoints" / "last.ckpt") == {}  # never tested
+    (run / "metrics.json").write_text(json.dumps({"test/rmse": 0.96, "val/rmse": 1.0}))  # an older run
+    assert recorded_test_metrics(run / "checkpoints" / "epoch03.ckpt") == {"test/rmse": 0.96}
+    assert recorded_test_metrics(tmp_path / "elsewhere" / "checkpoints" / "x.ckpt") == {}
