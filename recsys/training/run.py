@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
@@ -74,6 +75,23 @@ def share_cpu_threads(trainer: pl.Trainer) -> None:
         log.info("%d processes on CPU: %d threads each", trainer.num_devices, threads)
 
 
+def training_epochs(cfg: DictConfig, datamodule: ReviewDataModule) -> int:
+    """``trainer.max_epochs``, raised where needed so that training takes at least ``model.min_steps``
+    optimiser steps (batches of ``data.batch_size`` pairs, one process): a schedule set in epochs
+    on a large dataset is too short on a small one. An explicit ``trainer.max_epochs=N`` is kept."""
+    epochs = int(cfg.trainer.max_epochs)
+    min_steps = int(cfg.model.get("min_steps") or 0)
+    if min_steps <= 0 or not OmegaConf.is_interpolation(cfg.trainer, "max_epochs"):
+        return epochs
+    batches = math.ceil(len(datamodule.data.pairs["train"]) / datamodule.batch_size)
+    steps_per_epoch = math.ceil(batches / int(cfg.trainer.get("accumulate_grad_batches") or 1))
+    needed = math.ceil(min_steps / steps_per_epoch)
+    if needed > epochs:
+        log.info("%d epochs (not %d): %d steps an epoch, model.min_steps=%d", needed, epochs, steps_per_epoch,
+                 min_steps)
+    return max(epochs, needed)
+
+
 def monitoring_checkpoint(trainer: pl.Trainer, monitor: str) -> ModelCheckpoint | None:
     """The run's checkpoint callback that keeps the best ``monitor`` epoch (the first one if none does)."""
     checkpoints = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
@@ -118,6 +136,9 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.setup("fit")
     if "baseline" in cfg.model:
         return fit_baseline(cfg, datamodule, out, started)
+    epochs = training_epochs(cfg, datamodule)
+    with open_dict(cfg):  # the run config (logged, and kept in checkpoints) holds the epochs run
+        cfg.trainer.max_epochs = epochs
     module = build_module(cfg, datamodule)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = [*usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers), RandomStateCheckpoint()]

@@ -1,0 +1,45 @@
+"""The epoch count of a run: the model's, raised to reach model.min_steps on small datasets."""
+
+from types import SimpleNamespace
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from recsys.training.run import training_epochs
+from tests.conftest import REPO_ROOT
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def data(train_pairs: int, batch_size: int = 128) -> SimpleNamespace:
+    return SimpleNamespace(data=SimpleNamespace(pairs={"train": range(train_pairs)}), batch_size=batch_size)
+
+
+@pytest.mark.parametrize(("pairs", "epochs"), [
+    (8208, 6),   # Musical Instruments, random split: 65 batches an epoch, 390 steps in 6 epochs
+    (1611, 20),  # a Magazine CV fold: 13 batches an epoch, 260 steps in 20
+    (1841, 18),  # Magazine, random split: 15 batches an epoch
+    (100, 260),  # one batch an epoch
+])
+def test_the_model_epochs_are_raised_to_reach_min_steps(pairs, epochs):
+    cfg = config()
+    assert (cfg.model.max_epochs, cfg.model.min_steps) == (6, 260)
+    assert training_epochs(cfg, data(pairs)) == epochs
+
+
+def test_an_explicit_epoch_count_or_min_steps_0_is_kept():
+    assert training_epochs(config("trainer.max_epochs=3"), data(1611)) == 3
+    assert training_epochs(config("model.min_steps=0"), data(1611)) == 6
+    assert training_epochs(config("model.max_epochs=30"), data(1611)) == 30  # the model's own count, if larger
+
+
+def test_steps_count_batches_of_the_configured_size_and_accumulation():
+    assert training_epochs(config(), data(1611, batch_size=32)) == 6  # 51 batches an epoch: 306 steps
+    assert training_epochs(config("+trainer.accumulate_grad_batches=2"), data(8208)) == 8  # 33 steps an epoch
+
+
+def test_models_without_a_floor_keep_their_epochs():
+    assert training_epochs(config("model=mf"), data(100)) == 8
