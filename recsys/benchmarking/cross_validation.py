@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.benchmarking.harness import require_fresh, run_training
+from recsys.training.report import RATING_CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,12 @@ def run_cross_validation(overrides: list[str], folds: int, work: Path) -> list[d
 def _kept(metric: str) -> bool:
     if metric.startswith("test/recall@"):
         return int(metric.rsplit("@", 1)[1]) in SUMMARY_RECALL_KS
-    return metric.startswith(("test/", "val/", "rating_checkpoint/"))
+    return metric.startswith(("test/", "val/", f"{RATING_CHECKPOINT_KEY}/"))
 
 
 def _row_group(metric: str) -> int:
     """Test metrics first, then the rating checkpoint's, minutes and memory, validation last."""
-    for rank, prefix in enumerate(("test/", "rating_checkpoint/")):
+    for rank, prefix in enumerate(("test/", f"{RATING_CHECKPOINT_KEY}/")):
         if metric.startswith(prefix):
             return rank
     return 3 if metric.startswith("val/") else 2
