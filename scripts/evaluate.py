@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on a split and write metrics.json.
+"""Evaluate a checkpoint on a split and write its metrics (metrics_<split>_<checkpoint>.json beside the run).
 
     python scripts/evaluate.py ckpt=outputs/train/<run>/checkpoints/last.ckpt split=test
 """

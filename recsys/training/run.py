@@ -218,7 +218,8 @@ def load_checkpoint_config(path: Path) -> tuple[DictConfig, dict]:
 
 def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | None = None) -> dict[str, float]:
     """Metrics of a checkpoint on ``split`` (``val`` or ``test``), written to ``metrics.json``
-    (in ``output_dir``, by default the checkpoint's run directory as ``metrics_<split>.json``)."""
+    (in ``output_dir``, by default the checkpoint's run directory as ``metrics_<split>_<checkpoint>.json``:
+    one file per checkpoint, as a run keeps a best-ranking and a rating checkpoint)."""
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r} is not allowed; use val or test")
     path = Path(ckpt)
@@ -232,7 +233,8 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
     run = trainer.validate if split == "val" else trainer.test
     metrics = _scalars(run(module, datamodule, verbose=False)[0])
-    target = Path(output_dir) / "metrics.json" if output_dir else path.parent.parent / f"metrics_{split}.json"
+    beside_run = path.parent.parent / f"metrics_{split}_{path.stem}.json"
+    target = Path(output_dir) / "metrics.json" if output_dir else beside_run
     write_metrics(target, metrics)
     log.info("Wrote %s", target)
     return metrics

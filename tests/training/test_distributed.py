@@ -51,7 +51,7 @@ def test_ddp_two_processes_validation_equals_single_process(tmp_path: Path, real
                 f"hydra.run.dir={tmp_path / 'eval'}"]
     result = subprocess.run(evaluate, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    single = json.loads((run / "metrics_val.json").read_text())
+    single = json.loads((run / "metrics_val_last.json").read_text())
 
     assert distributed["val/ranked_users"] == single["val/ranked_users"] > 100  # every user once
     for key in ("val/rmse", "val/mae"):

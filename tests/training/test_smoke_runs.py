@@ -52,9 +52,13 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
         assert logged["train/loss"].notna().sum() == 8  # every step of the 8-batch epoch (the loss curve)
         best = next((out / "checkpoints").glob("epoch*.ckpt"))
         run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", env=env)
-        again = json.loads((out / "metrics_test.json").read_text())
+        again = json.loads((out / "metrics_test_epoch00.json").read_text())
         for key in ("test/rmse", "test/mae", "test/recall@10", "test/ndcg@10", "test/precision@5"):
             assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
+        rating = out / "checkpoints" / metrics["rating_checkpoint"]
+        run("evaluate.py", f"ckpt={rating}", "split=test", f"hydra.run.dir={tmp_path / 'eval2'}", env=env)
+        rated = json.loads((out / "metrics_test_rating-epoch00.json").read_text())  # beside the first, not over it
+        assert rated["test/rmse"] == pytest.approx(metrics["rating_checkpoint/test/rmse"], abs=1e-6)
 
 
 def test_resume_from_last_checkpoint_continues_without_redoing_epochs(env, tmp_path):
