@@ -110,15 +110,22 @@ def rating_checkpoint_path(trainer: pl.Trainer, ranking: ModelCheckpoint | None)
     return None
 
 
-def evaluate_rating_checkpoint(module: TwoTowerModule, datamodule: ReviewDataModule, path: str) -> dict[str, float]:
-    """Test RMSE and MAE of the rating checkpoint at ``path``, as ``rating_checkpoint/test/...``.
+def metrics_of_weights(module: TwoTowerModule, datamodule: ReviewDataModule, state_dict: dict, split: str,
+                       progress: bool = True) -> dict[str, float]:
+    """Metrics on ``split`` (``val`` or ``test``) of ``module`` with ``state_dict`` loaded, from a
+    single-process trainer of its own that logs nowhere."""
+    module.load_state_dict(state_dict)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=progress, enable_model_summary=False)
+    run = trainer.validate if split == "val" else trainer.test
+    return _scalars(run(module, datamodule, verbose=False)[0])
 
-    A quiet trainer of its own, so that the run's loggers record one test: the best checkpoint's.
-    """
-    quiet = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                       enable_progress_bar=False, enable_model_summary=False)
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-    results = _scalars(quiet.test(module, datamodule, verbose=False)[0])
+
+def evaluate_rating_checkpoint(module: TwoTowerModule, datamodule: ReviewDataModule, path: str) -> dict[str, float]:
+    """Test RMSE and MAE of the rating checkpoint at ``path``, as ``rating_checkpoint/test/...``
+    (tested apart, so that the run's loggers record one test: the best checkpoint's)."""
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    results = metrics_of_weights(module, datamodule, state_dict, "test", progress=False)
     log.info("Rating checkpoint (lowest val/rmse) %s: test RMSE %.4f", path, results["test/rmse"])
     return {f"{RATING_CHECKPOINT_KEY}/{name}": results[name] for name in ("test/rmse", "test/mae")}
 
@@ -228,11 +235,7 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup(split)
-    module = build_module(cfg, datamodule)
-    module.load_state_dict(checkpoint["state_dict"])
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
-    run = trainer.validate if split == "val" else trainer.test
-    metrics = _scalars(run(module, datamodule, verbose=False)[0])
+    metrics = metrics_of_weights(build_module(cfg, datamodule), datamodule, checkpoint["state_dict"], split)
     beside_run = path.parent.parent / f"metrics_{split}_{path.stem}.json"
     target = Path(output_dir) / "metrics.json" if output_dir else beside_run
     write_metrics(target, metrics)
