@@ -56,8 +56,9 @@ class EASE(Baseline):
         self.l2 = l2
         self.text_weight = text_weight
         self.name = "text_ease" if text_weight else "ease"
-        self.encoder = encoder if encoder is not None or not text_weight else TextEncoder(
-            pretrained_path, trainable_layers=0, bf16=bf16)
+        if encoder is None and text_weight:
+            encoder = TextEncoder(pretrained_path, trainable_layers=0, bf16=bf16)
+        self.encoder = encoder
         self.embedding_cache_dir = embedding_cache_dir
 
     def item_text(self, datamodule: ReviewDataModule) -> torch.Tensor:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.benchmarking.harness import require_fresh, run_training
-from recsys.training.report import RATING_CHECKPOINT_KEY
+from recsys.training.metrics_keys import RATING_CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import recsys
 from recsys.data.datamodule import ReviewDataModule
 from recsys.export import format as fmt
 from recsys.serving.text_backends import ONNX_FILE, export_onnx
+from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 from recsys.training.module import TwoTowerModule
-from recsys.training.report import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 SNIPPET_CHARS = 200

@@ -15,8 +15,6 @@ from recsys.training.ranking import top_k_items
 
 log = logging.getLogger(__name__)
 SNIPPET_CHARS = 80
-# metrics.json names the checkpoint files that its test metrics are of under these keys.
-CHECKPOINT_KEY, RATING_CHECKPOINT_KEY = "checkpoint", "rating_checkpoint"
 
 
 def write_metrics(path: Path, metrics: dict) -> Path:

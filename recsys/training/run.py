@@ -20,10 +20,9 @@ from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from recsys.data.datamodule import ReviewDataModule
 from recsys.training.callbacks import RandomStateCheckpoint
 from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
+from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 from recsys.training.module import TwoTowerModule
 from recsys.training.report import (
-    CHECKPOINT_KEY,
-    RATING_CHECKPOINT_KEY,
     example_recommendations,
     plot_learning_curves,
     write_metrics,
@@ -100,9 +99,8 @@ def monitoring_checkpoint(trainer: pl.Trainer, monitor: str) -> ModelCheckpoint 
 
 def rating_checkpoint_path(trainer: pl.Trainer, ranking: ModelCheckpoint | None) -> str | None:
     """The lowest-validation-RMSE checkpoint, when a checkpoint callback other than ``ranking``
-    keeps one (``callbacks.rating_checkpoint``), else None."""
-    if ranking is not None and ranking.monitor == RATING_MONITOR:
-        return None  # the best checkpoint is already the rating one
+    keeps one (``callbacks.rating_checkpoint``), else None (as when ``ranking`` monitors RMSE
+    itself: :func:`~recsys.training.loggers.distinct_checkpoints` dropped the repeat)."""
     for callback in trainer.checkpoint_callbacks:
         if (isinstance(callback, ModelCheckpoint) and callback is not ranking
                 and callback.monitor == RATING_MONITOR and callback.best_model_path):
