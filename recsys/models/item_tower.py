@@ -60,7 +60,7 @@ class ItemTower(nn.Module):
             states, mask = self.prefix_cache.gather(items)
             return self.encoder.from_prefix(states, mask)
         if input_ids is None and items is not None and self.catalog_tokens is not None:
-            input_ids, attention_mask = self.catalog_tokens.pad(items.cpu().numpy())
+            input_ids, attention_mask = (t.to(items.device) for t in self.catalog_tokens.pad(items.cpu().numpy()))
         if input_ids is None:
             raise ValueError("ItemTower needs token ids, or catalog item indices after attach_catalog()")
         return self.encoder(input_ids, attention_mask)

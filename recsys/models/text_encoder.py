@@ -139,7 +139,7 @@ class TextEncoder(nn.Module):
 
     def autocast(self):
         if self.bf16:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+            return torch.autocast(self.bert.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
@@ -221,7 +221,7 @@ class TextEncoder(nn.Module):
         state = {k: v for k, v in self.state_dict().items() if not k.startswith(self._trainable_prefixes())}
         for name, tensor in sorted(state.items()):
             digest.update(name.encode())
-            digest.update(tensor.detach().float().numpy().tobytes())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
         return digest.hexdigest()
 
     def _trainable_prefixes(self) -> tuple[str, ...]:
@@ -249,7 +249,7 @@ def encode_in_length_order(
         embeddings = encode(*tokens.pad(rows.numpy(), multiple=pad_multiple))
         if output is None:
             output = torch.empty(len(tokens), embeddings.shape[-1])
-        output[rows] = embeddings
+        output[rows] = embeddings.to(output.device)
     if output is None:
         raise ValueError("encode_in_length_order needs at least one text")
     return output

@@ -92,9 +92,9 @@ class TwoTowerModel(RatingScoring, nn.Module):
         if self.review_encoder == "frozen" or not self.training:
             return self.review_text[batch.history_reviews]
         unique, inverse = torch.unique(batch.history_reviews[batch.history_mask], return_inverse=True)
-        input_ids, attention_mask = self.review_tokens.pad(unique.numpy())
-        encoded = self.encoder(input_ids, attention_mask)
-        text = torch.zeros(*batch.history_reviews.shape, encoded.shape[-1])
+        input_ids, attention_mask = self.review_tokens.pad(unique.cpu().numpy())
+        encoded = self.encoder(input_ids.to(unique.device), attention_mask.to(unique.device))
+        text = encoded.new_zeros(*batch.history_reviews.shape, encoded.shape[-1])
         text[batch.history_mask] = encoded[inverse]
         return text
 
@@ -124,6 +124,6 @@ class TwoTowerModel(RatingScoring, nn.Module):
     def catalog_vectors(self, num_items: int, batch_size: int = 256) -> torch.Tensor:
         """Unit vectors [num_items, dim] of the whole catalog (eval mode, no gradient)."""
         return torch.cat([
-            self.item_vectors(torch.arange(start, min(start + batch_size, num_items)))
+            self.item_vectors(torch.arange(start, min(start + batch_size, num_items), device=self.mean_rating.device))
             for start in range(0, num_items, batch_size)
         ])

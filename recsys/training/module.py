@@ -168,7 +168,8 @@ class TwoTowerModule(pl.LightningModule):
         config = self.loss_config
         if config.retrieval == "catalog_softmax":
             candidates, known = catalog if catalog is not None else self.catalog_view(batch)
-            hits = known | (torch.arange(self.catalog.num_items)[None, :] == batch.item[:, None])
+            every_item = torch.arange(self.catalog.num_items, device=batch.item.device)
+            hits = known | (every_item[None, :] == batch.item[:, None])
             # Every item is a candidate, none is sampled: there is no sampling bias to correct.
             return in_batch_retrieval_loss(users, candidates, batch.item, hits, config.temperature, config.retrieval)
         log_q = self.candidate_log_q(batch) if config.logq_correction else None
@@ -193,12 +194,13 @@ class TwoTowerModule(pl.LightningModule):
 
     def training_items_of(self, batch: PairBatch) -> torch.Tensor:
         """[B, num_items]: does the pair's user have the item in training?"""
-        return torch.from_numpy(self.catalog.train_items.rows(batch.user.numpy()))
+        return torch.from_numpy(self.catalog.train_items.rows(batch.user.cpu().numpy())).to(batch.user.device)
 
     def catalog_view(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Vectors [num_items, d] of every catalog item and the batch users' training rows
         [B, num_items]: what the catalog softmax and the distillation read, made once per step."""
-        return self.net.item_vectors(torch.arange(self.catalog.num_items)), self.training_items_of(batch)
+        every_item = torch.arange(self.catalog.num_items, device=batch.item.device)
+        return self.net.item_vectors(every_item), self.training_items_of(batch)
 
     def distill_loss(self, users: torch.Tensor, catalog: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The EASE teacher's softmax (of per-user z-scores / ``distill_temperature``) over the

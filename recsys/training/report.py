@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from pytorch_lightning.utilities import move_data_to_device
 
 from recsys.data.datamodule import ReviewDataModule
 from recsys.training.ranking import top_k_items
@@ -76,10 +77,10 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
     collate = datamodule.collator(split)
     pairs = data.pairs[split]
     _, first = np.unique(pairs.user, return_index=True)
-    batch = collate(np.sort(first)[:num_users].tolist())
+    batch = move_data_to_device(collate(np.sort(first)[:num_users].tolist()), module.device)
     users = module.net.user_vectors(batch)
     items = module.net.catalog_vectors(data.num_items)
-    top = top_k_items(users, batch.user.numpy(), items, k, exclude=data.train_items)
+    top = top_k_items(users, batch.user.cpu().numpy(), items, k, exclude=data.train_items).to(users.device)
     rows = []
     for row, user in enumerate(batch.user.tolist()):
         history = batch.history_reviews[row][batch.history_mask[row]].tolist()

@@ -27,6 +27,8 @@ class EaseTeacher:
     def scores(self, training_rows: torch.Tensor) -> torch.Tensor:
         """EASE scores [B, I] of every catalog item, from users' boolean training rows [B, I]
         (:meth:`UserItemSets.rows`; the caller has them already for its masks)."""
+        if self.weights.device != training_rows.device:
+            self.weights = self.weights.to(training_rows.device)  # once, on the first step on a GPU
         return training_rows.float() @ self.weights
 
 
