@@ -115,9 +115,9 @@ def tiny_bert_config():
     return BertConfig(**TINY_BERT)
 
 
-@pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory):
-    """A tiny model trained for a few epochs and exported: ``(export_dir, module, datamodule)``."""
+def build_tiny_export(root, item: dict | None = None, epochs: int = 3):
+    """Train a tiny model for ``epochs`` on a tiny dataset under ``root`` and export it:
+    ``(export_dir, module, datamodule)``; ``item`` overrides the item tower's settings."""
     from functools import partial
 
     import pytorch_lightning as pl
@@ -129,7 +129,6 @@ def tiny_export(tmp_path_factory):
     from recsys.models.two_tower import TwoTowerModel
     from recsys.training.module import TwoTowerModule
 
-    root = tmp_path_factory.mktemp("tiny_export")
     files = DatasetFiles(name="tiny", subdir="tiny", reviews="reviews_tiny.json.gz")
     write_lines(root / "data" / "tiny" / files.reviews, tiny_reviews(num_users=12, num_items=10, per_user=5))
     pl.seed_everything(0)
@@ -139,11 +138,17 @@ def tiny_export(tmp_path_factory):
     datamodule.prepare_data()
     datamodule.setup("fit")
     net_config = {"text": {"trainable_layers": 1, "bf16": False}, "dim": 16, "head": {"hidden": 32},
-                  "user": {"pooling": "attention"}}
+                  "user": {"pooling": "attention"}, **({"item": item} if item else {})}
     net = TwoTowerModel(datamodule.num_items, encoder_config=dict(TINY_BERT), **net_config)
     module = TwoTowerModule(net, loss={"retrieval": "softmax"}, optimizer=partial(torch.optim.AdamW, lr=3e-3))
-    pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, num_sanity_val_steps=0).fit(module, datamodule)
+    pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0).fit(module, datamodule)
     config = {"model": {"net": net_config}, "data": {"max_reviews": 4, "review_max_tokens": 32}}
     out = write_export(module.eval(), datamodule, root / "export", config, metrics={"test/recall@10": 0.5})
     return out, module, datamodule
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """A tiny model trained for a few epochs and exported: ``(export_dir, module, datamodule)``."""
+    return build_tiny_export(tmp_path_factory.mktemp("tiny_export"))

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.data.tokenization import TokenizedTexts
+from recsys.models.pooling import TEXT_POOLINGS, AttentionPooling
 from recsys.models.text_encoder import PrefixCache, TextEncoder
 
 
@@ -17,16 +18,23 @@ class ItemTower(nn.Module):
     the training catalog; during training it is dropped per item with probability ``id_dropout``
     so that the text part alone still places cold items well.
 
+    ``pooling`` reduces the document's token states to one vector: ``mean`` (the encoder's own
+    mean pooling) or ``attention`` (:class:`AttentionPooling`, learned; it starts as the mean).
+
     After :meth:`attach_catalog`, catalog items are encoded from cached frozen-encoder states
     (only the trainable top layers run); otherwise from the token ids given to :meth:`forward`.
     """
 
     def __init__(self, encoder: TextEncoder, num_items: int, dim: int = 128, id_embedding: bool = True,
-                 id_dropout: float = 0.2) -> None:
+                 id_dropout: float = 0.2, pooling: str = "mean") -> None:
         super().__init__()
         if not 0.0 <= id_dropout <= 1.0:
             raise ValueError(f"model.net.item.id_dropout={id_dropout} must be in [0, 1]")
+        if pooling not in TEXT_POOLINGS:
+            raise ValueError(
+                f"model.net.item.pooling={pooling!r} is not allowed; use one of: {', '.join(TEXT_POOLINGS)}")
         self.encoder = encoder
+        self.attention_pooling = AttentionPooling(encoder.hidden_size) if pooling == "attention" else None
         self.projection = nn.Linear(encoder.hidden_size, dim)
         self.id_embedding = nn.Embedding(num_items, dim) if id_embedding else None
         if self.id_embedding is not None:
@@ -40,11 +48,13 @@ class ItemTower(nn.Module):
     def dim(self) -> int:
         return self.projection.out_features
 
-    def attach_catalog(self, tokens: TokenizedTexts) -> None:
-        """Cache what the frozen part of the encoder gives for every catalog item document."""
+    def attach_catalog(self, tokens: TokenizedTexts, pretrained_text: torch.Tensor | None = None) -> None:
+        """Cache what the frozen part of the encoder gives for every catalog item document: with
+        a frozen encoder and mean pooling, the pooled embeddings (``pretrained_text`` when the
+        caller has them, else encoded here); otherwise the token states after the frozen layers."""
         self.catalog_tokens = tokens
-        if self.encoder.fully_frozen:
-            self.frozen_text = self.encoder.encode(tokens)
+        if self.encoder.fully_frozen and self.attention_pooling is None:
+            self.frozen_text = pretrained_text if pretrained_text is not None else self.encoder.encode(tokens)
         elif not self.encoder.train_embeddings:
             self.prefix_cache = PrefixCache(self.encoder, tokens)
 
@@ -54,16 +64,30 @@ class ItemTower(nn.Module):
     ) -> torch.Tensor:
         """Encoder output [N, H]: from the catalog caches for catalog ``items`` when attached,
         else by running the encoder on the given tokens."""
+        if self.attention_pooling is not None:
+            return self._attention_pooled(items, input_ids, attention_mask)
         if items is not None and self.frozen_text.numel():
             return self.frozen_text[items]
         if items is not None and self.prefix_cache is not None:
             states, mask = self.prefix_cache.gather(items)
             return self.encoder.from_prefix(states, mask)
+        return self.encoder(*self._tokens(items, input_ids, attention_mask))
+
+    def _attention_pooled(self, items: torch.Tensor | None, input_ids: torch.Tensor | None,
+                          attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if items is not None and self.prefix_cache is not None:
+            states, mask = self.prefix_cache.gather(items)
+            return self.attention_pooling(self.encoder.states_from_prefix(states, mask), mask)
+        input_ids, attention_mask = self._tokens(items, input_ids, attention_mask)
+        return self.attention_pooling(self.encoder.token_states(input_ids, attention_mask), attention_mask)
+
+    def _tokens(self, items: torch.Tensor | None, input_ids: torch.Tensor | None,
+                attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if input_ids is None and items is not None and self.catalog_tokens is not None:
-            input_ids, attention_mask = (t.to(items.device) for t in self.catalog_tokens.pad(items.cpu().numpy()))
+            return tuple(t.to(items.device) for t in self.catalog_tokens.pad(items.cpu().numpy()))
         if input_ids is None:
             raise ValueError("ItemTower needs token ids, or catalog item indices after attach_catalog()")
-        return self.encoder(input_ids, attention_mask)
+        return input_ids, attention_mask
 
     def forward(
         self, items: torch.Tensor | None, input_ids: torch.Tensor | None = None,

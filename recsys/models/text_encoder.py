@@ -171,22 +171,31 @@ class TextEncoder(nn.Module):
         forward = n * layers * (2 * length * (4 * hidden * hidden + 2 * hidden * inner) + 4 * length * length * hidden)
         return float(forward * (3 if backward else 1))
 
-    def from_prefix(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Run the trainable layers on frozen-prefix states and mean-pool: [N, H] float32."""
+    def states_from_prefix(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token states [N, L, H] after the trainable layers, run on frozen-prefix states; with
+        no trainable layer, the prefix states themselves (in their dtype: no copy)."""
+        if not self.trainable_layers:
+            return hidden
         if self.training:
             self.flops_counter += self.estimate_flops(attention_mask, self.trainable_layers, backward=True)
         hidden = hidden.float()  # cached states are bfloat16; autocast casts back where it pays
         with self.autocast():
-            hidden = self._layers(hidden, attention_mask, self.bert.encoder.layer[self.frozen_layers :])
-        return mean_pool(hidden.float(), attention_mask)
+            return self._layers(hidden, attention_mask, self.bert.encoder.layer[self.frozen_layers :])
+
+    def from_prefix(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Run the trainable layers on frozen-prefix states and mean-pool: [N, H] float32."""
+        return mean_pool(self.states_from_prefix(hidden, attention_mask).float(), attention_mask)
+
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last-layer token states [N, L, H] of a padded token batch."""
+        if self.train_embeddings:
+            with self.autocast():
+                return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.states_from_prefix(self.frozen_prefix(input_ids, attention_mask), attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Mean-pooled embeddings [N, H] (float32) of a padded token batch."""
-        if self.train_embeddings:
-            with self.autocast():
-                hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            return mean_pool(hidden.float(), attention_mask)
-        return self.from_prefix(self.frozen_prefix(input_ids, attention_mask), attention_mask)
+        return mean_pool(self.token_states(input_ids, attention_mask).float(), attention_mask)
 
     @torch.no_grad()
     def forward_pretrained(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

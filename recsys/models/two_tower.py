@@ -29,7 +29,7 @@ class TwoTowerModel(RatingScoring, nn.Module):
         num_items: catalog size (item-id embeddings).
         text: ``pretrained_path``, ``trainable_layers``, ``bf16`` of the :class:`TextEncoder`.
         dim: size of the user and item vectors.
-        item: ``id_embedding``, ``id_dropout`` of the :class:`ItemTower`.
+        item: ``id_embedding``, ``id_dropout``, ``pooling`` of the :class:`ItemTower`.
         user: ``pooling``, ``layers``, ``heads``, ``dropout`` of the :class:`UserTower`, and
             ``review_encoder``: ``frozen`` (review texts embedded once by the pretrained encoder)
             or ``finetune`` (by the item tower's encoder, with gradients, at every step).
@@ -83,10 +83,7 @@ class TwoTowerModel(RatingScoring, nn.Module):
         self.review_text, self.item_text = pretrained_embeddings(
             self.encoder, [catalog.review_tokens, catalog.item_tokens], self.embedding_cache_dir, progress)
         self.review_tokens = catalog.review_tokens
-        if self.encoder.fully_frozen:
-            self.item_tower.frozen_text = self.item_text
-        else:
-            self.item_tower.attach_catalog(catalog.item_tokens)
+        self.item_tower.attach_catalog(catalog.item_tokens, pretrained_text=self.item_text)
 
     def _history_review_text(self, batch: PairBatch) -> torch.Tensor:
         if self.review_encoder == "frozen" or not self.training:

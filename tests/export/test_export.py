@@ -10,6 +10,7 @@ from recsys.export import ExportError, load_export, write_export
 from recsys.export import format as fmt
 from recsys.serving.recommender import Recommender
 from recsys.training.ranking import top_k_items
+from tests.conftest import build_tiny_export
 
 
 def copy_export(source: Path, tmp_path: Path) -> Path:
@@ -140,3 +141,21 @@ def test_an_export_carries_the_test_metrics_of_its_own_checkpoint_only(tmp_path)
     (run / "metrics.json").write_text(json.dumps({"test/rmse": 0.96, "val/rmse": 1.0}))  # an older run
     assert recorded_test_metrics(run / "checkpoints" / "epoch03.ckpt") == {"test/rmse": 0.96}
     assert recorded_test_metrics(tmp_path / "elsewhere" / "checkpoints" / "x.ckpt") == {}
+
+
+def test_learned_item_pooling_travels_in_the_export(tmp_path):
+    out, module, datamodule = build_tiny_export(tmp_path, item={"pooling": "attention"}, epochs=2)
+    trained = module.net.item_tower.attention_pooling.score.weight
+    assert trained.abs().sum() > 0  # training moved it off its zero start
+    bundle = load_export(out)
+    assert torch.equal(bundle.net.item_tower.attention_pooling.score.weight, trained)
+    net = module.net.eval()
+    with torch.no_grad():
+        expected = net.catalog_vectors(datamodule.num_items)
+        # The exported network reading the documents anew, as for items outside the catalog
+        # (no id embedding), against the trained one's catalog path without its id embedding.
+        ids, mask = datamodule.catalog().item_tokens.pad(list(range(datamodule.num_items)))
+        cold = bundle.net.eval().item_tower(None, ids, mask)
+        text_only = net.item_tower.projection(net.item_tower.text_embeddings(torch.arange(datamodule.num_items)))
+    assert torch.allclose(bundle.item_vectors, expected, atol=1e-6)
+    assert torch.nn.functional.cosine_similarity(cold, text_only).min() > 0.999
