@@ -8,7 +8,7 @@ from torch import nn
 
 from recsys.data.tokenization import TokenizedTexts
 from recsys.models.pooling import TEXT_POOLINGS, AttentionPooling
-from recsys.models.text_encoder import PrefixCache, TextEncoder
+from recsys.models.text_encoder import PrefixCache, TextEncoder, mean_pool
 
 
 class ItemTower(nn.Module):
@@ -63,23 +63,19 @@ class ItemTower(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Encoder output [N, H]: from the catalog caches for catalog ``items`` when attached,
-        else by running the encoder on the given tokens."""
-        if self.attention_pooling is not None:
-            return self._attention_pooled(items, input_ids, attention_mask)
+        else by running the encoder on the given tokens; pooled as ``pooling`` says."""
         if items is not None and self.frozen_text.numel():
             return self.frozen_text[items]
         if items is not None and self.prefix_cache is not None:
             states, mask = self.prefix_cache.gather(items)
-            return self.encoder.from_prefix(states, mask)
-        return self.encoder(*self._tokens(items, input_ids, attention_mask))
-
-    def _attention_pooled(self, items: torch.Tensor | None, input_ids: torch.Tensor | None,
-                          attention_mask: torch.Tensor | None) -> torch.Tensor:
-        if items is not None and self.prefix_cache is not None:
-            states, mask = self.prefix_cache.gather(items)
-            return self.attention_pooling(self.encoder.states_from_prefix(states, mask), mask)
+            return self._pool(self.encoder.states_from_prefix(states, mask), mask)
         input_ids, attention_mask = self._tokens(items, input_ids, attention_mask)
-        return self.attention_pooling(self.encoder.token_states(input_ids, attention_mask), attention_mask)
+        return self._pool(self.encoder.token_states(input_ids, attention_mask), attention_mask)
+
+    def _pool(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.attention_pooling is None:
+            return mean_pool(states.float(), attention_mask)
+        return self.attention_pooling(states, attention_mask)
 
     def _tokens(self, items: torch.Tensor | None, input_ids: torch.Tensor | None,
                 attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
