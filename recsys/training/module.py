@@ -267,7 +267,8 @@ class TwoTowerModule(pl.LightningModule):
         """Per-process means over disjoint users -> the mean over all users (each counted once)."""
         names = [k for k in metrics if k != "ranked_users"]
         count = float(metrics["ranked_users"])
-        sums = torch.tensor([metrics[k] * count for k in names] + [count], dtype=torch.float64)
+        # On the module's device: NCCL reduces only CUDA tensors.
+        sums = torch.tensor([metrics[k] * count for k in names] + [count], dtype=torch.float64, device=self.device)
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         total = float(sums[-1])
         result = {k: float(v) / total if total else 0.0 for k, v in zip(names, sums[:-1].tolist(), strict=True)}

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ import torch
 
 from recsys.data.batches import PairIndexDataset
 from recsys.data.distributed import UserShardSampler
-from tests.conftest import REPO_ROOT, script_env
+from recsys.models.two_tower import TwoTowerModel
+from recsys.training.module import TwoTowerModule
+from tests.conftest import REPO_ROOT, TINY_BERT, script_env
 
 # Same weights, same inputs: only float summation order may differ (thread counts, reduction order).
 RMSE_TOLERANCE = 1e-5
@@ -29,6 +32,44 @@ def test_user_shards_cover_every_pair_once_and_keep_users_whole():
     users_per_shard = [set(pair_users[s]) for s in shards]
     assert all(a.isdisjoint(b) for i, a in enumerate(users_per_shard) for b in users_per_shard[i + 1:])
     assert [len(s) for s in shards] == [4, 3, 3] and len(UserShardSampler(dataset, pair_users, 3, 0)) == 4
+
+
+class SummingStrategy:
+    """A stand-in for a 2-process strategy: reduce adds the other process's sums and records the
+    device of what it was given (NCCL reduces only tensors on the GPU)."""
+
+    def __init__(self, other: list[float]):
+        self.other, self.devices = other, []
+
+    def reduce(self, tensor: torch.Tensor, reduce_op: str) -> torch.Tensor:
+        self.devices.append(tensor.device)
+        if tensor.device.type == "meta":  # no values to add: only the device is under test
+            return torch.zeros(tensor.shape, dtype=tensor.dtype)
+        return tensor + torch.tensor(self.other, dtype=tensor.dtype, device=tensor.device)
+
+
+def tiny_module() -> TwoTowerModule:
+    net = TwoTowerModel(5, text={"trainable_layers": 0, "bf16": False}, dim=8, head={"hidden": 8},
+                        encoder_config=dict(TINY_BERT))
+    return TwoTowerModule(net, ks=(1,))
+
+
+def test_ranking_metrics_over_processes_weigh_each_user_once():
+    module = tiny_module()
+    # This process: 3 users, recall 0.5; the other: 1 user, recall 1.0 (sums: recall x users, users).
+    strategy = SummingStrategy(other=[1.0, 1.0])
+    module.trainer = SimpleNamespace(strategy=strategy)
+    merged = module._mean_over_processes({"recall@1": 0.5, "ranked_users": 3.0})
+    assert merged == pytest.approx({"recall@1": (0.5 * 3 + 1.0) / 4, "ranked_users": 4.0})
+    assert strategy.devices == [torch.device("cpu")]
+
+
+def test_ranking_metric_sums_are_reduced_on_the_module_device():
+    module = tiny_module().to("meta")  # any device but the CPU's: where a GPU run's tensors would be
+    strategy = SummingStrategy(other=[0.0, 0.0])
+    module.trainer = SimpleNamespace(strategy=strategy)
+    module._mean_over_processes({"recall@1": 0.5, "ranked_users": 3.0})
+    assert strategy.devices == [torch.device("meta")]
 
 
 @pytest.mark.slow
