@@ -182,10 +182,6 @@ class TextEncoder(nn.Module):
         with self.autocast():
             return self._layers(hidden, attention_mask, self.bert.encoder.layer[self.frozen_layers :])
 
-    def from_prefix(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Run the trainable layers on frozen-prefix states and mean-pool: [N, H] float32."""
-        return mean_pool(self.states_from_prefix(hidden, attention_mask).float(), attention_mask)
-
     def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer token states [N, L, H] of a padded token batch."""
         if self.train_embeddings:
