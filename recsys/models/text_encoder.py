@@ -82,7 +82,9 @@ class TextEncoder(nn.Module):
             path = resolve_encoder_path(pretrained_path)
             AutoConfig.from_pretrained(str(path))  # a clear error for a folder that is not a model
             with quiet_transformers():
-                self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+                # float32 weights whatever the checkpoint stores (transformers would keep a float16
+                # or bfloat16 file's dtype): the optimiser updates them, and autocast sets the compute.
+                self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False, dtype=torch.float32)
             self.source = str(path)
         num_layers = self.bert.config.num_hidden_layers
         if not -1 <= trainable_layers <= num_layers:

@@ -122,3 +122,16 @@ def test_loading_the_bundled_encoder_is_quiet_and_restores_transformers_settings
         assert hf_logging.get_verbosity() == verbosity
     finally:
         hf_logging.enable_progress_bar()
+
+
+@pytest.mark.parametrize("stored", [torch.float16, torch.bfloat16])
+def test_a_half_precision_checkpoint_loads_as_float32_weights(tiny_bert_config, tmp_path, stored):
+    # transformers keeps a checkpoint's own dtype by default; the optimiser needs float32 weights.
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config, add_pooling_layer=False).to(stored).save_pretrained(tmp_path)
+    loaded = TextEncoder(pretrained_path=tmp_path, trainable_layers=1, bf16=False)
+    assert {p.dtype for p in loaded.bert.parameters()} == {torch.float32}
+    ids, mask = TOKENS.pad([0, 1, 2])
+    assert loaded(ids, mask).dtype == torch.float32
