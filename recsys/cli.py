@@ -6,7 +6,8 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import TypeVar
 
@@ -34,6 +35,15 @@ USER_ERRORS = (
 )
 
 
+@contextmanager
+def quiet_library_noise() -> Iterator[None]:
+    """Silence the libraries' :data:`LIBRARY_NOISE` warnings inside the ``with`` block."""
+    with warnings.catch_warnings():
+        for message in LIBRARY_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Print the message of an error the user can act on and exit with status 2, instead of a
     traceback (``RECSYS_DEBUG=1`` shows it); any other exception propagates unchanged. Also
@@ -42,9 +52,7 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     @wraps(main)
     def wrapper(*args, **kwargs):
         try:
-            with warnings.catch_warnings():
-                for message in LIBRARY_NOISE:
-                    warnings.filterwarnings("ignore", message=message)
+            with quiet_library_noise():
                 return main(*args, **kwargs)
         except MissingMandatoryValue as err:
             if os.environ.get("RECSYS_DEBUG"):

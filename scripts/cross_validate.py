@@ -5,8 +5,9 @@
     python scripts/cross_validate.py cv.folds=3 experiment=mi_full cv.out=reports/cv_mi
 
 Options: cv.folds (default 5), cv.out (the tables; default outputs/cross_validate/<time>), cv.work
-(the runs' checkpoints and logs; default outputs/cross_validate/<time>/runs). Every other key=value
-is a Hydra override of scripts/train.py.
+(the runs' checkpoints and logs; default outputs/cross_validate/<time>/runs), cv.parallel (folds
+trained at once, each with its share of the CPU cores; default 1). Every other key=value is a
+Hydra override of scripts/train.py.
 """
 
 import logging
@@ -22,12 +23,12 @@ from recsys.benchmarking.cross_validation import run_cross_validation, write_cv_
 from recsys.benchmarking.harness import compose_training
 from recsys.cli import exit_on_user_error
 
-CV_OPTIONS = {"cv.folds", "cv.out", "cv.work"}
+CV_OPTIONS = {"cv.folds", "cv.out", "cv.work", "cv.parallel"}
 
 
 def parse_arguments(arguments: list[str]) -> tuple[dict[str, str], list[str]]:
     """Split ``key=value`` arguments into cv options and train overrides."""
-    options, overrides = {"cv.folds": "5"}, []
+    options, overrides = {"cv.folds": "5", "cv.parallel": "1"}, []
     for argument in arguments:
         key, sep, value = argument.partition("=")
         if not sep:
@@ -41,6 +42,13 @@ def parse_arguments(arguments: list[str]) -> tuple[dict[str, str], list[str]]:
     return options, overrides
 
 
+def integer_option(options: dict[str, str], key: str) -> int:
+    try:
+        return int(options[key])
+    except ValueError:
+        raise ValueError(f"{key}={options[key]!r} is not an integer") from None
+
+
 @exit_on_user_error
 def main(arguments: list[str]) -> None:
     if arguments and arguments[0] in ("-h", "--help"):
@@ -48,10 +56,9 @@ def main(arguments: list[str]) -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     options, overrides = parse_arguments(arguments)
-    try:
-        folds = int(options["cv.folds"])
-    except ValueError:
-        raise ValueError(f"cv.folds={options['cv.folds']!r} is not an integer") from None
+    folds, parallel = integer_option(options, "cv.folds"), integer_option(options, "cv.parallel")
+    if parallel < 1:
+        raise ValueError(f"cv.parallel={parallel} is not allowed; use 1 or more")
     run_dir = Path("outputs", "cross_validate", time.strftime("%Y-%m-%d_%H-%M-%S"))
     out = Path(options.get("cv.out") or run_dir)
     work = Path(options.get("cv.work") or run_dir / "runs")
@@ -59,7 +66,7 @@ def main(arguments: list[str]) -> None:
         compose_training(overrides, work)
     except (HydraException, OmegaConfBaseException) as err:
         raise ValueError(f"bad override: {err}") from None
-    records = run_cross_validation(overrides, folds, work)
+    records = run_cross_validation(overrides, folds, work, parallel)
     command = "python scripts/cross_validate.py " + " ".join(shlex.quote(a) for a in arguments)
     print(write_cv_report(records, out, command).read_text())
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -21,18 +23,37 @@ def fold_overrides(folds: int, fold: int) -> list[str]:
     return ["data.split.strategy=kfold", f"data.split.folds={folds}", f"data.split.fold={fold}"]
 
 
-def run_cross_validation(overrides: list[str], folds: int, work: Path) -> list[dict]:
+def run_cross_validation(overrides: list[str], folds: int, work: Path, parallel: int = 1) -> list[dict]:
     """Train and test ``overrides`` once per fold (each in its own process, files in
-    ``work/fold<k>``); returns one record per fold: ``{"fold", "metrics", "minutes", "peak_mb"}``."""
+    ``work/fold<k>``); returns one record per fold, in fold order: ``{"fold", "metrics", "minutes",
+    "peak_mb"}``. ``parallel`` folds run at once, each with its share of the CPU cores (for a
+    machine with many cores, or one GPU that a single small run leaves mostly idle)."""
     if folds < 2:
         raise ValueError(f"cv.folds={folds} is not allowed; use 2 or more")
+    if parallel < 1:
+        raise ValueError(f"cv.parallel={parallel} is not allowed; use 1 or more")
     require_fresh([work / f"fold{fold}" for fold in range(folds)], "cv.work")
-    records = []
-    for fold in range(folds):
+    parallel = min(parallel, folds)
+    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
+    if threads is not None:
+        log.info("%d folds at a time, %d torch threads each: figures can differ from a one-at-a-time run "
+                 "by floating-point summation order", parallel, threads)
+
+    def run_fold(fold: int) -> dict:
         log.info("Fold %d of %d", fold + 1, folds)
-        result = run_training([*overrides, *fold_overrides(folds, fold)], work / f"fold{fold}", f"fold {fold}")
-        records.append({"fold": fold, **result})
-    return records
+        result = run_training([*overrides, *fold_overrides(folds, fold)], work / f"fold{fold}", f"fold {fold}",
+                              threads=threads)
+        return {"fold": fold, **result}
+
+    if parallel == 1:
+        return [run_fold(fold) for fold in range(folds)]
+    with ThreadPoolExecutor(max_workers=parallel) as pool:  # threads only wait: each fold is a process
+        futures = [pool.submit(run_fold, fold) for fold in range(folds)]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the folds not started yet; the running ones finish
+            raise
 
 
 def _kept(metric: str) -> bool:

@@ -48,13 +48,18 @@ def compose_training(overrides: list[str], out: Path, config_dir: Path = CONF_DI
                        return_hydra_config=True)
 
 
-def _train_in_child(overrides: list[str], out: Path, queue) -> None:
-    """Train/evaluate one run; report its metrics, time and peak RSS through ``queue``."""
+def _train_in_child(overrides: list[str], out: Path, queue, threads: int | None = None) -> None:
+    """Train/evaluate one run; report its metrics, time and peak RSS through ``queue``. ``threads``:
+    torch's CPU threads in this process (its share of the cores when runs go side by side)."""
+    import torch
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from recsys.cli import quiet_library_noise
     from recsys.training.run import train
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         cfg = compose_training(overrides, out)
         OmegaConf.set_readonly(cfg.hydra, False)
@@ -64,7 +69,8 @@ def _train_in_child(overrides: list[str], out: Path, queue) -> None:
         with open_dict(cfg):
             del cfg["hydra"]  # registered above; a run config does not carry it (as in a Hydra app)
         started = time.perf_counter()
-        train(cfg)
+        with quiet_library_noise():  # as scripts/train.py runs it
+            train(cfg)
         minutes = (time.perf_counter() - started) / 60
         metrics = json.loads((out / "metrics.json").read_text())
         if "baseline" not in cfg.model:
@@ -109,12 +115,13 @@ def require_fresh(run_dirs: list[Path], option: str) -> None:
         )
 
 
-def run_training(overrides: list[str], out: Path, name: str) -> dict:
+def run_training(overrides: list[str], out: Path, name: str, threads: int | None = None) -> dict:
     """``scripts/train.py`` with ``overrides`` in a fresh process (clean peak memory), files under
-    ``out``; returns ``{"metrics", "minutes", "peak_mb"}`` or raises with the run's error."""
+    ``out``; returns ``{"metrics", "minutes", "peak_mb"}`` or raises with the run's error.
+    ``threads``: torch's CPU threads in that process (default: torch's own choice, all cores)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_train_in_child, args=(list(overrides), out, queue))
+    process = context.Process(target=_train_in_child, args=(list(overrides), out, queue, threads))
     process.start()
     result = queue.get()
     process.join()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.benchmarking import cross_validation
 from recsys.benchmarking.cross_validation import fold_overrides, summarize_folds, write_cv_report
 from tests.conftest import REPO_ROOT, script_env
 
@@ -48,6 +51,58 @@ def test_fold_overrides_select_the_kfold_split():
     assert fold_overrides(5, 2) == ["data.split.strategy=kfold", "data.split.folds=5", "data.split.fold=2"]
 
 
+class _FakeFolds:
+    """Stands in for the fold processes: records how many run at once and with how many threads;
+    later folds finish first, so that an order of completion would show in the records."""
+
+    def __init__(self, folds: int, failing: int | None = None) -> None:
+        self.folds, self.failing = folds, failing
+        self.running = self.most_running = 0
+        self.threads: list[int | None] = []
+        self.started: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, overrides: list[str], out: Path, name: str, threads: int | None = None) -> dict:
+        fold = int(overrides[-1].rsplit("=", 1)[1])
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            self.threads.append(threads)
+            self.started.append(fold)
+        time.sleep(0.05 * (self.folds - fold))
+        with self.lock:
+            self.running -= 1
+        if fold == self.failing:
+            raise RuntimeError(f"fold {fold} failed: out of memory")
+        return {"metrics": {"test/recall@10": fold / 10}, "minutes": 0.1, "peak_mb": 1.0}
+
+
+def test_parallel_folds_run_side_by_side_with_a_share_of_the_cores(tmp_path: Path, monkeypatch):
+    fake = _FakeFolds(5)
+    monkeypatch.setattr(cross_validation, "run_training", fake)
+    monkeypatch.setattr(cross_validation.os, "cpu_count", lambda: 16)
+    records = cross_validation.run_cross_validation(["model=ease"], 5, tmp_path, parallel=3)
+    assert [r["fold"] for r in records] == [0, 1, 2, 3, 4]  # fold order, not the order of completion
+    assert [r["metrics"]["test/recall@10"] for r in records] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert fake.most_running == 3 and fake.threads == [5] * 5  # 16 cores // 3
+
+    fake = _FakeFolds(3)
+    monkeypatch.setattr(cross_validation, "run_training", fake)
+    cross_validation.run_cross_validation(["model=ease"], 3, tmp_path, parallel=1)
+    assert fake.most_running == 1 and fake.threads == [None] * 3  # one at a time: torch's own threads
+    with pytest.raises(ValueError, match="cv.parallel=0 is not allowed"):
+        cross_validation.run_cross_validation(["model=ease"], 3, tmp_path, parallel=0)
+
+
+def test_a_failing_parallel_fold_fails_the_run_and_starts_no_more_folds(tmp_path: Path, monkeypatch):
+    fake = _FakeFolds(6, failing=0)
+    monkeypatch.setattr(cross_validation, "run_training", fake)
+    with pytest.raises(RuntimeError, match="fold 0 failed"):
+        cross_validation.run_cross_validation(["model=ease"], 6, tmp_path, parallel=2)
+    # Fold 0 runs longest and fails last of the first pair: folds started after it are not left queued.
+    assert 0 in fake.started and len(fake.started) < 6
+
+
 def _script(*arguments: str, cache: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "cross_validate.py"), *arguments],
                           cwd=REPO_ROOT, env=script_env(cache, data_dir), capture_output=True, text=True,
@@ -59,6 +114,10 @@ def test_bad_options_fail_before_training(tmp_path: Path):
     assert result.returncode == 2 and "cv.fold is not a cross-validation option" in result.stderr + result.stdout
     result = _script("cv.folds=3", "model=nope", f"cv.out={tmp_path}", cache=tmp_path)
     assert result.returncode == 2 and "bad override" in result.stderr + result.stdout
+    result = _script("cv.parallel=0", f"cv.out={tmp_path}", cache=tmp_path)
+    assert result.returncode == 2 and "cv.parallel=0 is not allowed" in result.stderr + result.stdout
+    result = _script("cv.parallel=all", f"cv.out={tmp_path}", cache=tmp_path)
+    assert result.returncode == 2 and "cv.parallel='all' is not an integer" in result.stderr + result.stdout
 
 
 def test_a_used_work_folder_is_refused_before_training(tmp_path: Path):
@@ -90,6 +149,18 @@ def test_cross_validate_script_runs_every_fold(tmp_path: Path, real_data_dir: Pa
     assert len(splits) == 3
     tested = sum((pd.read_parquet(p)["split"] == "test").astype(int) for p in splits)
     assert (tested == 1).all()
+
+    # The folds side by side (sharing the caches that the first run filled): EASE does not run
+    # through torch, whose thread count (the cores' share of each fold) changes summation order,
+    # so its figures are the same as one fold at a time.
+    side_by_side = tmp_path / "cv_parallel"
+    result = _script("cv.folds=3", "cv.parallel=3", "data=magazine", "model=ease", f"cv.out={side_by_side}",
+                     f"cv.work={side_by_side / 'runs'}", cache=tmp_path / "cache", data_dir=real_data_dir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for k, fold in enumerate(folds):
+        again = json.loads((side_by_side / "runs" / f"fold{k}" / "metrics.json").read_text())
+        assert {m: again[m] for m in fold if m.startswith("test/")} == {m: v for m, v in fold.items()
+                                                                         if m.startswith("test/")}
 
 
 def test_the_cross_validation_driver_does_not_import_torch():
