@@ -43,6 +43,7 @@ def parse_arguments(arguments: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def integer_option(options: dict[str, str], key: str) -> int:
+    """The integer value of the cv option ``key``, or a ValueError that names it."""
     try:
         return int(options[key])
     except ValueError:
@@ -57,8 +58,6 @@ def main(arguments: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     options, overrides = parse_arguments(arguments)
     folds, parallel = integer_option(options, "cv.folds"), integer_option(options, "cv.parallel")
-    if parallel < 1:
-        raise ValueError(f"cv.parallel={parallel} is not allowed; use 1 or more")
     run_dir = Path("outputs", "cross_validate", time.strftime("%Y-%m-%d_%H-%M-%S"))
     out = Path(options.get("cv.out") or run_dir)
     work = Path(options.get("cv.work") or run_dir / "runs")

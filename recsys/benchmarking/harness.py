@@ -6,8 +6,11 @@ import json
 import logging
 import multiprocessing
 import resource
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -48,9 +51,9 @@ def compose_training(overrides: list[str], out: Path, config_dir: Path = CONF_DI
                        return_hydra_config=True)
 
 
-def _train_in_child(overrides: list[str], out: Path, queue, threads: int | None = None) -> None:
-    """Train/evaluate one run; report its metrics, time and peak RSS through ``queue``. ``threads``:
-    torch's CPU threads in this process (its share of the cores when runs go side by side)."""
+def _train_in_child(overrides: list[str], out: Path, threads: int | None, connection: Connection) -> None:
+    """Train/evaluate one run; send its metrics, time and peak RSS through ``connection``.
+    ``threads``: torch's CPU threads in this process (its share of the cores when runs go side by side)."""
     import torch
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
@@ -76,9 +79,9 @@ def _train_in_child(overrides: list[str], out: Path, queue, threads: int | None 
         if "baseline" not in cfg.model:
             metrics.update(_network_metrics(cfg, out))
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        queue.put({"ok": True, "metrics": metrics, "minutes": minutes, "peak_mb": peak_mb})
+        connection.send({"ok": True, "metrics": metrics, "minutes": minutes, "peak_mb": peak_mb})
     except Exception as err:  # the parent reports which run failed and why
-        queue.put({"ok": False, "error": f"{type(err).__name__}: {err}"})
+        connection.send({"ok": False, "error": f"{type(err).__name__}: {err}"})
 
 
 def _network_metrics(cfg, out: Path) -> dict:
@@ -115,18 +118,41 @@ def require_fresh(run_dirs: list[Path], option: str) -> None:
         )
 
 
+def run_in_process(target: Callable[..., None], args: tuple, name: str) -> dict:
+    """``target(*args, connection)`` in a fresh spawned process; returns the dict it sends through
+    ``connection``, or raises: with the error it sent (``{"ok": False, "error": ...}``), or with
+    how the process ended if it ended without sending (killed for memory, say) instead of waiting
+    for a result that will never come."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=target, args=(*args, sender))
+    process.start()
+    sender.close()  # the child holds its own end: the pipe now reports end-of-file when the child ends
+    try:
+        result = receiver.recv()
+    except EOFError:
+        process.join()
+        ended = _exit_reason(process.exitcode)
+        raise RuntimeError(f"{name} failed: its process ended without a result ({ended})") from None
+    process.join()
+    if not result.pop("ok"):
+        raise RuntimeError(f"{name} failed: {result['error']}")
+    return result
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        signal_name = signal.Signals(-exitcode).name
+        hint = ": out of memory?" if signal_name == "SIGKILL" else ""
+        return f"killed by {signal_name}{hint}"
+    return f"exit status {exitcode}"
+
+
 def run_training(overrides: list[str], out: Path, name: str, threads: int | None = None) -> dict:
     """``scripts/train.py`` with ``overrides`` in a fresh process (clean peak memory), files under
     ``out``; returns ``{"metrics", "minutes", "peak_mb"}`` or raises with the run's error.
     ``threads``: torch's CPU threads in that process (default: torch's own choice, all cores)."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_train_in_child, args=(list(overrides), out, queue, threads))
-    process.start()
-    result = queue.get()
-    process.join()
-    if not result.pop("ok"):
-        raise RuntimeError(f"{name} failed: {result['error']}")
+    result = run_in_process(_train_in_child, (list(overrides), out, threads), name)
     log.info("%s: %.2f min, %.0f MB", name, result["minutes"], result["peak_mb"])
     return result
 
