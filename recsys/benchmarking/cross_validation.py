@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,20 +40,27 @@ def run_cross_validation(overrides: list[str], folds: int, work: Path, parallel:
         log.info("%d folds at a time, %d torch threads each: figures can differ from a one-at-a-time run "
                  "by floating-point summation order", parallel, threads)
 
-    def run_fold(fold: int) -> dict:
+    stop = threading.Event()  # set by the first failure: the folds not started by then are skipped
+
+    def run_fold(fold: int) -> dict | None:
+        if stop.is_set():
+            return None
         log.info("Fold %d of %d", fold + 1, folds)
-        result = run_training([*overrides, *fold_overrides(folds, fold)], work / f"fold{fold}", f"fold {fold}",
-                              threads=threads)
+        try:
+            result = run_training([*overrides, *fold_overrides(folds, fold)], work / f"fold{fold}", f"fold {fold}",
+                                  threads=threads)
+        except BaseException:
+            stop.set()  # before this worker takes the next fold
+            raise
         return {"fold": fold, **result}
 
-    if parallel == 1:
-        return [run_fold(fold) for fold in range(folds)]
+    # Folds start in order, so a skipped one comes after the failed one, whose error is raised first.
     with ThreadPoolExecutor(max_workers=parallel) as pool:  # threads only wait: each fold is a process
         futures = [pool.submit(run_fold, fold) for fold in range(folds)]
         try:
             return [future.result() for future in futures]
         except BaseException:
-            pool.shutdown(cancel_futures=True)  # the folds not started yet; the running ones finish
+            stop.set()  # an interrupt here too: the running folds finish, no more start
             raise
 
 

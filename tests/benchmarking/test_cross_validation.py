@@ -99,8 +99,13 @@ def test_a_failing_parallel_fold_fails_the_run_and_starts_no_more_folds(tmp_path
     monkeypatch.setattr(cross_validation, "run_training", fake)
     with pytest.raises(RuntimeError, match="fold 0 failed"):
         cross_validation.run_cross_validation(["model=ease"], 6, tmp_path, parallel=2)
-    # Fold 0 runs longest and fails last of the first pair: folds started after it are not left queued.
-    assert 0 in fake.started and len(fake.started) < 6
+    # Fold 0 runs longest and fails after fold 1 has made way for fold 2: no fold starts after it.
+    assert fake.started[:2] == [0, 1] and len(fake.started) <= 3
+    fake = _FakeFolds(6, failing=0)
+    monkeypatch.setattr(cross_validation, "run_training", fake)
+    with pytest.raises(RuntimeError, match="fold 0 failed"):
+        cross_validation.run_cross_validation(["model=ease"], 6, tmp_path, parallel=1)
+    assert fake.started == [0]  # one at a time: nothing after the failed fold
 
 
 def _script(*arguments: str, cache: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
