@@ -1,8 +1,6 @@
-"""Review data: reading raw files, validation, splits, texts, tokenization, the DataModule."""
+"""Review data: reading raw files, validation, splits, texts, tokenization, the DataModule.
 
-from recsys.data.batches import PairBatch
-from recsys.data.datamodule import ReviewDataModule
-from recsys.data.sources import DatasetFiles
-from recsys.data.splits import SplitSpec
-
-__all__ = ["DatasetFiles", "PairBatch", "ReviewDataModule", "SplitSpec"]
+Import from the submodules (``recsys.data.datamodule``, ``recsys.data.errors``...): the package
+itself imports nothing, so that a light module (the errors, the split specification) does not
+load torch and Lightning with it.
+"""
