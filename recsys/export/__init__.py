@@ -7,7 +7,12 @@ format constants, which the command-line entry points need) does not load torch 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports them
+    from recsys.export.format import FORMAT_VERSION, ExportError
+    from recsys.export.reader import ExportBundle, load_export
+    from recsys.export.writer import export_checkpoint, write_export
 
 _HOMES = {
     "FORMAT_VERSION": "recsys.export.format",
@@ -18,7 +23,7 @@ _HOMES = {
     "write_export": "recsys.export.writer",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = ["FORMAT_VERSION", "ExportBundle", "ExportError", "export_checkpoint", "load_export", "write_export"]
 
 
 def __getattr__(name: str) -> Any:

@@ -159,3 +159,17 @@ def test_learned_item_pooling_travels_in_the_export(tmp_path):
         text_only = net.item_tower.projection(net.item_tower.text_embeddings(torch.arange(datamodule.num_items)))
     assert torch.allclose(bundle.item_vectors, expected, atol=1e-6)
     assert torch.nn.functional.cosine_similarity(cold, text_only).min() > 0.999
+
+
+def test_the_package_names_resolve_to_their_modules_on_first_use():
+    # recsys.export imports its submodules lazily (so that the error type does not load torch):
+    # every public name must still resolve, and a misspelt one must fail as a missing attribute.
+    import importlib
+
+    import recsys.export as package
+
+    assert sorted(package.__all__) == sorted(package._HOMES)
+    for name, home in package._HOMES.items():
+        assert getattr(package, name) is getattr(importlib.import_module(home), name)
+    with pytest.raises(AttributeError, match="no attribute 'load_exports'"):
+        package.load_exports  # noqa: B018
