@@ -45,13 +45,15 @@ def evaluate_scorer(
 
 
 @torch.no_grad()
-def network_scorer(net, datamodule: ReviewDataModule) -> Callable[[np.ndarray], torch.Tensor]:
-    """``user_scores`` of a trained network (two-tower or MF): cosine of user and catalog vectors."""
-    net.eval()
-    items = net.catalog_vectors(datamodule.num_items)
+def network_scorer(module, datamodule: ReviewDataModule) -> Callable[[np.ndarray], torch.Tensor]:
+    """``user_scores`` of a trained network's module (two-tower or MF): the scores its own
+    validation and test rank by (:meth:`TwoTowerModule.ranking_scores`: cosine of user and catalog
+    vectors, or its hybrid with EASE)."""
+    module.eval()
+    items = module.net.catalog_vectors(datamodule.num_items)
 
     def scores(users: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
-            return net.user_vectors(datamodule.history_batch(users)) @ items.T
+            return module.ranking_scores(module.net.user_vectors(datamodule.history_batch(users)), users, items)
 
     return scores

@@ -103,7 +103,7 @@ def _network_metrics(cfg, out: Path) -> dict:
     module = build_module(cfg, datamodule)
     module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
     module.attach(datamodule.catalog())
-    scores = evaluate_scorer(network_scorer(module.net, datamodule), None, datamodule, "test")
+    scores = evaluate_scorer(network_scorer(module, datamodule), None, datamodule, "test")
     return {k: v for k, v in scores.items() if "coverage" in k or "popularity" in k or k.startswith("test/recall@")}
 
 

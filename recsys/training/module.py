@@ -17,10 +17,11 @@ from recsys.data.batches import PairBatch
 from recsys.data.catalog import Catalog
 from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
 from recsys.models.two_tower import TwoTowerModel
-from recsys.training.ranking import ranking_metrics, top_k_items
-from recsys.training.teacher import EaseTeacher, standardised
+from recsys.training.ranking import ranking_metrics, top_k_from_scores
+from recsys.training.teacher import EaseTeacher, fused_scores, standardised
 
 EVAL_STAGES = ("val", "test")
+RANKING_CHUNK = 1024  # users scored at a time: memory is RANKING_CHUNK x num_items
 
 
 def warmup_then_decay(total_steps: int, warmup_ratio: float, decay: str = "cosine") -> Callable[[int], float]:
@@ -72,6 +73,9 @@ class TwoTowerModule(pl.LightningModule):
             their updates; 0 keeps them.
         embedding_lr: learning rate of embedding tables (None: the optimizer's); sparse rows get few
             updates and may need a larger one. Both settings apply to id tables (not 1-d biases).
+        ease_fusion: rank by cosine z-scores plus this weight times the EASE teacher's z-scores
+            (each per user, over the user's unseen items); 0 = by cosine alone. The teacher (an
+            items x items matrix, ``loss.teacher_l2``) is then fitted even without distillation.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class TwoTowerModule(pl.LightningModule):
         optimizer: Callable[..., Optimizer] | None = None, encoder_lr: float = 5e-5, warmup_ratio: float = 0.1,
         decay: str = "cosine", ks: tuple[int, ...] | list[int] = (5, 10, 20), relevance_min_rating: float | None = None,
         peak_flops: float = 1e12, embedding_weight_decay: float | None = None, embedding_lr: float | None = None,
+        ease_fusion: float = 0.0,
     ) -> None:
         super().__init__()
         # The optimizer partial is not saved: checkpoints must load with weights_only=True. The
@@ -96,6 +101,9 @@ class TwoTowerModule(pl.LightningModule):
         self.peak_flops = peak_flops
         self.embedding_weight_decay = embedding_weight_decay
         self.embedding_lr = embedding_lr
+        if ease_fusion < 0:
+            raise ValueError(f"model.module.ease_fusion must be >= 0 (0 = rank by cosine alone), got {ease_fusion}")
+        self.ease_fusion = float(ease_fusion)
         self.rmse = torch.nn.ModuleDict({s: MeanSquaredError(squared=False) for s in EVAL_STAGES})
         self.mae = torch.nn.ModuleDict({s: MeanAbsoluteError() for s in EVAL_STAGES})
         self.register_buffer("item_popularity", torch.empty(0), persistent=False)
@@ -117,7 +125,7 @@ class TwoTowerModule(pl.LightningModule):
             self.net.attach_catalog(catalog)
             counts = torch.from_numpy(catalog.item_train_counts).float() + 1.0
             self.item_popularity = counts / counts.sum()
-            if self.loss_config.distill_weight > 0:
+            if self.loss_config.distill_weight > 0 or self.ease_fusion > 0:
                 self.teacher = EaseTeacher(catalog.train_items, self.loss_config.teacher_l2)
 
     def setup(self, stage: str) -> None:
@@ -143,7 +151,7 @@ class TwoTowerModule(pl.LightningModule):
         rating, like_positive = self.net.score(users, items[batch.item_slot], batch.item, offset)
         negatives = items[batch.negative_slot]
         _, like_negative = self.net.score(users.unsqueeze(1).expand_as(negatives), negatives)
-        needs_catalog = config.retrieval == "catalog_softmax" or self.teacher is not None
+        needs_catalog = config.retrieval == "catalog_softmax" or config.distill_weight > 0
         catalog = self.catalog_view(batch) if needs_catalog else None
         losses = {
             "rating_loss": rating_loss(rating, batch.rating),
@@ -155,7 +163,7 @@ class TwoTowerModule(pl.LightningModule):
             + config.like_weight * losses["like_loss"]
             + config.retrieval_weight * losses["retrieval_loss"]
         )
-        if self.teacher is not None:
+        if self.teacher is not None and config.distill_weight > 0:
             losses["distill_loss"] = self.distill_loss(users, catalog)
             losses["loss"] = losses["loss"] + config.distill_weight * losses["distill_loss"]
         return {**losses, "rating": rating, "users": users}
@@ -282,9 +290,21 @@ class TwoTowerModule(pl.LightningModule):
         users = np.array(sorted(self._user_vectors), dtype=np.int64)
         user_vectors = torch.stack([self._user_vectors[u] for u in users.tolist()]).float()
         item_vectors = self.net.catalog_vectors(self.catalog.num_items).float()
-        top = top_k_items(user_vectors, users, item_vectors, max(self.ks), exclude=self.catalog.train_items)
+        top = top_k_from_scores(
+            lambda start, stop: self.ranking_scores(user_vectors[start:stop], users[start:stop], item_vectors),
+            users, max(self.ks), self.catalog.train_items, RANKING_CHUNK, self.catalog.num_items)
         relevant = self.trainer.datamodule.held_out_items(stage, self.relevance_min_rating)
         return ranking_metrics(top, users, relevant, self.ks)
+
+    def ranking_scores(self, user_vectors: torch.Tensor, users: np.ndarray, item_vectors: torch.Tensor) -> torch.Tensor:
+        """[len(users), num_items] scores that rank the catalog for ``users``: the cosine of user and
+        item vectors or, with ``ease_fusion``, cosine z-scores + ``ease_fusion`` x the EASE teacher's
+        z-scores (each over the user's unseen items; training items score 0, and rankings exclude them)."""
+        cosines = user_vectors @ item_vectors.T
+        if self.ease_fusion == 0:
+            return cosines
+        known = torch.from_numpy(self.catalog.train_items.rows(users)).to(cosines.device)
+        return fused_scores(cosines, self.teacher.scores(known), ~known, self.ease_fusion)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")

@@ -12,7 +12,7 @@ import torch
 from pytorch_lightning.utilities import move_data_to_device
 
 from recsys.data.datamodule import ReviewDataModule
-from recsys.training.ranking import top_k_items
+from recsys.training.ranking import top_k_from_scores
 
 log = logging.getLogger(__name__)
 SNIPPET_CHARS = 80
@@ -71,7 +71,8 @@ def _snippet(text: str) -> str:
 def example_recommendations(module, datamodule: ReviewDataModule, split: str = "test", num_users: int = 3,
                             k: int = 10) -> pd.DataFrame:
     """For the first ``num_users`` users of ``split``: their history summaries and their top-k
-    items (excluding training items) with cosine scores and predicted stars."""
+    items (excluding training items, ranked as the run's metrics rank) with cosine scores and
+    predicted stars."""
     module.eval()
     data = datamodule.data
     collate = datamodule.collator(split)
@@ -80,7 +81,10 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
     batch = move_data_to_device(collate(np.sort(first)[:num_users].tolist()), module.device)
     users = module.net.user_vectors(batch)
     items = module.net.catalog_vectors(data.num_items)
-    top = top_k_items(users, batch.user.cpu().numpy(), items, k, exclude=data.train_items).to(users.device)
+    ids = batch.user.cpu().numpy()
+    # Ranked as the run's metrics rank (cosine, or its hybrid with EASE: TwoTowerModule.ranking_scores).
+    top = top_k_from_scores(lambda start, stop: module.ranking_scores(users[start:stop], ids[start:stop], items),
+                            ids, k, data.train_items, len(ids), data.num_items).to(users.device)
     rows = []
     for row, user in enumerate(batch.user.tolist()):
         history = batch.history_reviews[row][batch.history_mask[row]].tolist()

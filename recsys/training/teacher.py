@@ -40,3 +40,12 @@ def standardised(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor
     mean = kept.sum(-1, keepdim=True) / count
     spread = ((kept - mean).masked_fill(~candidates, 0.0).pow(2).sum(-1, keepdim=True) / count).sqrt()
     return ((kept - mean) / spread.clamp(min=1e-12)).masked_fill(~candidates, 0.0)
+
+
+def fused_scores(cosines: torch.Tensor, teacher_scores: torch.Tensor, candidates: torch.Tensor,
+                 weight: float) -> torch.Tensor:
+    """Hybrid ranking scores: z(cosine) + ``weight`` z(teacher), each row's z-scores over its
+    ``candidates`` (others 0). Per-user z-scores put the two on one scale whatever the teacher's
+    L2 or the cosine temperature; within a row the order equals that of cosine + c x teacher,
+    c = weight x spread(cosine) / spread(teacher)."""
+    return standardised(cosines, candidates) + weight * standardised(teacher_scores, candidates)

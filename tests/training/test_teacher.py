@@ -5,9 +5,12 @@ import pytest
 import torch
 
 from recsys.baselines.ease import EASE
+from recsys.benchmarking.evaluation import evaluate_scorer, network_scorer
 from recsys.data.negatives import UserItemSets
 from recsys.models.losses import LossConfig, distillation_loss
-from recsys.training.teacher import EaseTeacher, standardised
+from recsys.training.module import TwoTowerModule
+from recsys.training.ranking import ranking_metrics
+from recsys.training.teacher import EaseTeacher, fused_scores, standardised
 from tests.baselines.test_baselines import fake_datamodule
 from tests.training.test_module import tiny_setup, trainer
 
@@ -141,3 +144,64 @@ def test_catalog_softmax_and_distillation_share_one_catalog_encoding(tiny_datase
     assert out["distill_loss"].item() == pytest.approx(module.distill_loss(out["users"], catalog).item())
     assert out["retrieval_loss"].item() == pytest.approx(
         module.retrieval_loss(batch, out["users"], None).item(), rel=1e-6)
+
+
+def test_fused_scores_order_as_cosine_plus_the_rescaled_teacher():
+    generator = torch.Generator().manual_seed(0)
+    cosines = torch.randn(3, 7, generator=generator)
+    teacher = 0.01 * torch.randn(3, 7, generator=generator)
+    candidates = torch.ones(3, 7, dtype=torch.bool)
+    candidates[0, [1, 4]] = False
+    fused = fused_scores(cosines, teacher, candidates, 0.5)
+    for row in range(3):
+        keep = candidates[row]
+        cosine, scores = cosines[row, keep], teacher[row, keep]
+        spread = cosine.std(unbiased=False)
+        by_hand = cosine + 0.5 * spread / scores.std(unbiased=False) * scores
+        # z-scores are an increasing affine map of the hand-computed sum: the same order.
+        difference = fused[row, keep] * spread - by_hand
+        assert float(difference.max() - difference.min()) < 1e-5
+    assert fused[0, [1, 4]].abs().max() == 0
+    assert torch.equal(fused_scores(cosines, teacher, candidates, 0.0), standardised(cosines, candidates))
+
+
+def test_ease_fusion_ranks_held_out_users_by_cosine_and_teacher(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, _ = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    with pytest.raises(ValueError, match="ease_fusion"):
+        TwoTowerModule(_.net, ease_fusion=-1.0)
+    metrics = {}
+    for weight in (0.0, 0.7):
+        dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+        module.ease_fusion = weight
+        module.loss_config = LossConfig(retrieval="softmax", teacher_l2=2.0)  # no distillation
+        seen = {}
+        rank = module.rank
+
+        def keeping_the_vectors(stage, rank=rank, seen=seen, module=module):
+            seen.update(module._user_vectors)
+            return rank(stage)
+
+        module.rank = keeping_the_vectors
+        logged = trainer(epochs=0).test(module, dm, verbose=False)[0]
+        assert (module.teacher is not None) == (weight > 0)  # fitted for fusion, not only for distillation
+        users = np.array(sorted(seen))
+        vectors = torch.stack([seen[u] for u in users.tolist()]).float()
+        scores = vectors @ module.net.catalog_vectors(dm.num_items).float().T
+        if weight:
+            baseline = EASE(l2=2.0)
+            baseline.fit(dm)
+            ease, known = baseline.user_scores(users), torch.from_numpy(dm.data.train_items.rows(users))
+            for row in range(len(users)):
+                keep = ~known[row]
+                cosine, teacher = scores[row, keep], ease[row, keep]
+                scores[row, keep] = cosine + weight * cosine.std(unbiased=False) / teacher.std(unbiased=False) * teacher
+        top = scores.masked_fill(torch.from_numpy(dm.data.train_items.rows(users)), float("-inf")).topk(5).indices
+        expected = ranking_metrics(top, users, dm.held_out_items("test"), (1, 5))
+        assert logged["test/recall@5"] == pytest.approx(expected["recall@5"], abs=1e-6)
+        assert logged["test/ndcg@5"] == pytest.approx(expected["ndcg@5"], abs=1e-6)
+        # The benchmark's and cross-validation's evaluation ranks as the module does.
+        benchmark = evaluate_scorer(network_scorer(module, dm), None, dm, "test", ks=(1, 5), curve_k=5)
+        assert benchmark["test/recall@5"] == pytest.approx(expected["recall@5"], abs=1e-6)
+        metrics[weight] = logged["test/ndcg@5"]
+    assert metrics[0.0] != metrics[0.7]  # the teacher changes the order here
