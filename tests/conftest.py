@@ -115,9 +115,10 @@ def tiny_bert_config():
     return BertConfig(**TINY_BERT)
 
 
-def build_tiny_export(root, item: dict | None = None, epochs: int = 3):
+def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusion: float = 0.0):
     """Train a tiny model for ``epochs`` on a tiny dataset under ``root`` and export it:
-    ``(export_dir, module, datamodule)``; ``item`` overrides the item tower's settings."""
+    ``(export_dir, module, datamodule)``; ``item`` overrides the item tower's settings,
+    ``ease_fusion`` the module's (hybrid ranking with EASE)."""
     from functools import partial
 
     import pytorch_lightning as pl
@@ -140,7 +141,8 @@ def build_tiny_export(root, item: dict | None = None, epochs: int = 3):
     net_config = {"text": {"trainable_layers": 1, "bf16": False}, "dim": 16, "head": {"hidden": 32},
                   "user": {"pooling": "attention"}, **({"item": item} if item else {})}
     net = TwoTowerModel(datamodule.num_items, encoder_config=dict(TINY_BERT), **net_config)
-    module = TwoTowerModule(net, loss={"retrieval": "softmax"}, optimizer=partial(torch.optim.AdamW, lr=3e-3))
+    module = TwoTowerModule(net, loss={"retrieval": "softmax"}, optimizer=partial(torch.optim.AdamW, lr=3e-3),
+                            ease_fusion=ease_fusion)
     pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0).fit(module, datamodule)
     config = {"model": {"net": net_config}, "data": {"max_reviews": 4, "review_max_tokens": 32}}

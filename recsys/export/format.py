@@ -14,6 +14,13 @@ safetensors), never pickles:
 - ``text_embeddings.safetensors``: pretrained embeddings of item documents (``items``) and training
   reviews (``reviews``), which the user tower and the explanations read.
 - ``encoder/``: the (fine-tuned) encoder and its tokenizer in Hugging Face format.
+- ``ease.safetensors`` (only for a model trained with ``model.module.ease_fusion`` > 0): ``weights``
+  [num_items, num_items], the EASE item-item matrix that ranking fuses with the cosine; the
+  manifest's ``ranking`` then holds ``{"ease_fusion": weight}``.
+
+Format versions: 1, the files above but ``ease.safetensors``; 2 adds it (and the manifest's
+``ranking``), which a reader of version 1 must not ignore: an export is written as version 2 only
+when it holds the EASE weights, so that older readers refuse it rather than rank by cosine alone.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this recsys reads and writes
+COSINE_FORMAT_VERSION = 1  # an export without ease.safetensors, readable by older recsys
 MANIFEST = "manifest.json"
 ITEM_EMBEDDINGS = "item_embeddings.safetensors"
 USER_EMBEDDINGS = "user_embeddings.safetensors"
@@ -30,6 +38,7 @@ USERS = "users.parquet"
 REVIEWS = "reviews.parquet"
 TOWERS = "towers.safetensors"
 TEXT_EMBEDDINGS = "text_embeddings.safetensors"
+EASE_WEIGHTS = "ease.safetensors"
 ENCODER_DIR = "encoder"
 ENCODER_PREFIX = "item_tower.encoder.bert."
 

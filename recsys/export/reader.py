@@ -31,6 +31,10 @@ class ExportBundle:
     user_vectors: torch.Tensor
     net: TwoTowerModel
     tokenizer: PreTrainedTokenizerBase
+    # Hybrid ranking (a model trained with model.module.ease_fusion > 0): the EASE item-item
+    # weights [num_items, num_items] and the fusion weight; None and 0 rank by cosine alone.
+    ease_weights: torch.Tensor | None = None
+    ease_fusion: float = 0.0
 
     @property
     def config(self) -> dict:
@@ -96,6 +100,12 @@ def load_export(directory: Path | str) -> ExportBundle:
     text = load_file(str(directory / fmt.TEXT_EMBEDDINGS))
     net.item_text = text["items"]
     net.review_text = text["reviews"]
+    ease_fusion = float(manifest.get("ranking", {}).get("ease_fusion", 0.0))
+    ease_weights = None
+    if ease_fusion > 0:
+        if not (directory / fmt.EASE_WEIGHTS).is_file():
+            raise fmt.ExportError(f"{directory}: its manifest ranks with EASE but {fmt.EASE_WEIGHTS} is not listed")
+        ease_weights = load_file(str(directory / fmt.EASE_WEIGHTS))["weights"]
     items = pd.read_parquet(directory / fmt.ITEMS)
     users = pd.read_parquet(directory / fmt.USERS)
     return ExportBundle(
@@ -109,4 +119,6 @@ def load_export(directory: Path | str) -> ExportBundle:
         user_vectors=load_file(str(directory / fmt.USER_EMBEDDINGS))["embeddings"],
         net=net,
         tokenizer=AutoTokenizer.from_pretrained(str(encoder_dir)),
+        ease_weights=ease_weights,
+        ease_fusion=ease_fusion,
     )

@@ -69,6 +69,11 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
         "snippet": [_snippet(s) for s in data.review_texts],
     }).to_parquet(directory / fmt.REVIEWS, index=False)
 
+    ranking = {}
+    if module.ease_fusion > 0:
+        save_file({"weights": module.teacher.weights.float().contiguous()}, str(directory / fmt.EASE_WEIGHTS))
+        ranking = {"ranking": {"ease_fusion": module.ease_fusion}}
+
     encoder_dir = directory / fmt.ENCODER_DIR
     net.encoder.bert.save_pretrained(str(encoder_dir), safe_serialization=True)
     datamodule.tokenizer.save_pretrained(str(encoder_dir))
@@ -76,7 +81,7 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
         export_onnx(net.encoder, directory / ONNX_FILE)
 
     manifest = {
-        "format_version": fmt.FORMAT_VERSION,
+        "format_version": fmt.FORMAT_VERSION if ranking else fmt.COSINE_FORMAT_VERSION,
         "recsys_version": recsys.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config,
@@ -85,6 +90,7 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
         "num_users": int(data.num_users),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "serving": {"text_backend": serving.text_backend(net.encoder.bf16)},
+        **ranking,
         "files": fmt.checksums(directory),
     }
     (directory / fmt.MANIFEST).write_text(json.dumps(manifest, indent=2))

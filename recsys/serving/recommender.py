@@ -1,7 +1,10 @@
 """Recommender: cosine top-N by faiss, re-scored by the MLP head, with one-line explanations.
 
 Three ways to ask: a known user id (precomputed vector), a new user's reviews (optionally with
-item ids and ratings), or a free-text query (a one-review history).
+item ids and ratings), or a free-text query (a one-review history). An export of a model trained
+with ``model.module.ease_fusion`` ranks as that model was evaluated: cosine z-scores plus the
+weight times EASE's z-scores of the asker's reviewed items, exact over the whole catalog (the
+faiss index is then not used; EASE exports are for catalogs of up to 20,000 items).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from recsys.data.negatives import UserItemSets
 from recsys.export.reader import ExportBundle, load_export
 from recsys.serving.index import IndexConfig, ItemIndex
 from recsys.serving.text_backends import ONNX_FILE, build_text_backend
+from recsys.training.teacher import fused_scores
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +82,9 @@ class Recommender:
         bundle: a loaded export.
         index: faiss index settings (exact ``flat`` by default).
         rerank_top: how many cosine candidates the head re-scores (at least k).
-        order: final order of the candidates: ``cosine`` (the trained retrieval score), ``like``
-            (head like-probability) or ``rating`` (head predicted stars).
+        order: final order of the candidates: ``cosine`` (the trained retrieval score: the cosine,
+            or its fusion with EASE for such an export), ``like`` (head like-probability) or
+            ``rating`` (head predicted stars).
         text_backend: how new reviews and queries are encoded: ``fp32``, ``bf16``, ``int8`` or
             ``onnx`` (see :mod:`recsys.serving.text_backends`); ``auto`` takes the export's choice.
     """
@@ -101,6 +106,9 @@ class Recommender:
         self.order = order
         self.rerank_top = rerank_top
         self.index = ItemIndex(bundle.item_vectors.numpy(), index)
+        if bundle.ease_fusion > 0 and index is not None:
+            log.info("This export ranks by cosine fused with EASE, exactly over the catalog: index=%s is not used",
+                     index.kind)
         config = bundle.config["data"]
         self.max_reviews = int(config.get("max_reviews", 20))
         self.review_max_tokens = int(config.get("review_max_tokens", 128))
@@ -181,25 +189,24 @@ class Recommender:
             raise ValueError(f"k must be >= 1, got {k}")
         top = max(k, self.rerank_top)
         queries = torch.stack([a.vector for a in askers]).numpy()
-        exclude = None
-        if exclude_seen:
-            rows = np.concatenate([np.full(len(a.seen), i) for i, a in enumerate(askers)]).astype(np.int64)
-            items = np.concatenate([a.seen for a in askers]).astype(np.int64)
-            exclude = UserItemSets.from_pairs(rows, items, len(askers), self.index.num_items)
-        cosines, candidates = self.index.search(queries, top, exclude)
+        rows = np.concatenate([np.full(len(a.seen), i) for i, a in enumerate(askers)]).astype(np.int64)
+        items = np.concatenate([a.seen for a in askers]).astype(np.int64)
+        history = UserItemSets.from_pairs(rows, items, len(askers), self.index.num_items)
+        every_asker = np.arange(len(askers))
+        scores, candidates = self._retrieve(queries, top, history if exclude_seen else None, every_asker, history)
         answers = []
-        for asker, row_cosines, row_items in zip(askers, cosines, candidates, strict=True):
+        for asker, row_scores, row_items in zip(askers, scores, candidates, strict=True):
             valid = row_items >= 0
             items = torch.from_numpy(row_items[valid])
             vectors = self.bundle.item_vectors[items]
             rating, like = self.net.score(asker.vector.expand(len(items), -1), vectors, items,
                                           asker.offset.expand(len(items)))
             like = torch.sigmoid(like)
-            key = {"cosine": torch.from_numpy(row_cosines[valid]), "like": like, "rating": rating}[self.order]
+            key = {"cosine": torch.from_numpy(row_scores[valid]), "like": like, "rating": rating}[self.order]
             best = torch.argsort(key, descending=True, stable=True)[:k].tolist()
             chosen = [int(items[i]) for i in best]
             explanations = self.explain(asker, chosen, [float(rating[i]) for i in best])
-            cosine_values = row_cosines[valid]
+            cosine_values = row_scores[valid] if self.bundle.ease_weights is None else (vectors @ asker.vector).numpy()
             answers.append([
                 Recommendation(
                     rank=rank,
@@ -214,6 +221,20 @@ class Recommender:
             ])
         return answers
 
+    def _retrieve(self, queries: np.ndarray, k: int, exclude: UserItemSets | None, rows: np.ndarray,
+                  history: UserItemSets) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, items)`` [len(queries), k], best first: the index's cosine search or, for an
+        EASE-fused export, the fused scores over the whole catalog, with EASE reading each query's
+        ``history`` set (its row in ``rows``). ``exclude`` (sets of the same ``rows``) leaves items out."""
+        if self.bundle.ease_weights is None:
+            return self.index.search(queries, k, exclude, rows=rows)
+        cosines = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)) @ self.bundle.item_vectors.T
+        reviewed = torch.from_numpy(history.rows(rows))
+        candidates = ~torch.from_numpy(exclude.rows(rows)) if exclude is not None else torch.ones_like(reviewed)
+        scores = fused_scores(cosines, reviewed.float() @ self.bundle.ease_weights, candidates, self.bundle.ease_fusion)
+        values, items = scores.masked_fill(~candidates, float("-inf")).topk(min(k, self.index.num_items), dim=1)
+        return values.numpy(), torch.where(torch.isfinite(values), items, -1).numpy()
+
     def explain(self, asker: _Asker, items: list[int], ratings: list[float]) -> list[str]:
         """``predicted 4.6 stars; similar to your review of <item>: "<snippet>"`` for each item, naming
         the asker's review whose text is closest (cosine of pretrained embeddings) to the item's
@@ -227,15 +248,15 @@ class Recommender:
         return [f"{line}; similar to {asker.review_label(r)}" for line, r in zip(lines, closest, strict=True)]
 
     def search(self, user_ids: list[str], k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Retrieval only, batched: ``(cosines, item indices)`` [len(user_ids), k] of known users by
-        their precomputed vectors, seen items excluded; no re-ranking or explanations."""
+        """Retrieval only, batched: ``(scores, item indices)`` [len(user_ids), k] of known users by
+        their precomputed vectors, seen items excluded; no re-ranking or explanations. The scores
+        are cosines (fused with EASE for such an export)."""
         positions = [self.user_position.get(u) for u in user_ids]
         if None in positions:
             raise UnknownUserError(f"unknown user {user_ids[positions.index(None)]!r}")
         queries = self.bundle.user_vectors.numpy()[positions]
-        if not exclude_seen:
-            return self.index.search(queries, k)
-        return self.index.search(queries, k, self.seen, rows=np.asarray(positions, dtype=np.int64))
+        rows = np.asarray(positions, dtype=np.int64)
+        return self._retrieve(queries, k, self.seen if exclude_seen else None, rows, self.seen)
 
     def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
         """Top-k for a known user, by their precomputed vector; their reviewed items are excluded."""

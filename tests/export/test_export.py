@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from recsys.data.negatives import UserItemSets
 from recsys.export import ExportError, load_export, write_export
 from recsys.export import format as fmt
-from recsys.serving.recommender import Recommender
-from recsys.training.ranking import top_k_items
+from recsys.serving.recommender import Recommender, ReviewInput
+from recsys.training.ranking import top_k_from_scores, top_k_items
+from recsys.training.teacher import EaseTeacher, fused_scores
 from tests.conftest import build_tiny_export
 
 
@@ -22,7 +24,8 @@ def copy_export(source: Path, tmp_path: Path) -> Path:
 def test_export_has_the_documented_files_and_manifest(tiny_export):
     out, module, datamodule = tiny_export
     manifest = json.loads((out / fmt.MANIFEST).read_text())
-    assert manifest["format_version"] == fmt.FORMAT_VERSION
+    assert manifest["format_version"] == fmt.COSINE_FORMAT_VERSION  # readable by older recsys
+    assert "ranking" not in manifest and fmt.EASE_WEIGHTS not in manifest["files"]
     assert (manifest["num_items"], manifest["num_users"], manifest["dim"]) == (10, 12, 16)
     assert manifest["metrics"] == {"test/recall@10": 0.5}
     for name in (fmt.ITEM_EMBEDDINGS, fmt.USER_EMBEDDINGS, fmt.ITEMS, fmt.TOWERS, "encoder/config.json",
@@ -173,3 +176,49 @@ def test_the_package_names_resolve_to_their_modules_on_first_use():
         assert getattr(package, name) is getattr(importlib.import_module(home), name)
     with pytest.raises(AttributeError, match="no attribute 'load_exports'"):
         package.load_exports  # noqa: B018
+
+
+@pytest.fixture(scope="module")
+def fused_export(tmp_path_factory):
+    """A tiny model that ranks by cosine fused with EASE (``ease_fusion``), exported."""
+    return build_tiny_export(tmp_path_factory.mktemp("fused_export"), ease_fusion=0.7)
+
+
+def test_an_ease_fused_export_serves_the_ranking_its_model_was_tested_by(fused_export):
+    out, module, datamodule = fused_export
+    manifest = json.loads((out / fmt.MANIFEST).read_text())
+    assert manifest["format_version"] == fmt.FORMAT_VERSION and manifest["ranking"] == {"ease_fusion": 0.7}
+    bundle = load_export(out)
+    # EASE of the training interactions only, as the module's teacher.
+    train = datamodule.data.pairs["train"]
+    only_training = UserItemSets.from_pairs(train.user, train.item, datamodule.num_users, datamodule.num_items)
+    assert torch.equal(bundle.ease_weights, EaseTeacher(only_training, module.loss_config.teacher_l2).weights)
+
+    net = module.net.eval()
+    users = np.arange(datamodule.num_users)
+    with torch.no_grad():
+        user_vectors = net.user_vectors(datamodule.history_batch(users))
+        item_vectors = net.catalog_vectors(datamodule.num_items)
+        scores = module.ranking_scores(user_vectors, users, item_vectors)
+    expected = top_k_from_scores(lambda a, b: scores[a:b], users, 5, datamodule.train_items, 64, datamodule.num_items)
+    assert not torch.equal(expected, top_k_items(user_vectors, users, item_vectors, 5, exclude=datamodule.train_items))
+    recommender = Recommender.from_export(out, rerank_top=5)
+    _, searched = recommender.search(list(datamodule.data.user_ids), k=5)
+    assert searched.tolist() == expected.tolist()
+    answers = recommender.recommend_users(list(datamodule.data.user_ids), k=5)
+    for user, answer in zip(users, answers, strict=True):
+        ids = [datamodule.data.item_ids.get_loc(a.item_id) for a in answer]
+        assert ids == expected[user].tolist()
+        cosines = (user_vectors[user] @ item_vectors[expected[user]].T).tolist()
+        assert [a.cosine for a in answer] == pytest.approx(cosines, abs=1e-5)
+
+    # A new user: EASE reads the items of their reviews, which are then not recommended.
+    reviews = [ReviewInput(text="a bright warm guitar string", item_id=str(datamodule.data.item_ids[i]), rating=5.0)
+               for i in (0, 3)]
+    answer = recommender.recommend_reviews(reviews, k=5)
+    vector = recommender._new(reviews).vector
+    reviewed = torch.zeros(1, datamodule.num_items, dtype=torch.bool)
+    reviewed[0, [0, 3]] = True
+    by_hand = fused_scores((vector @ bundle.item_vectors.T)[None], reviewed.float() @ bundle.ease_weights, ~reviewed,
+                           0.7).masked_fill(reviewed, float("-inf"))
+    assert [datamodule.data.item_ids.get_loc(a.item_id) for a in answer] == by_hand.topk(5).indices[0].tolist()
