@@ -20,7 +20,8 @@ class EaseTeacher:
         if train_items.num_items > MAX_TEACHER_ITEMS:
             raise ValueError(
                 f"the EASE teacher needs a dense items x items matrix ({train_items.num_items:,} items; at most "
-                f"{MAX_TEACHER_ITEMS:,}): set model.module.loss.distill_weight=0 for this catalog")
+                f"{MAX_TEACHER_ITEMS:,}): set model.module.loss.distill_weight=0 and model.module.ease_fusion=0 "
+                "for this catalog")
         matrix = train_items.rows(np.arange(train_items.num_users))
         self.weights = torch.from_numpy(ease_weights(matrix, l2)).float()
 

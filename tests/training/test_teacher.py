@@ -41,7 +41,7 @@ def test_teacher_sees_only_the_sets_it_is_given():
 
 def test_teacher_refuses_large_catalogs():
     huge = UserItemSets.from_pairs(np.array([0]), np.array([0]), 1, 50_000)
-    with pytest.raises(ValueError, match="distill_weight=0"):
+    with pytest.raises(ValueError, match="distill_weight=0 and model.module.ease_fusion=0"):
         EaseTeacher(huge)
 
 
