@@ -84,7 +84,7 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
     ids = batch.user.cpu().numpy()
     # Ranked as the run's metrics rank (cosine, or its hybrid with EASE: TwoTowerModule.ranking_scores).
     top = top_k_from_scores(lambda start, stop: module.ranking_scores(users[start:stop], ids[start:stop], items),
-                            ids, k, data.train_items, len(ids), data.num_items).to(users.device)
+                            ids, k, data.train_items, max(1, len(ids)), data.num_items).to(users.device)
     rows = []
     for row, user in enumerate(batch.user.tolist()):
         history = batch.history_reviews[row][batch.history_mask[row]].tolist()
