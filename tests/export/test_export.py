@@ -36,6 +36,17 @@ def test_export_has_the_documented_files_and_manifest(tiny_export):
     assert torch.allclose(bundle.item_vectors.norm(dim=1), torch.ones(10), atol=1e-5)
 
 
+def served_top_k(recommender, datamodule, user_vectors, item_vectors, expected):
+    """Every known user's served top-k: asserts it is ``expected`` [users, k] with the cosines of
+    the in-memory vectors, and returns the answers."""
+    answers = recommender.recommend_users(list(datamodule.data.user_ids), k=expected.shape[1])
+    for user, answer in enumerate(answers):
+        assert [datamodule.data.item_ids.get_loc(a.item_id) for a in answer] == expected[user].tolist()
+        cosines = (user_vectors[user] @ item_vectors[expected[user]].T).tolist()
+        assert [a.cosine for a in answer] == pytest.approx(cosines, abs=1e-5)
+    return answers
+
+
 def test_round_trip_gives_the_in_memory_top_k_and_scores(tiny_export):
     out, module, datamodule = tiny_export
     net = module.net.eval()
@@ -45,12 +56,9 @@ def test_round_trip_gives_the_in_memory_top_k_and_scores(tiny_export):
         item_vectors = net.catalog_vectors(datamodule.num_items)
     expected = top_k_items(user_vectors, users, item_vectors, 5, exclude=datamodule.train_items)
     recommender = Recommender.from_export(out, rerank_top=5)
-    answers = recommender.recommend_users(list(datamodule.data.user_ids), k=5)
+    answers = served_top_k(recommender, datamodule, user_vectors, item_vectors, expected)
     for user, answer in zip(users, answers, strict=True):
         ids = [datamodule.data.item_ids.get_loc(a.item_id) for a in answer]
-        assert ids == expected[user].tolist()
-        cosines = (user_vectors[user] @ item_vectors[expected[user]].T).tolist()
-        assert [a.cosine for a in answer] == pytest.approx(cosines, abs=1e-5)
         history = datamodule.history_batch(np.array([user]))
         offset = net.user_offset(history.history_ratings, history.history_mask)
         with torch.no_grad():
@@ -205,12 +213,7 @@ def test_an_ease_fused_export_serves_the_ranking_its_model_was_tested_by(fused_e
     recommender = Recommender.from_export(out, rerank_top=5)
     _, searched = recommender.search(list(datamodule.data.user_ids), k=5)
     assert searched.tolist() == expected.tolist()
-    answers = recommender.recommend_users(list(datamodule.data.user_ids), k=5)
-    for user, answer in zip(users, answers, strict=True):
-        ids = [datamodule.data.item_ids.get_loc(a.item_id) for a in answer]
-        assert ids == expected[user].tolist()
-        cosines = (user_vectors[user] @ item_vectors[expected[user]].T).tolist()
-        assert [a.cosine for a in answer] == pytest.approx(cosines, abs=1e-5)
+    served_top_k(recommender, datamodule, user_vectors, item_vectors, expected)
 
     # A new user: EASE reads the items of their reviews, which are then not recommended.
     reviews = [ReviewInput(text="a bright warm guitar string", item_id=str(datamodule.data.item_ids[i]), rating=5.0)
