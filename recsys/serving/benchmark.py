@@ -75,8 +75,9 @@ def synthetic_catalog(real: Recommender, num_items: int, seed: int = 0) -> Recom
 
 
 def measure(recommender: Recommender, catalog: str, k: int = 10, batch: int = 1000, single: int = 300,
-            repeats: int = 5) -> list[Measurement]:
-    """Queries/s and latency of raw faiss (IndexFlatIP, top-k) and of our paths, on the same vectors."""
+            repeats: int = 5, fused: Recommender | None = None) -> list[Measurement]:
+    """Queries/s and latency of raw faiss (IndexFlatIP, top-k) and of our paths, on the same vectors;
+    with ``fused`` (the same export ranked by cosine fused with EASE), its paths too."""
     users = list(recommender.bundle.user_ids)
     rng = np.random.default_rng(0)
     batch_users = [users[i] for i in rng.integers(0, len(users), batch)]
@@ -89,7 +90,12 @@ def measure(recommender: Recommender, catalog: str, k: int = 10, batch: int = 10
     approx = fp16.search(batch_users, k)[1]
     recall = np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact, strict=True)])
     hybrid = Recommender(recommender.bundle, index=IndexConfig("hybrid"), rerank_top=recommender.rerank_top)
-    return [
+    fused_rows = [] if fused is None else [
+        _single(catalog, "Recommender.recommend_user, fused with EASE (exact over the catalog)",
+                lambda i: fused.recommend_user(batch_users[i % batch], k), single),
+        _batched(catalog, "Recommender.search, fused with EASE", lambda: fused.search(batch_users, k), batch, repeats),
+    ]
+    return fused_rows + [
         _single(catalog, "raw faiss IndexFlatIP", lambda i: raw.search(queries[i % batch : i % batch + 1], k), single),
         _single(catalog, "Recommender.search (seen excluded)",
                 lambda i: recommender.search([batch_users[i % batch]], k), single),
