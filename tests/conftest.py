@@ -154,3 +154,9 @@ def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusi
 def tiny_export(tmp_path_factory):
     """A tiny model trained for a few epochs and exported: ``(export_dir, module, datamodule)``."""
     return build_tiny_export(tmp_path_factory.mktemp("tiny_export"))
+
+
+@pytest.fixture(scope="session")
+def fused_export(tmp_path_factory):
+    """The same, ranking by cosine fused with EASE (``ease_fusion`` 0.7)."""
+    return build_tiny_export(tmp_path_factory.mktemp("fused_export"), ease_fusion=0.7)

@@ -71,7 +71,7 @@ def create_app(recommender: Recommender) -> FastAPI:
     def health() -> dict:
         manifest = recommender.bundle.manifest
         return {"status": "ok", "items": manifest["num_items"], "users": manifest["num_users"],
-                "format_version": manifest["format_version"]}
+                "format_version": manifest["format_version"], "ease_fusion": recommender.bundle.ease_fusion}
 
     @app.get("/items/{item_id}")
     def item(item_id: str) -> dict:

@@ -186,12 +186,6 @@ def test_the_package_names_resolve_to_their_modules_on_first_use():
         package.load_exports  # noqa: B018
 
 
-@pytest.fixture(scope="module")
-def fused_export(tmp_path_factory):
-    """A tiny model that ranks by cosine fused with EASE (``ease_fusion``), exported."""
-    return build_tiny_export(tmp_path_factory.mktemp("fused_export"), ease_fusion=0.7)
-
-
 def test_an_ease_fused_export_serves_the_ranking_its_model_was_tested_by(fused_export):
     out, module, datamodule = fused_export
     manifest = json.loads((out / fmt.MANIFEST).read_text())

@@ -20,7 +20,7 @@ def client(tiny_export) -> TestClient:
 
 def test_health_and_items(client, tiny_export):
     health = client.get("/health").json()
-    assert health == {"status": "ok", "items": 10, "users": 12, "format_version": 1}
+    assert health == {"status": "ok", "items": 10, "users": 12, "format_version": 1, "ease_fusion": 0.0}
     item = str(tiny_export[2].data.item_ids[0])
     body = client.get(f"/items/{item}").json()
     assert body["item_id"] == item and body["train_count"] > 0 and body["snippet"]
@@ -94,3 +94,14 @@ def test_real_server_on_loopback(tiny_export):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_fused_export_answers_with_its_fused_ranking(fused_export):
+    out, _, datamodule = fused_export
+    recommender = Recommender.from_export(out)
+    fused_client = TestClient(create_app(recommender))
+    assert fused_client.get("/health").json()["ease_fusion"] == 0.7
+    user = str(datamodule.data.user_ids[0])
+    body = fused_client.post("/recommend", json={"user_id": user, "k": 5}).json()
+    _, expected = recommender.search([user], k=5)
+    assert [r["item_id"] for r in body["items"]] == [recommender.item_id_list[i] for i in expected[0]]
