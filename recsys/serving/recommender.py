@@ -23,7 +23,7 @@ from recsys.data.negatives import UserItemSets
 from recsys.export.reader import ExportBundle, load_export
 from recsys.serving.index import IndexConfig, ItemIndex
 from recsys.serving.text_backends import ONNX_FILE, build_text_backend
-from recsys.training.teacher import fused_scores
+from recsys.training.ranking import fused_scores
 
 log = logging.getLogger(__name__)
 

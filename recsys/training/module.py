@@ -17,8 +17,8 @@ from recsys.data.batches import PairBatch
 from recsys.data.catalog import Catalog
 from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
 from recsys.models.two_tower import TwoTowerModel
-from recsys.training.ranking import ranking_metrics, top_k_from_scores
-from recsys.training.teacher import EaseTeacher, fused_scores, standardised
+from recsys.training.ranking import fused_scores, ranking_metrics, standardised, top_k_from_scores
+from recsys.training.teacher import EaseTeacher
 
 EVAL_STAGES = ("val", "test")
 RANKING_CHUNK = 1024  # users scored at a time: memory is RANKING_CHUNK x num_items

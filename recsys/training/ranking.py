@@ -1,4 +1,6 @@
-"""Top-K retrieval by cosine over the whole catalog, and ranking metrics computed from it.
+"""Top-K retrieval by cosine over the whole catalog, ranking metrics computed from it, and the
+per-user z-scores that fuse cosine with EASE (the hybrid ranking; serving imports them too, so this
+module stays free of Lightning).
 
 Scores are computed for a chunk of users at a time, so memory is ``chunk x num_items`` however
 many users there are; only each user's top K is kept.
@@ -92,3 +94,22 @@ def ranking_metrics(
             metrics[f"{name}@{k}"] = float(value.mean()) if len(value) else 0.0
     metrics["ranked_users"] = int(keep.sum())
     return metrics
+
+
+def standardised(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Each row's scores as z-scores over its candidates (others 0), so that a teacher
+    temperature means the same whatever the scale of the raw scores (EASE's shrinks with l2)."""
+    count = candidates.sum(-1, keepdim=True).clamp(min=1)
+    kept = scores.masked_fill(~candidates, 0.0)
+    mean = kept.sum(-1, keepdim=True) / count
+    spread = ((kept - mean).masked_fill(~candidates, 0.0).pow(2).sum(-1, keepdim=True) / count).sqrt()
+    return ((kept - mean) / spread.clamp(min=1e-12)).masked_fill(~candidates, 0.0)
+
+
+def fused_scores(cosines: torch.Tensor, teacher_scores: torch.Tensor, candidates: torch.Tensor,
+                 weight: float) -> torch.Tensor:
+    """Hybrid ranking scores: z(cosine) + ``weight`` z(teacher), each row's z-scores over its
+    ``candidates`` (others 0). Per-user z-scores put the two on one scale whatever the teacher's
+    L2 or the cosine temperature; within a row the order equals that of cosine + c x teacher,
+    c = weight x spread(cosine) / spread(teacher)."""
+    return standardised(cosines, candidates) + weight * standardised(teacher_scores, candidates)

@@ -31,22 +31,3 @@ class EaseTeacher:
         if self.weights.device != training_rows.device:
             self.weights = self.weights.to(training_rows.device)  # once, on the first step on a GPU
         return training_rows.float() @ self.weights
-
-
-def standardised(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Each row's scores as z-scores over its candidates (others 0), so that a teacher
-    temperature means the same whatever the scale of the raw scores (EASE's shrinks with l2)."""
-    count = candidates.sum(-1, keepdim=True).clamp(min=1)
-    kept = scores.masked_fill(~candidates, 0.0)
-    mean = kept.sum(-1, keepdim=True) / count
-    spread = ((kept - mean).masked_fill(~candidates, 0.0).pow(2).sum(-1, keepdim=True) / count).sqrt()
-    return ((kept - mean) / spread.clamp(min=1e-12)).masked_fill(~candidates, 0.0)
-
-
-def fused_scores(cosines: torch.Tensor, teacher_scores: torch.Tensor, candidates: torch.Tensor,
-                 weight: float) -> torch.Tensor:
-    """Hybrid ranking scores: z(cosine) + ``weight`` z(teacher), each row's z-scores over its
-    ``candidates`` (others 0). Per-user z-scores put the two on one scale whatever the teacher's
-    L2 or the cosine temperature; within a row the order equals that of cosine + c x teacher,
-    c = weight x spread(cosine) / spread(teacher)."""
-    return standardised(cosines, candidates) + weight * standardised(teacher_scores, candidates)

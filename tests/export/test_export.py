@@ -10,8 +10,8 @@ from recsys.data.negatives import UserItemSets
 from recsys.export import ExportError, load_export, write_export
 from recsys.export import format as fmt
 from recsys.serving.recommender import Recommender, ReviewInput
-from recsys.training.ranking import top_k_from_scores, top_k_items
-from recsys.training.teacher import EaseTeacher, fused_scores
+from recsys.training.ranking import fused_scores, top_k_from_scores, top_k_items
+from recsys.training.teacher import EaseTeacher
 from tests.conftest import build_tiny_export
 
 

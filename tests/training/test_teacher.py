@@ -9,8 +9,8 @@ from recsys.benchmarking.evaluation import evaluate_scorer, network_scorer
 from recsys.data.negatives import UserItemSets
 from recsys.models.losses import LossConfig, distillation_loss
 from recsys.training.module import TwoTowerModule
-from recsys.training.ranking import ranking_metrics
-from recsys.training.teacher import EaseTeacher, fused_scores, standardised
+from recsys.training.ranking import fused_scores, ranking_metrics, standardised
+from recsys.training.teacher import EaseTeacher
 from tests.baselines.test_baselines import fake_datamodule
 from tests.training.test_module import tiny_setup, trainer
 
