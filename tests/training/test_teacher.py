@@ -167,9 +167,9 @@ def test_fused_scores_order_as_cosine_plus_the_rescaled_teacher():
 
 def test_ease_fusion_ranks_held_out_users_by_cosine_and_teacher(tiny_dataset, tmp_path):
     files, data_dir = tiny_dataset
-    dm, _ = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    _, untrained = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
     with pytest.raises(ValueError, match="ease_fusion"):
-        TwoTowerModule(_.net, ease_fusion=-1.0)
+        TwoTowerModule(untrained.net, ease_fusion=-1.0)
     metrics = {}
     for weight in (0.0, 0.7):
         dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
