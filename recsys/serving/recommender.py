@@ -106,7 +106,7 @@ class Recommender:
         self.order = order
         self.rerank_top = rerank_top
         self.index = ItemIndex(bundle.item_vectors.numpy(), index)
-        if bundle.ease_fusion > 0 and index is not None:
+        if bundle.ease_weights is not None and index is not None:
             log.info("This export ranks by cosine fused with EASE, exactly over the catalog: index=%s is not used",
                      index.kind)
         config = bundle.config["data"]
@@ -192,8 +192,7 @@ class Recommender:
         rows = np.concatenate([np.full(len(a.seen), i) for i, a in enumerate(askers)]).astype(np.int64)
         items = np.concatenate([a.seen for a in askers]).astype(np.int64)
         history = UserItemSets.from_pairs(rows, items, len(askers), self.index.num_items)
-        every_asker = np.arange(len(askers))
-        scores, candidates = self._retrieve(queries, top, history if exclude_seen else None, every_asker, history)
+        scores, candidates = self._retrieve(queries, top, history, np.arange(len(askers)), exclude_seen)
         answers = []
         for asker, row_scores, row_items in zip(askers, scores, candidates, strict=True):
             valid = row_items >= 0
@@ -221,16 +220,16 @@ class Recommender:
             ])
         return answers
 
-    def _retrieve(self, queries: np.ndarray, k: int, exclude: UserItemSets | None, rows: np.ndarray,
-                  history: UserItemSets) -> tuple[np.ndarray, np.ndarray]:
+    def _retrieve(self, queries: np.ndarray, k: int, history: UserItemSets, rows: np.ndarray,
+                  exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, items)`` [len(queries), k], best first: the index's cosine search or, for an
-        EASE-fused export, the fused scores over the whole catalog, with EASE reading each query's
-        ``history`` set (its row in ``rows``). ``exclude`` (sets of the same ``rows``) leaves items out."""
+        EASE-fused export, the fused scores over the whole catalog, EASE reading each query's
+        ``history`` set (its row in ``rows``); ``exclude_seen`` leaves those items out."""
         if self.bundle.ease_weights is None:
-            return self.index.search(queries, k, exclude, rows=rows)
+            return self.index.search(queries, k, history if exclude_seen else None, rows=rows)
         cosines = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)) @ self.bundle.item_vectors.T
         reviewed = torch.from_numpy(history.rows(rows))
-        candidates = ~torch.from_numpy(exclude.rows(rows)) if exclude is not None else torch.ones_like(reviewed)
+        candidates = ~reviewed if exclude_seen else torch.ones_like(reviewed)
         scores = fused_scores(cosines, reviewed.float() @ self.bundle.ease_weights, candidates, self.bundle.ease_fusion)
         values, items = scores.masked_fill(~candidates, float("-inf")).topk(min(k, self.index.num_items), dim=1)
         return values.numpy(), torch.where(torch.isfinite(values), items, -1).numpy()
@@ -256,7 +255,7 @@ class Recommender:
             raise UnknownUserError(f"unknown user {user_ids[positions.index(None)]!r}")
         queries = self.bundle.user_vectors.numpy()[positions]
         rows = np.asarray(positions, dtype=np.int64)
-        return self._retrieve(queries, k, self.seen if exclude_seen else None, rows, self.seen)
+        return self._retrieve(queries, k, self.seen, rows, exclude_seen)
 
     def recommend_user(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
         """Top-k for a known user, by their precomputed vector; their reviewed items are excluded."""

@@ -163,7 +163,7 @@ class TwoTowerModule(pl.LightningModule):
             + config.like_weight * losses["like_loss"]
             + config.retrieval_weight * losses["retrieval_loss"]
         )
-        if self.teacher is not None and config.distill_weight > 0:
+        if config.distill_weight > 0:
             losses["distill_loss"] = self.distill_loss(users, catalog)
             losses["loss"] = losses["loss"] + config.distill_weight * losses["distill_loss"]
         return {**losses, "rating": rating, "users": users}

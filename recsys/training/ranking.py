@@ -19,17 +19,6 @@ RANKING_METRICS = ("precision", "recall", "ndcg", "hit_rate", "mrr")
 
 
 @torch.no_grad()
-def top_k_items(
-    user_vectors: torch.Tensor, users: np.ndarray, item_vectors: torch.Tensor, k: int,
-    exclude: UserItemSets | None = None, chunk: int = 1024,
-) -> torch.Tensor:
-    """Indices [len(users), k] of each user's k highest-scoring items by inner product (cosine for
-    unit vectors), best first, leaving out the items of ``exclude`` (the user's training items)."""
-    return top_k_from_scores(lambda start, stop: user_vectors[start:stop] @ item_vectors.T, users, k, exclude,
-                             chunk, item_vectors.shape[0])
-
-
-@torch.no_grad()
 def top_k_from_scores(
     scores_of: Callable[[int, int], torch.Tensor], users: np.ndarray, k: int, exclude: UserItemSets | None,
     chunk: int, num_items: int,

@@ -14,7 +14,7 @@ from torchmetrics.retrieval import (
 )
 
 from recsys.data.negatives import UserItemSets
-from recsys.training.ranking import ranking_metrics, top_k_items
+from recsys.training.ranking import ranking_metrics, top_k_from_scores
 
 
 def sets(pairs, num_users, num_items):
@@ -45,7 +45,7 @@ def test_top_k_excludes_training_items_and_matches_dense_ranking():
     torch.manual_seed(0)
     users, items = torch.randn(7, 4), torch.randn(12, 4)
     exclude = sets([(0, 3), (0, 5), (4, 0), (6, 11)], 7, 12)
-    top = top_k_items(users, np.arange(7), items, k=5, exclude=exclude, chunk=3)
+    top = top_k_from_scores(lambda start, stop: users[start:stop] @ items.T, np.arange(7), 5, exclude, 3, 12)
     dense = users @ items.T
     dense[0, [3, 5]] = float("-inf")
     dense[4, 0] = float("-inf")
