@@ -15,6 +15,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from recsys.data.errors import DataFormatError, DatasetNotFoundError, SplitMismatchError
 from recsys.export.format import ExportError
+from recsys.serving.errors import UnknownIdError
 
 log = logging.getLogger("recsys")
 T = TypeVar("T")
@@ -30,7 +31,7 @@ LIBRARY_NOISE = (
 
 # Errors whose message already tells the user what to do: no traceback needed.
 USER_ERRORS = (
-    DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError,
+    DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError, UnknownIdError,
     FileNotFoundError, FileExistsError, ValueError,
 )
 

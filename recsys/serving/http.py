@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from recsys.serving.recommender import Recommender, ReviewInput, UnknownUserError
+from recsys.serving.errors import UnknownItemError, UnknownUserError
+from recsys.serving.recommender import Recommender, ReviewInput
 
 MAX_K = 1000
 MAX_TEXT_CHARS = 5000
@@ -77,8 +78,8 @@ def create_app(recommender: Recommender) -> FastAPI:
     def item(item_id: str) -> dict:
         try:
             return recommender.item(item_id)
-        except KeyError:
-            raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
+        except UnknownItemError as err:
+            raise HTTPException(status_code=404, detail=str(err)) from None
 
     @app.post("/recommend", response_model=RecommendResponse)
     def recommend(body: RecommendBody) -> RecommendResponse:
@@ -91,9 +92,9 @@ def create_app(recommender: Recommender) -> FastAPI:
             else:
                 answer = recommender.recommend_query(body.query, body.k)
         except UnknownUserError as err:
-            raise HTTPException(status_code=404, detail=str(err.args[0])) from None
-        except KeyError as err:  # unknown item ids in reviews
-            raise HTTPException(status_code=422, detail=str(err.args[0])) from None
+            raise HTTPException(status_code=404, detail=str(err)) from None
+        except UnknownItemError as err:  # in a new user's reviews: the request, not the path, is wrong
+            raise HTTPException(status_code=422, detail=str(err)) from None
         return RecommendResponse(items=[RecommendationBody(**r.to_dict()) for r in answer])
 
     return app

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from recsys.data.negatives import UserItemSets
 from recsys.export.reader import ExportBundle, load_export
+from recsys.serving.errors import UnknownItemError, UnknownUserError
 from recsys.serving.index import IndexConfig, ItemIndex
 from recsys.serving.text_backends import ONNX_FILE, build_text_backend
 from recsys.training.ranking import fused_scores
@@ -30,10 +31,6 @@ log = logging.getLogger(__name__)
 RERANK_ORDERS = ("cosine", "like", "rating")
 QUERY_RATING = 5.0  # a query states what the user likes
 SNIPPET = 70
-
-
-class UnknownUserError(KeyError):
-    """The user id is not in the export (new users are asked for by their reviews)."""
 
 
 @dataclass
@@ -161,7 +158,7 @@ class Recommender:
         reviews = reviews[-self.max_reviews :]
         unknown = [r.item_id for r in reviews if r.item_id is not None and r.item_id not in self.item_position]
         if unknown:
-            raise KeyError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
+            raise UnknownItemError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
         encoded = self.bundle.tokenizer([r.text for r in reviews], truncation=True, max_length=self.review_max_tokens,
                                         padding=True, return_tensors="pt")
         with self._encoder_lock:
@@ -276,7 +273,9 @@ class Recommender:
         return self._answer([self._new([ReviewInput(text=text)], query=True)], k, exclude_seen=False)[0]
 
     def item(self, item_id: str) -> dict:
-        """The catalog entry of ``item_id`` (KeyError when unknown)."""
+        """The catalog entry of ``item_id`` (:class:`UnknownItemError` when unknown)."""
+        if item_id not in self.item_position:
+            raise UnknownItemError(f"unknown item {item_id!r}")
         position = self.item_position[item_id]
         row = self.bundle.items.iloc[position]
         return {"item_id": item_id, "snippet": str(row["snippet"]), "train_count": int(row["train_count"])}

@@ -4,7 +4,9 @@ import sys
 import numpy as np
 import pytest
 
-from recsys.serving.recommender import Recommender, ReviewInput, UnknownUserError
+from recsys.serving.errors import UnknownItemError, UnknownUserError
+from recsys.serving.recommender import Recommender, ReviewInput
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +66,16 @@ def test_hybrid_index_serves_single_queries_like_exact(recommender, tiny_export)
 
 
 def test_unknown_ids_are_clear_errors(recommender):
-    with pytest.raises(UnknownUserError, match="unknown user 'nobody'"):
+    with pytest.raises(UnknownUserError) as unknown_user:
         recommender.recommend_user("nobody")
-    with pytest.raises(KeyError, match="unknown item ids: X1"):
+    # The message as written, not KeyError's repr of it in quotes.
+    assert str(unknown_user.value) == "unknown user 'nobody'; ask with the user's reviews instead"
+    with pytest.raises(UnknownUserError, match="unknown user 'nobody'"):
+        recommender.search(["nobody"])
+    with pytest.raises(UnknownItemError, match="unknown item ids: X1"):
         recommender.recommend_reviews([ReviewInput("text", "X1")])
+    with pytest.raises(UnknownItemError, match="unknown item 'X1'"):
+        recommender.item("X1")
     with pytest.raises(ValueError, match="order="):
         Recommender(recommender.bundle, order="random")
 
@@ -89,3 +97,13 @@ def test_serving_does_not_import_lightning():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
+
+
+def test_the_recommend_script_answers_an_unknown_user_with_its_message(tiny_export, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "recommend.py"), f"export={tiny_export[0]}", "user=nobody",
+         f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "unknown user 'nobody'; ask with the user's reviews instead" in output
+    assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output
