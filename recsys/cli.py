@@ -28,6 +28,9 @@ LIBRARY_NOISE = (
     # so that their output can be cached).
     r".*module\(s\) in eval mode",
 )
+# Lightning's info lines that advertise a product rather than report on the run.
+LIGHTNING_TIPS_LOGGER = "pytorch_lightning.utilities.rank_zero"
+LIGHTNING_TIP_PREFIX = "💡 Tip:"
 
 # Errors whose message already tells the user what to do: no traceback needed.
 USER_ERRORS = (
@@ -36,13 +39,23 @@ USER_ERRORS = (
 )
 
 
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(LIGHTNING_TIP_PREFIX)
+
+
 @contextmanager
 def quiet_library_noise() -> Iterator[None]:
-    """Silence the libraries' :data:`LIBRARY_NOISE` warnings inside the ``with`` block."""
-    with warnings.catch_warnings():
-        for message in LIBRARY_NOISE:
-            warnings.filterwarnings("ignore", message=message)
-        yield
+    """Silence the libraries' :data:`LIBRARY_NOISE` warnings and Lightning's advertising tips
+    inside the ``with`` block."""
+    tips = logging.getLogger(LIGHTNING_TIPS_LOGGER)
+    tips.addFilter(_not_a_tip)
+    try:
+        with warnings.catch_warnings():
+            for message in LIBRARY_NOISE:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        tips.removeFilter(_not_a_tip)
 
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:

@@ -136,8 +136,8 @@ class TokenCache:
             self._save(path, stored_keys, stored_ids, stored_offsets)
             position.update({key: len(position) + j for j, key in enumerate(new_keys)})
         log.info(
-            "Tokens for %d texts (max %d): %d from cache, %d tokenized", len(texts), max_length,
-            self.last_hits, self.last_misses,
+            "Tokens for %d texts (%d distinct, max %d tokens): %d from cache, %d tokenized", len(texts),
+            self.last_hits + self.last_misses, max_length, self.last_hits, self.last_misses,
         )
 
         rows = np.array([position[key] for key in keys], dtype=np.int64)

@@ -30,6 +30,7 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
     out = tmp_path / "run"
     result = run("train.py", "experiment=smoke", f"logger={logger}", f"hydra.run.dir={out}", env=env)
     assert "LeafSpec" not in result.stderr and "in eval mode" not in result.stderr  # recsys.cli.LIBRARY_NOISE
+    assert "litlogger" not in result.stdout + result.stderr  # recsys.cli.LIGHTNING_TIP_PREFIX
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("val/rmse", "test/rmse", "test/recall@10", "test/ndcg@20", "test/mrr@5", "train_minutes"):
         assert key in metrics
