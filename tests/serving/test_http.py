@@ -24,7 +24,8 @@ def test_health_and_items(client, tiny_export):
     item = str(tiny_export[2].data.item_ids[0])
     body = client.get(f"/items/{item}").json()
     assert body["item_id"] == item and body["train_count"] > 0 and body["snippet"]
-    assert client.get("/items/nope").status_code == 404
+    missing = client.get("/items/nope")
+    assert missing.status_code == 404 and missing.json()["detail"] == "unknown item 'nope'"
     assert "/recommend" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
 
@@ -46,6 +47,11 @@ def test_recommend_three_ways(client, tiny_export):
 def test_unknown_user_is_404(client):
     response = client.post("/recommend", json={"user_id": "nobody"})
     assert response.status_code == 404 and "unknown user" in response.json()["detail"]
+
+
+def test_a_review_of_an_unknown_item_is_422_naming_it(client):
+    response = client.post("/recommend", json={"reviews": [{"text": "great", "item_id": "X1", "rating": 5}]})
+    assert response.status_code == 422 and response.json()["detail"] == "unknown item ids: X1"
 
 
 @pytest.mark.parametrize("body", [
