@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import TypeVar
 
+from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
 from recsys.data.errors import DataFormatError, DatasetNotFoundError, SplitMismatchError
@@ -76,10 +77,15 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
             log.error("%s has no value and this command needs one: add %s=... to the command line%s",
                       key, key, f"\n\n{usage}" if usage else "")
             sys.exit(2)
-        except USER_ERRORS as err:
-            if os.environ.get("RECSYS_DEBUG"):
+        except (*USER_ERRORS, InstantiationException) as err:
+            # Hydra's instantiate wraps what a config's target raises (a bad override's ValueError)
+            # in its own error, whose message is the repr of the cause beside the target's path.
+            cause = err
+            while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if not isinstance(cause, USER_ERRORS) or os.environ.get("RECSYS_DEBUG"):
                 raise
-            log.error("%s\n(set RECSYS_DEBUG=1 to see the traceback)", err)
+            log.error("%s\n(set RECSYS_DEBUG=1 to see the traceback)", cause)
             sys.exit(2)
 
     return wrapper

@@ -57,3 +57,13 @@ def test_a_missing_required_setting_exits_with_the_usage(tmp_path: Path):
     output = result.stdout + result.stderr
     assert "ckpt has no value" in output and "add ckpt=... to the command line" in output
     assert "python scripts/evaluate.py ckpt=" in output and "Traceback" not in output
+
+
+def test_a_bad_override_exits_with_what_is_allowed(tmp_path: Path):
+    # The ValueError comes from a config's target, which Hydra's instantiate wraps in its own error.
+    result = run_script("train.py", "experiment=smoke", "data.split.strategy=weird",
+                        f"hydra.run.dir={tmp_path / 'run'}", env={"RECSYS_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "data.split.strategy='weird' is not allowed; use one of: random, temporal, kfold" in output
+    assert "Error in call to target" not in output and "HYDRA_FULL_ERROR" not in output
