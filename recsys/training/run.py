@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -215,8 +216,17 @@ def load_checkpoint_config(path: Path) -> tuple[DictConfig, dict]:
     """The run config stored in a checkpoint and the checkpoint itself (read without pickles)."""
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if CONFIG_KEY not in checkpoint:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # What torch says here (retry with weights_only=False) is unsafe advice for a file of unknown origin.
+        raise ValueError(f"{path} is not a recsys checkpoint: torch.load reads no tensors and plain values "
+                         "from it; give a .ckpt file from a run's checkpoints/ folder") from err
+    except (RuntimeError, EOFError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise ValueError(f"{path} is truncated or corrupt ({reason}); copy it again, or give another .ckpt "
+                         "from the run's checkpoints/ folder") from err
+    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise ValueError(f"{path} has no recsys config: was it written by scripts/train.py?")
     return OmegaConf.create(checkpoint[CONFIG_KEY]), checkpoint
 

@@ -65,3 +65,27 @@ def test_a_checkpoint_that_repeats_another_is_dropped_and_not_tested_twice(tiny_
     assert monitoring_checkpoint(fit, "val/rmse") is best
     assert rating_checkpoint_path(fit, best) is None
     assert rating_checkpoint_path(fit, ranking) == best.best_model_path
+
+
+def test_a_file_that_is_not_a_recsys_checkpoint_says_what_it_is(tmp_path):
+    from recsys.training.run import CONFIG_KEY, load_checkpoint_config
+
+    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
+        load_checkpoint_config(tmp_path / "missing.ckpt")
+    text = tmp_path / "manifest.json"
+    text.write_text('{"format_version": 1}')
+    with pytest.raises(ValueError, match="manifest.json is not a recsys checkpoint") as not_one:
+        load_checkpoint_config(text)
+    assert "weights_only" not in str(not_one.value)  # torch's advice to load it unsafely is not passed on
+    whole = tmp_path / "whole.ckpt"
+    torch.save({CONFIG_KEY: {"seed": 3}, "state_dict": {"w": torch.ones(1000)}}, whole)
+    cfg, checkpoint = load_checkpoint_config(whole)
+    assert cfg.seed == 3 and checkpoint["state_dict"]["w"].sum() == 1000
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole.read_bytes()[:2000])
+    with pytest.raises(ValueError, match="truncated.ckpt is truncated or corrupt"):
+        load_checkpoint_config(truncated)
+    tensor = tmp_path / "tensor.ckpt"
+    torch.save(torch.zeros(3), tensor)
+    with pytest.raises(ValueError, match="has no recsys config"):
+        load_checkpoint_config(tensor)
