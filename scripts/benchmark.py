@@ -15,8 +15,10 @@ from pathlib import Path
 
 from recsys.benchmarking.harness import MODELS, run_benchmark
 from recsys.benchmarking.report import write_report
+from recsys.cli import exit_on_user_error
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description="Compare all models on one dataset.")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides: data=<name> and any other key=value")

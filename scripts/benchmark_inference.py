@@ -12,9 +12,11 @@ from pathlib import Path
 import torch
 
 from recsys.benchmarking.inference import backends_table, compare_backends
+from recsys.cli import exit_on_user_error
 from recsys.serving.text_backends import TEXT_BACKENDS
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ckpt", help="ckpt=PATH, a checkpoint written by scripts/train.py")

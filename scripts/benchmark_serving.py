@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 
+from recsys.cli import exit_on_user_error
 from recsys.serving.benchmark import measure, render, synthetic_catalog
 from recsys.serving.recommender import Recommender
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export", required=True, help="export directory (scripts/export.py)")

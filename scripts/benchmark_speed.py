@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from recsys.benchmarking.speed import encoder_speed, encoder_time_breakdown, matmul_flops_per_s, training_speed
+from recsys.cli import exit_on_user_error
 from recsys.data.datamodule import ReviewDataModule
 from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
@@ -36,6 +37,7 @@ MI = DatasetFiles("musical_instruments", "amazon2014-musical-instruments-5core",
                   "reviews_Musical_Instruments_5.json.gz")
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description="Speed benchmark")
     parser.add_argument("--out", default="reports/speed_benchmark.md")

@@ -9,10 +9,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from recsys.cli import exit_on_user_error
 from recsys.export.reader import load_export
 from recsys.serving.load import ServerProcess, request_mix, run_load
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export", help="export=DIR (a folder written by scripts/export.py)")

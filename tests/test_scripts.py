@@ -67,3 +67,10 @@ def test_a_bad_override_exits_with_what_is_allowed(tmp_path: Path):
     output = result.stdout + result.stderr
     assert "data.split.strategy='weird' is not allowed; use one of: random, temporal, kfold" in output
     assert "Error in call to target" not in output and "HYDRA_FULL_ERROR" not in output
+
+
+def test_the_benchmark_scripts_answer_user_errors_like_the_others(tmp_path: Path):
+    result = run_script("benchmark_serving.py", "--export", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert f"No export directory at {tmp_path / 'nope'}" in output and "Traceback" not in output
