@@ -24,14 +24,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
 
-    loaded = Recommender.from_export(args.export)
+    real = Recommender.from_export(args.export)
     fused = None
-    real = loaded
-    if loaded.bundle.ease_weights is not None:
+    if real.bundle.ease_weights is not None:
         # The faiss paths are measured on the export's cosine ranking; the fused one on its own rows.
         print(f"{args.export} ranks by cosine fused with EASE: measuring that ranking and its cosine retrieval")
-        fused = loaded
-        real = Recommender(replace(loaded.bundle, ease_weights=None, ease_fusion=0.0))
+        fused, real = real, Recommender(replace(real.bundle, ease_weights=None, ease_fusion=0.0))
     rows = measure(real, f"real ({len(real.bundle.item_ids):,} items)", k=args.k, fused=fused)
     grown = synthetic_catalog(real, args.synthetic_items)
     rows += measure(grown, f"synthetic ({args.synthetic_items:,} items)", k=args.k)

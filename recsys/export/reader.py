@@ -104,7 +104,7 @@ def load_export(directory: Path | str) -> ExportBundle:
     ease_weights = None
     if ease_fusion > 0:
         if not (directory / fmt.EASE_WEIGHTS).is_file():
-            raise fmt.ExportError(f"{directory}: its manifest ranks with EASE but {fmt.EASE_WEIGHTS} is not listed")
+            raise fmt.ExportError(f"{directory}: its manifest ranks with EASE but {fmt.EASE_WEIGHTS} is missing")
         ease_weights = load_file(str(directory / fmt.EASE_WEIGHTS))["weights"]
     items = pd.read_parquet(directory / fmt.ITEMS)
     users = pd.read_parquet(directory / fmt.USERS)

@@ -229,3 +229,13 @@ def test_an_ease_fused_export_serves_the_ranking_its_model_was_tested_by(fused_e
     by_hand = fused_scores((vector @ bundle.item_vectors.T)[None], reviewed.float() @ bundle.ease_weights, ~reviewed,
                            0.7).masked_fill(reviewed, float("-inf"))
     assert [datamodule.data.item_ids.get_loc(a.item_id) for a in answer] == by_hand.topk(5).indices[0].tolist()
+
+
+def test_a_fused_export_without_its_ease_weights_is_refused(fused_export, tmp_path):
+    out = copy_export(fused_export[0], tmp_path)
+    manifest = json.loads((out / fmt.MANIFEST).read_text())
+    del manifest["files"][fmt.EASE_WEIGHTS]
+    (out / fmt.MANIFEST).write_text(json.dumps(manifest))
+    (out / fmt.EASE_WEIGHTS).unlink()
+    with pytest.raises(ExportError, match=f"ranks with EASE but {fmt.EASE_WEIGHTS} is missing"):
+        load_export(out)

@@ -98,7 +98,6 @@ def test_serving_does_not_import_lightning():
     assert result.stdout.strip() == "False"
 
 
-
 def test_the_recommend_script_answers_an_unknown_user_with_its_message(tiny_export, tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "recommend.py"), f"export={tiny_export[0]}", "user=nobody",
