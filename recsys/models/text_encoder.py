@@ -113,6 +113,11 @@ class TextEncoder(nn.Module):
         for module in (self.pretrained_embeddings, self.pretrained_top):
             if module is not None:
                 module.requires_grad_(False)
+        # from_pretrained returns the model in eval mode, and Lightning trains modules in the mode
+        # it finds them in: without this, the fine-tuned layers ran without dropout, except in a
+        # run that had just encoded its texts (encode() restores train mode), so a first run and
+        # its rerun on a warm cache trained differently.
+        self.train()
 
     @property
     def hidden_size(self) -> int:

@@ -135,3 +135,25 @@ def test_a_half_precision_checkpoint_loads_as_float32_weights(tiny_bert_config, 
     assert {p.dtype for p in loaded.bert.parameters()} == {torch.float32}
     ids, mask = TOKENS.pad([0, 1, 2])
     assert loaded(ids, mask).dtype == torch.float32
+
+
+def dropout_modes(model: TextEncoder) -> list[bool]:
+    return [m.training for m in model.bert.modules() if isinstance(m, torch.nn.Dropout)]
+
+
+def test_a_loaded_encoder_trains_its_fine_tuned_layers_in_train_mode(tiny_bert_config, tmp_path):
+    # from_pretrained returns eval mode; the mode must not depend on whether texts were encoded
+    # first (a cold embedding cache) or not (a warm one), or reruns of one seed train differently.
+    from transformers import BertModel
+
+    BertModel(tiny_bert_config, add_pooling_layer=False).save_pretrained(tmp_path)
+    loaded = TextEncoder(pretrained_path=tmp_path, trainable_layers=1, bf16=False)
+    built = encoder(tiny_bert_config, layers=1)
+    assert dropout_modes(loaded) == dropout_modes(built)
+    top = [m.training for m in loaded.bert.encoder.layer[2].modules() if isinstance(m, torch.nn.Dropout)]
+    assert top and all(top)
+    below = [m.training for m in loaded.bert.encoder.layer[:2].modules() if isinstance(m, torch.nn.Dropout)]
+    assert below and not any(below)
+    before = dropout_modes(loaded)
+    loaded.encode(TOKENS)
+    assert dropout_modes(loaded) == before
