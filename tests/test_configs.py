@@ -117,6 +117,7 @@ def test_wandb_is_offline_without_an_account(tmp_path, monkeypatch):
     loggers = instantiate_loggers(compose_run(tmp_path, ["logger=wandb"]).logger)
     wandb = [lg for lg in loggers if isinstance(lg, WandbLogger)]
     assert len(wandb) == 1 and wandb[0]._offline is True
+    assert "anonymous" not in wandb[0]._wandb_init  # wandb warns about the setting even when it is None
     assert len(loggers) == 2  # CSV always too
 
 

@@ -119,8 +119,10 @@ class ReviewDataModule(pl.LightningDataModule):
         self.data = data
 
     def prepare_data(self) -> None:
-        """Parse, split and tokenize once (rank 0), writing every cache to disk."""
-        self._build()
+        """Parse, split and tokenize once (rank 0), writing every cache to disk. Lightning calls it
+        again at each ``fit`` / ``validate`` / ``test``; a module that holds its data already skips it."""
+        if self.data is None:
+            self._build()
 
     def setup(self, stage: str | None = None) -> None:
         """Load the prepared data (from the caches written by ``prepare_data``)."""

@@ -42,8 +42,18 @@ def instantiate_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
             os.environ.setdefault("WANDB_SILENT", "true")
             Path(entry.get("save_dir", ".")).mkdir(parents=True, exist_ok=True)
             log.info("wandb logger %s (%s)", name, "offline" if entry["offline"] else "online")
-        loggers.append(hydra.utils.instantiate(entry))
+        logger = hydra.utils.instantiate(entry)
+        drop_unset_wandb_anonymous(logger)
+        loggers.append(logger)
     return loggers
+
+
+def drop_unset_wandb_anonymous(logger: Logger) -> None:
+    """Remove the ``anonymous=None`` that Lightning's WandbLogger always hands to ``wandb.init``:
+    wandb (0.31 here) warns that the setting has no effect whenever it is given, even as None."""
+    init_kwargs = getattr(logger, "_wandb_init", None)  # Lightning's private store of wandb.init's arguments
+    if isinstance(init_kwargs, dict) and "anonymous" in init_kwargs and init_kwargs["anonymous"] is None:
+        del init_kwargs["anonymous"]
 
 
 def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,54 @@ def write_metrics(path: Path, metrics: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(sorted(clean.items())), indent=2))
     return path
+
+
+def _figure(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
+
+
+def _aligned(rows: list[list[str]], labels: int) -> list[str]:
+    """``rows`` (the first one the header) as text columns: the first ``labels`` left-aligned, the figures right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) if i < labels else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
+
+
+def metrics_table(metrics: Mapping[str, float], splits: Sequence[str] = ("val", "test")) -> str:
+    """``metrics`` as aligned text for the console: a row per split of its errors and losses
+    (``val/rmse``...), a row per split and K of its ranking metrics (``test/recall@10``...), then
+    every other figure (minutes, the rating checkpoint's error) on a line of its own."""
+    by_split: dict[str, dict[str, float]] = {}
+    by_k: dict[tuple[str, int], dict[str, float]] = {}
+    others: list[tuple[str, float]] = []
+    for key, value in metrics.items():
+        split, _, name = key.partition("/")
+        if split not in splits or not name:
+            if isinstance(value, int | float):
+                others.append((key, value))
+        elif "@" in name and name.rpartition("@")[2].isdigit():
+            base, _, k = name.rpartition("@")
+            by_k.setdefault((split, int(k)), {})[base] = value
+        else:
+            by_split.setdefault(split, {})[name] = value
+    order = {split: i for i, split in enumerate(splits)}
+    blocks = []
+    if by_split:
+        names = list(dict.fromkeys(name for values in by_split.values() for name in values))
+        rows = [["split", *names]]
+        rows += [[split, *(_figure(by_split[split][n]) if n in by_split[split] else "" for n in names)]
+                 for split in sorted(by_split, key=order.get)]
+        blocks.append(_aligned(rows, labels=1))
+    if by_k:
+        names = list(dict.fromkeys(name for values in by_k.values() for name in values))
+        rows = [["split", "K", *names]]
+        rows += [[split, str(k), *(_figure(by_k[split, k][n]) if n in by_k[split, k] else "" for n in names)]
+                 for split, k in sorted(by_k, key=lambda sk: (order[sk[0]], sk[1]))]
+        blocks.append(_aligned(rows, labels=1))
+    if others:
+        width = max(len(key) for key, _ in others)
+        blocks.append([f"{key.ljust(width)}  {_figure(value)}" for key, value in others])
+    return "\n\n".join("\n".join(block) for block in blocks)
 
 
 def plot_learning_curves(metrics_csv: Path, out_png: Path) -> Path | None:

@@ -25,6 +25,7 @@ from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 from recsys.training.module import TwoTowerModule
 from recsys.training.report import (
     example_recommendations,
+    metrics_table,
     plot_learning_curves,
     write_metrics,
     write_recommendations,
@@ -189,8 +190,7 @@ def train(cfg: DictConfig) -> float | None:
             if curves is not None:
                 logger.log_image("learning_curves", [str(curves)])
             logger.experiment.summary.update(metrics)
-    log.info("Run directory: %s", out)
-    log.info("Metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    log.info("Run directory: %s\n\n%s", out, metrics_table(metrics))
     if monitored is not None:
         return monitored
     return metrics.get(cfg.model.monitor)
@@ -208,7 +208,7 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
         metrics.update(evaluate_scorer(baseline.user_scores, baseline.predict_ratings, datamodule, split,
                                        ks=cfg.model.get("ks", (5, 10, 20))))
     write_metrics(out / "metrics.json", metrics)
-    log.info("Metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    log.info("Wrote %s\n\n%s", out / "metrics.json", metrics_table(metrics))
     return metrics.get(cfg.model.get("monitor", "val/recall@10"))
 
 
@@ -247,5 +247,5 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
     beside_run = path.parent.parent / f"metrics_{split}_{path.stem}.json"
     target = Path(output_dir) / "metrics.json" if output_dir else beside_run
     write_metrics(target, metrics)
-    log.info("Wrote %s", target)
+    log.info("Wrote %s\n\n%s", target, metrics_table(metrics))
     return metrics

@@ -30,8 +30,13 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
     out = tmp_path / "run"
     result = run("train.py", "experiment=smoke", f"logger={logger}", f"hydra.run.dir={out}", env=env)
     assert "LeafSpec" not in result.stderr and "in eval mode" not in result.stderr  # recsys.cli.LIBRARY_NOISE
-    assert "litlogger" not in result.stdout + result.stderr  # recsys.cli.LIGHTNING_TIP_PREFIX
+    output = result.stdout + result.stderr
+    assert "litlogger" not in output  # recsys.cli.LIGHTNING_TIP_PREFIX
+    assert "anonymous setting" not in output  # recsys.training.loggers.drop_unset_wandb_anonymous
     metrics = json.loads((out / "metrics.json").read_text())
+    # The console summary (recsys.training.report.metrics_table) shows the test figures at K = 10.
+    summary = [line.split() for line in output.splitlines() if line.startswith("test ")]
+    assert any(row[:2] == ["test", "10"] and f"{metrics['test/recall@10']:.4f}" in row for row in summary)
     for key in ("val/rmse", "test/rmse", "test/recall@10", "test/ndcg@20", "test/mrr@5", "train_minutes"):
         assert key in metrics
     assert 0.3 < metrics["test/rmse"] < 2.0 and 0.0 <= metrics["test/recall@10"] <= 1.0

@@ -1,0 +1,33 @@
+"""The console summary of a run's metrics."""
+
+from recsys.training.report import metrics_table
+
+
+def test_metrics_table_puts_splits_side_by_side_and_ks_in_rows():
+    metrics = {
+        "val/loss": 2.5, "val/rmse": 0.91234, "val/recall@5": 0.1, "val/recall@10": 0.2, "val/ndcg@10": 0.15,
+        "val/ranked_users": 168.0, "test/rmse": 0.8958, "test/recall@10": 0.25, "test/recall@5": 0.125,
+        "rating_checkpoint/test/rmse": 0.89, "train_minutes": 0.54,
+    }
+    lines = metrics_table(metrics).splitlines()
+    assert lines[:3] == [
+        "split    loss    rmse  ranked_users",
+        "val    2.5000  0.9123           168",
+        "test           0.8958",
+    ]
+    assert lines[3] == ""
+    # K ascending within a split, val before test; a value absent for a (split, K) is left blank.
+    assert lines[4:9] == [
+        "split   K  recall    ndcg",
+        "val     5  0.1000",
+        "val    10  0.2000  0.1500",
+        "test    5  0.1250",
+        "test   10  0.2500",
+    ]
+    assert lines[9:] == ["", "rating_checkpoint/test/rmse  0.8900", "train_minutes                0.5400"]
+
+
+def test_metrics_table_of_one_split_and_of_nothing():
+    assert metrics_table({"test/rmse": 1.25, "test/mae": 0.5}).splitlines() == [
+        "split    rmse     mae", "test   1.2500  0.5000"]
+    assert metrics_table({}) == ""
