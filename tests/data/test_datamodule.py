@@ -129,3 +129,13 @@ def test_temporal_split_datamodule_holds_out_each_users_latest(tiny_dataset, tmp
     latest = table.sort_values(["user_id", "timestamp"]).groupby("user_id").tail(1)
     assert (latest["split"] == "test").all()
     assert (table["split"] == "test").sum() == dm.num_users
+
+
+def test_data_is_prepared_once_per_module(tiny_dataset, tmp_path):
+    # Lightning calls prepare_data at every fit, validate and test: each would re-read every cache.
+    files, data_dir = tiny_dataset
+    dm = make_datamodule(files, data_dir, tmp_path / "cache")
+    data, items = dm.data, dm.item_tokens
+    dm.prepare_data()
+    dm.setup("test")
+    assert dm.data is data and dm.item_tokens is items
