@@ -76,12 +76,20 @@ def share_cpu_threads(trainer: pl.Trainer) -> None:
         log.info("%d processes on CPU: %d threads each", trainer.num_devices, threads)
 
 
+def whole_number_setting(cfg: DictConfig, key: str) -> int | None:
+    """The integer at ``key`` of ``cfg`` (None where unset), or a ValueError that names the override."""
+    value = OmegaConf.select(cfg, key)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"{key}={value!r} is not allowed: give a whole number, e.g. {key}=6")
+
+
 def training_epochs(cfg: DictConfig, datamodule: ReviewDataModule) -> int:
     """``trainer.max_epochs``, raised where needed so that training takes at least ``model.min_steps``
     optimiser steps (batches of ``data.batch_size`` pairs, one process): a schedule set in epochs
     on a large dataset is too short on a small one. An explicit ``trainer.max_epochs=N`` is kept."""
-    epochs = int(cfg.trainer.max_epochs)
-    min_steps = int(cfg.model.get("min_steps") or 0)
+    epochs = whole_number_setting(cfg, "trainer.max_epochs")
+    min_steps = whole_number_setting(cfg, "model.min_steps") or 0
     if min_steps <= 0 or not OmegaConf.is_interpolation(cfg.trainer, "max_epochs"):
         return epochs
     batches = math.ceil(len(datamodule.data.pairs["train"]) / datamodule.batch_size)
@@ -136,6 +144,8 @@ def train(cfg: DictConfig) -> float | None:
     Returns the monitored metric (``cfg.model.monitor``) of the best checkpoint, for sweeps.
     """
     started = time.perf_counter()
+    for key in ("trainer.max_epochs", "model.min_steps"):  # before the data, which can take minutes
+        whole_number_setting(cfg, key)
     pl.seed_everything(cfg.seed, workers=True)
     out = run_dir(cfg)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from hydra import compose, initialize_config_dir
 
-from recsys.training.run import training_epochs
+from recsys.training.run import train, training_epochs
 from tests.conftest import REPO_ROOT
 
 
@@ -43,3 +43,13 @@ def test_steps_count_batches_of_the_configured_size_and_accumulation():
 
 def test_models_without_a_floor_keep_their_epochs():
     assert training_epochs(config("model=mf"), data(100)) == 8
+
+
+@pytest.mark.parametrize("override", ["trainer.max_epochs=abc", "model.min_steps=1.5"])
+def test_an_epoch_or_step_count_that_is_not_a_whole_number_is_named(override, tmp_path):
+    key = override.partition("=")[0]
+    with pytest.raises(ValueError, match=rf"^{key}=.* is not allowed: give a whole number, e.g. {key}=6$"):
+        training_epochs(config(override), data(100))
+    # train() refuses it before it reads any data (none exists here).
+    with pytest.raises(ValueError, match=rf"^{key}="):
+        train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
