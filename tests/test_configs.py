@@ -14,6 +14,7 @@ from recsys.data.datamodule import ReviewDataModule
 from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
 from recsys.models.losses import LossConfig
+from recsys.training.module import TwoTowerModule
 from tests.conftest import REPO_ROOT
 
 CONF = REPO_ROOT / "conf"
@@ -156,6 +157,11 @@ def test_baseline_configs_instantiate(model: str, tmp_path):
 
 @pytest.mark.parametrize(("model", "make"), [
     ("two_tower", lambda: LossConfig(retrieval="hinge")),
+    ("two_tower", lambda: TwoTowerModule(net=None, decay="cosin")),  # was taken as linear decay
+    ("two_tower", lambda: TwoTowerModule(net=None, warmup_ratio=1.5)),
+    ("two_tower", lambda: TwoTowerModule(net=None, ks=[0, 10])),
+    ("two_tower", lambda: TwoTowerModule(net=None, encoder_lr=0.0)),
+    ("two_tower", lambda: TwoTowerModule(net=None, peak_flops=-1.0)),
     ("two_tower", lambda: LossConfig(temperature=0.0)),
     ("two_tower", lambda: LossConfig(teacher_l2=0.0)),
     ("ease", lambda: EASE(l2=0.0)),

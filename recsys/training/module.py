@@ -24,8 +24,21 @@ EVAL_STAGES = ("val", "test")
 RANKING_CHUNK = 1024  # users scored at a time: memory is RANKING_CHUNK x num_items
 
 
+DECAYS = ("cosine", "linear")
+
+
+def check_schedule(warmup_ratio: float, decay: str) -> None:
+    """A ValueError naming the setting, unless ``0 <= warmup_ratio < 1`` and ``decay`` is one of :data:`DECAYS`."""
+    if decay not in DECAYS:
+        raise ValueError(f"model.module.decay={decay!r} is not allowed: use {' or '.join(DECAYS)}")
+    if not 0 <= warmup_ratio < 1:
+        raise ValueError(f"model.module.warmup_ratio={warmup_ratio} is not allowed: use a share of the steps "
+                         "in [0, 1), e.g. 0.1")
+
+
 def warmup_then_decay(total_steps: int, warmup_ratio: float, decay: str = "cosine") -> Callable[[int], float]:
     """LR multiplier: linear warmup over ``warmup_ratio`` of the steps, then cosine or linear decay to 0."""
+    check_schedule(warmup_ratio, decay)
     warmup = max(1, int(total_steps * warmup_ratio))
 
     def multiplier(step: int) -> float:
@@ -85,6 +98,12 @@ class TwoTowerModule(pl.LightningModule):
         peak_flops: float = 1e12, embedding_weight_decay: float | None = None, embedding_lr: float | None = None,
         ease_fusion: float = 0.0,
     ) -> None:
+        check_schedule(warmup_ratio, decay)
+        if not ks or min(int(k) for k in ks) < 1:
+            raise ValueError(f"model.module.ks={list(ks)} is not allowed: give cut-offs >= 1, e.g. [5, 10, 20]")
+        if encoder_lr <= 0 or peak_flops <= 0:
+            name, value = ("encoder_lr", encoder_lr) if encoder_lr <= 0 else ("peak_flops", peak_flops)
+            raise ValueError(f"model.module.{name}={value} is not allowed: it must be > 0")
         super().__init__()
         # The optimizer partial is not saved: checkpoints must load with weights_only=True. The
         # full run config is saved instead (see on_save_checkpoint).
