@@ -28,6 +28,18 @@ def test_train_cfg_job_prints_the_resolved_config(tmp_path: Path):
     assert cfg["data"]["data_dir"] == str(tmp_path)
 
 
+def test_help_shows_the_usage_groups_config_and_where_errors_go():
+    for script, group, key in (("train.py", "model: bias, ease", "trainable_layers: 0"),
+                               ("evaluate.py", "paths: default", "ckpt: ???"), ("serve.py", None, "export: ???")):
+        result = run_script(script, "--help")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"python scripts/{script} [group=option ...] [key=value ...]\n")
+        assert "is powered by Hydra" not in result.stdout  # Hydra's own header, replaced
+        assert key in result.stdout and "RECSYS_DEBUG=1" in result.stdout
+        if group:
+            assert group in result.stdout
+
+
 def test_prepare_data_prints_stats_and_reuses_its_cache(tmp_path: Path):
     data_dir = tmp_path / "data"
     write_lines(data_dir / "amazon2014-musical-instruments-5core" / "reviews_Musical_Instruments_5.json.gz",
