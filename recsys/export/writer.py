@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 import recsys
 from recsys.data.datamodule import ReviewDataModule
 from recsys.export import format as fmt
+from recsys.models.text_encoder import quiet_transformers
 from recsys.serving.text_backends import ONNX_FILE, export_onnx
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 from recsys.training.module import TwoTowerModule
@@ -75,8 +76,9 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
         ranking = {"ranking": {"ease_fusion": module.ease_fusion}}
 
     encoder_dir = directory / fmt.ENCODER_DIR
-    net.encoder.bert.save_pretrained(str(encoder_dir), safe_serialization=True)
-    datamodule.tokenizer.save_pretrained(str(encoder_dir))
+    with quiet_transformers():  # its "Writing model shards" bar over the one shard of a small encoder
+        net.encoder.bert.save_pretrained(str(encoder_dir), safe_serialization=True)
+        datamodule.tokenizer.save_pretrained(str(encoder_dir))
     if serving.onnx:
         export_onnx(net.encoder, directory / ONNX_FILE)
 

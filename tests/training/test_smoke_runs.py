@@ -93,7 +93,8 @@ def test_export_serves_the_trained_test_metrics(env, tmp_path, real_data_dir):
     run("train.py", "experiment=smoke", "logger=csv", f"hydra.run.dir={out}", env=env)
     best = next((out / "checkpoints").glob("epoch*.ckpt"))
     export = tmp_path / "export"
-    run("export.py", f"ckpt={best}", f"out={export}", f"hydra.run.dir={tmp_path / 'x'}", env=env)
+    exported = run("export.py", f"ckpt={best}", f"out={export}", f"hydra.run.dir={tmp_path / 'x'}", env=env)
+    assert "Writing model shards" not in exported.stdout + exported.stderr  # transformers' bar, silenced
     metrics = json.loads((out / "metrics.json").read_text())
     manifest = json.loads((export / "manifest.json").read_text())
     assert manifest["metrics"]["test/recall@10"] == pytest.approx(metrics["test/recall@10"])
