@@ -171,8 +171,8 @@ def train(cfg: DictConfig) -> float | None:
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     monitored = float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None
     tested = {}  # which checkpoint files the test metrics are of (read by export.py)
+    rating = rating_checkpoint_path(trainer, checkpoint)
     if cfg.get("test", True):
-        rating = rating_checkpoint_path(trainer, checkpoint)
         # A single-process test of its own; in a distributed run, evaluate.py tests it afterwards.
         if rating is not None and trainer.world_size == 1:
             # First, so that the best checkpoint's weights stay loaded for the reports.
@@ -200,10 +200,23 @@ def train(cfg: DictConfig) -> float | None:
             if curves is not None:
                 logger.log_image("learning_curves", [str(curves)])
             logger.experiment.summary.update(metrics)
-    log.info("Run directory: %s\n\n%s", out, metrics_table(metrics))
+    log.info("Run directory: %s\n\n%s%s", out, metrics_table(metrics), next_steps(best, rating))
     if monitored is not None:
         return monitored
     return metrics.get(cfg.model.monitor)
+
+
+def next_steps(best: str | None, rating: str | None) -> str:
+    """The commands that take a run's checkpoints further (evaluate, export), for the console."""
+    if best is None:
+        return ""
+    lines = ["", "", f"Best-ranking checkpoint: {best}"]
+    if rating is not None and rating != best:
+        lines.append(f"Rating checkpoint (lowest val/rmse): {rating}")
+    run_name = Path(best).parent.parent.name
+    lines += [f"Evaluate it: python scripts/evaluate.py ckpt={best} split=test",
+              f"Export it for serving: python scripts/export.py ckpt={best} out=exports/{run_name}"]
+    return "\n".join(lines)
 
 
 def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, started: float) -> float | None:

@@ -47,6 +47,8 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
     assert [p.name for p in (out / "checkpoints").glob("rating-*.ckpt")] == ["rating-epoch00.ckpt"]
     assert metrics["rating_checkpoint/test/rmse"] == pytest.approx(metrics["test/rmse"], abs=1e-6)
     assert (metrics["checkpoint"], metrics["rating_checkpoint"]) == ("epoch00.ckpt", "rating-epoch00.ckpt")
+    # The console ends with the commands that take the best checkpoint further.
+    assert f"python scripts/export.py ckpt={out / 'checkpoints' / 'epoch00.ckpt'} out=exports/run" in output
     assert (out / "learning_curves.png").stat().st_size > 10_000
     recommendations = (out / "recommendations.md").read_text().splitlines()
     assert len(recommendations) == 2 + 3 * 10  # header + 3 users x top-10
