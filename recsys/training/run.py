@@ -200,19 +200,20 @@ def train(cfg: DictConfig) -> float | None:
             if curves is not None:
                 logger.log_image("learning_curves", [str(curves)])
             logger.experiment.summary.update(metrics)
-    log.info("Run directory: %s\n\n%s%s", out, metrics_table(metrics), next_steps(best, rating))
+    log.info("Run directory: %s\n\n%s%s", out, metrics_table(metrics), next_steps(best, cfg.model.monitor, rating))
     if monitored is not None:
         return monitored
     return metrics.get(cfg.model.monitor)
 
 
-def next_steps(best: str | None, rating: str | None) -> str:
-    """The commands that take a run's checkpoints further (evaluate, export), for the console."""
+def next_steps(best: str | None, monitor: str, rating: str | None) -> str:
+    """The commands that take a run's checkpoints further (evaluate, export), for the console:
+    ``best`` is the checkpoint of the best ``monitor``, ``rating`` the rating checkpoint (or None)."""
     if best is None:
         return ""
-    lines = ["", "", f"Best-ranking checkpoint: {best}"]
+    lines = ["", "", f"Best checkpoint (by {monitor}): {best}"]
     if rating is not None and rating != best:
-        lines.append(f"Rating checkpoint (lowest val/rmse): {rating}")
+        lines.append(f"Rating checkpoint (lowest {RATING_MONITOR}): {rating}")
     run_name = Path(best).parent.parent.name
     lines += [f"Evaluate it: python scripts/evaluate.py ckpt={best} split=test",
               f"Export it for serving: python scripts/export.py ckpt={best} out=exports/{run_name}"]

@@ -31,3 +31,18 @@ def test_metrics_table_of_one_split_and_of_nothing():
     assert metrics_table({"test/rmse": 1.25, "test/mae": 0.5}).splitlines() == [
         "split    rmse     mae", "test   1.2500  0.5000"]
     assert metrics_table({}) == ""
+
+
+def test_next_steps_name_the_checkpoints_and_the_commands_for_the_best():
+    from recsys.training.run import next_steps
+
+    best, rating = "/r/run1/checkpoints/epoch03.ckpt", "/r/run1/checkpoints/rating-epoch02.ckpt"
+    assert next_steps(best, "val/recall@10", rating).splitlines() == [
+        "", "",
+        f"Best checkpoint (by val/recall@10): {best}",
+        f"Rating checkpoint (lowest val/rmse): {rating}",
+        f"Evaluate it: python scripts/evaluate.py ckpt={best} split=test",
+        f"Export it for serving: python scripts/export.py ckpt={best} out=exports/run1",
+    ]
+    assert "Rating checkpoint" not in next_steps(best, "val/rmse", None)
+    assert next_steps(None, "val/recall@10", rating) == ""  # no checkpoint kept
