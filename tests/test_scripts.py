@@ -82,7 +82,8 @@ def test_a_bad_override_exits_with_what_is_allowed(tmp_path: Path):
 
 
 def test_the_benchmark_scripts_answer_user_errors_like_the_others(tmp_path: Path):
-    result = run_script("benchmark_serving.py", "--export", str(tmp_path / "nope"))
-    assert result.returncode == 2
-    output = result.stdout + result.stderr
-    assert f"No export directory at {tmp_path / 'nope'}" in output and "Traceback" not in output
+    for script, args in (("benchmark_serving.py", ["--export"]), ("benchmark_queries.py", [])):
+        result = run_script(script, *args, str(tmp_path / "nope"))
+        assert result.returncode == 2, script
+        output = result.stdout + result.stderr
+        assert f"No export directory at {tmp_path / 'nope'}" in output and "Traceback" not in output, script

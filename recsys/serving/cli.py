@@ -7,12 +7,13 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from recsys.serving.recommender import Recommendation, Recommender
+from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommendation, Recommender
 
 
 def recommender_from_config(cfg: DictConfig) -> Recommender:
     return Recommender.from_export(cfg.export, index=hydra.utils.instantiate(cfg.index), rerank_top=cfg.rerank_top,
-                                   order=cfg.order, text_backend=cfg.get("text_backend", "auto"))
+                                   order=cfg.order, text_backend=cfg.get("text_backend", "auto"),
+                                   query_text_weight=cfg.get("query_text_weight", QUERY_TEXT_WEIGHT))
 
 
 def render(recommendations: list[Recommendation], title: str) -> Table:

@@ -1,7 +1,8 @@
 """Recommender: cosine top-N by faiss, re-scored by the MLP head, with one-line explanations.
 
 Three ways to ask: a known user id (precomputed vector), a new user's reviews (optionally with
-item ids and ratings), or a free-text query (a one-review history). An export of a model trained
+item ids and ratings), or a free-text query (a one-review history, ranked by the towers' cosine
+blended with the text similarity of the query and each item's document). An export of a model trained
 with ``model.module.ease_fusion`` ranks as that model was evaluated: cosine z-scores plus the
 weight times EASE's z-scores of the asker's reviewed items, exact over the whole catalog (the
 faiss index is then not used; EASE exports are for catalogs of up to 20,000 items).
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 RERANK_ORDERS = ("cosine", "like", "rating")
 QUERY_RATING = 5.0  # a query states what the user likes
+# Weight of the query-document text similarity in a free-text query's ranking (z-scores of each,
+# per query): chosen on the validation reviews of Musical Instruments read as queries
+# (scripts/benchmark_queries.py; README, "Free-text queries").
+QUERY_TEXT_WEIGHT = 2.0
 SNIPPET = 70
 
 
@@ -65,6 +70,7 @@ class _Asker:
     seen: np.ndarray
     review_vectors: torch.Tensor  # pretrained text embeddings of their reviews [R, text_dim]
     review_label: Callable[[int], str]  # "your review of <item>: "<snippet>"" of review r
+    query_text: torch.Tensor | None = None  # a free-text query's pretrained embedding [text_dim]
 
 
 def _short(text: str, limit: int = SNIPPET) -> str:
@@ -84,12 +90,20 @@ class Recommender:
             ``rating`` (head predicted stars).
         text_backend: how new reviews and queries are encoded: ``fp32``, ``bf16``, ``int8`` or
             ``onnx`` (see :mod:`recsys.serving.text_backends`); ``auto`` takes the export's choice.
+        query_text_weight: a free-text query ranks the catalog by z(cosine of the towers) plus
+            this weight times z(cosine of the query's and each item document's pretrained
+            embeddings), exactly over the catalog; 0 = by the towers' cosine alone (the index).
     """
 
     def __init__(self, bundle: ExportBundle, index: IndexConfig | None = None, rerank_top: int = 100,
-                 order: str = "cosine", text_backend: str = "auto") -> None:
+                 order: str = "cosine", text_backend: str = "auto", query_text_weight: float = QUERY_TEXT_WEIGHT,
+                 ) -> None:
         if order not in RERANK_ORDERS:
             raise ValueError(f"order={order!r} is not allowed; use one of: {', '.join(RERANK_ORDERS)}")
+        if not query_text_weight >= 0:
+            raise ValueError(f"query_text_weight={query_text_weight} is not allowed: use a weight >= 0 "
+                             "(0 = rank queries by the towers' cosine alone)")
+        self.query_text_weight = float(query_text_weight)
         self.bundle = bundle
         self.net = bundle.net
         if text_backend == "auto":
@@ -103,6 +117,7 @@ class Recommender:
         self.order = order
         self.rerank_top = rerank_top
         self.index = ItemIndex(bundle.item_vectors.numpy(), index)
+        self.document_vectors = F.normalize(self.net.item_text.float(), dim=-1)
         if bundle.ease_weights is not None and index is not None:
             log.info("This export ranks by cosine fused with EASE, exactly over the catalog: index=%s is not used",
                      index.kind)
@@ -159,10 +174,7 @@ class Recommender:
         unknown = [r.item_id for r in reviews if r.item_id is not None and r.item_id not in self.item_position]
         if unknown:
             raise UnknownItemError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
-        encoded = self.bundle.tokenizer([r.text for r in reviews], truncation=True, max_length=self.review_max_tokens,
-                                        padding=True, return_tensors="pt")
-        with self._encoder_lock:
-            text = self.encode_texts(encoded["input_ids"], encoded["attention_mask"])
+        text = self._embed([r.text for r in reviews])
         items = torch.tensor([self.item_position[r.item_id] if r.item_id is not None else -1 for r in reviews])
         ratings = torch.tensor([float(r.rating) if r.rating is not None else QUERY_RATING for r in reviews])
         mask = torch.ones(1, len(reviews), dtype=torch.bool)
@@ -177,7 +189,8 @@ class Recommender:
                 for r in reviews
             ]
         seen = np.array([int(i) for i in items.tolist() if i >= 0], dtype=np.int64)
-        return _Asker(vector=vector, offset=offset, seen=seen, review_vectors=text, review_label=labels.__getitem__)
+        return _Asker(vector=vector, offset=offset, seen=seen, review_vectors=text, review_label=labels.__getitem__,
+                      query_text=text[0] if query else None)
 
     # -- answers -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -189,7 +202,14 @@ class Recommender:
         rows = np.concatenate([np.full(len(a.seen), i) for i, a in enumerate(askers)]).astype(np.int64)
         items = np.concatenate([a.seen for a in askers]).astype(np.int64)
         history = UserItemSets.from_pairs(rows, items, len(askers), self.index.num_items)
-        scores, candidates = self._retrieve(queries, top, history, np.arange(len(askers)), exclude_seen)
+        blended = self.query_text_weight > 0 and all(a.query_text is not None for a in askers)
+        if blended:
+            scores = self.query_scores(torch.stack([a.vector for a in askers]),
+                                       torch.stack([a.query_text for a in askers]))
+            values, best = scores.topk(min(top, self.index.num_items), dim=1)
+            scores, candidates = values.numpy(), best.numpy()
+        else:
+            scores, candidates = self._retrieve(queries, top, history, np.arange(len(askers)), exclude_seen)
         answers = []
         for asker, row_scores, row_items in zip(askers, scores, candidates, strict=True):
             valid = row_items >= 0
@@ -202,7 +222,8 @@ class Recommender:
             best = torch.argsort(key, descending=True, stable=True)[:k].tolist()
             chosen = [int(items[i]) for i in best]
             explanations = self.explain(asker, chosen, [float(rating[i]) for i in best])
-            cosine_values = row_scores[valid] if self.bundle.ease_weights is None else (vectors @ asker.vector).numpy()
+            cosine_values = (vectors @ asker.vector).numpy() if blended or self.bundle.ease_weights is not None \
+                else row_scores[valid]
             answers.append([
                 Recommendation(
                     rank=rank,
@@ -216,6 +237,38 @@ class Recommender:
                 for rank, (i, item, explanation) in enumerate(zip(best, chosen, explanations, strict=True), start=1)
             ])
         return answers
+
+    def query_similarities(self, vectors: torch.Tensor, texts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two scores [N, items] of queries given as tower vectors ``vectors`` [N, dim] and pretrained
+        text embeddings ``texts`` [N, text_dim]: the towers' cosine, and the cosine of each query's
+        text embedding and each item document's."""
+        return vectors @ self.bundle.item_vectors.T, F.normalize(texts.float(), dim=-1) @ self.document_vectors.T
+
+    def query_scores(self, vectors: torch.Tensor, texts: torch.Tensor, weight: float | None = None) -> torch.Tensor:
+        """Ranking scores [N, items] of free-text queries (see :meth:`query_similarities`): z(towers'
+        cosine) + ``weight`` (default ``query_text_weight``) z(text similarity), per query."""
+        cosines, similarities = self.query_similarities(vectors, texts)
+        weight = self.query_text_weight if weight is None else weight
+        return fused_scores(cosines, similarities, torch.ones_like(cosines, dtype=torch.bool), weight)
+
+    @torch.no_grad()
+    def encode_queries(self, texts: list[str], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tower vectors [N, dim] and pretrained text embeddings [N, text_dim] of free-text queries,
+        each read as a one-review history (as :meth:`recommend_query` reads one), in batches."""
+        vectors, embeddings = [], []
+        for start in range(0, len(texts), batch_size):
+            text = self._embed(texts[start : start + batch_size])
+            one = torch.ones(len(text), 1)  # each query: a one-review history of no known item, QUERY_RATING stars
+            vectors.append(self.net.user_vectors_from_texts(text[:, None], -one.long(), QUERY_RATING * one, one.bool()))
+            embeddings.append(text)
+        return torch.cat(vectors), torch.cat(embeddings)
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        """Pretrained text embeddings [N, text_dim] of ``texts`` (truncated as training reviews are)."""
+        encoded = self.bundle.tokenizer(texts, truncation=True, max_length=self.review_max_tokens, padding=True,
+                                        return_tensors="pt")
+        with self._encoder_lock:
+            return self.encode_texts(encoded["input_ids"], encoded["attention_mask"])
 
     def _retrieve(self, queries: np.ndarray, k: int, history: UserItemSets, rows: np.ndarray,
                   exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -269,7 +322,8 @@ class Recommender:
         return self._answer([self._new(reviews)], k, exclude_seen)[0]
 
     def recommend_query(self, text: str, k: int = 10) -> list[Recommendation]:
-        """Top-k for a free-text statement of interests, read as a one-review history."""
+        """Top-k for a free-text statement of interests, read as a one-review history and ranked with
+        its text similarity to each item's document (``query_text_weight``)."""
         return self._answer([self._new([ReviewInput(text=text)], query=True)], k, exclude_seen=False)[0]
 
     def item(self, item_id: str) -> dict:

@@ -3,9 +3,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from recsys.serving.errors import UnknownItemError, UnknownUserError
-from recsys.serving.recommender import Recommender, ReviewInput
+from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommender, ReviewInput
 from tests.conftest import REPO_ROOT
 
 
@@ -50,9 +51,35 @@ def test_new_user_reviews_and_queries(recommender, tiny_export):
     assert any("your review of" in a.explanation or "your review \"" in a.explanation for a in answer)
     query = recommender.recommend_query("headline about item 3", k=3)
     assert len(query) == 3 and "your query" in query[0].explanation
-    # The query path equals a one-review history without an item.
+    # Without its text similarity, the query path equals a one-review history without an item.
+    towers_only = Recommender(recommender.bundle, query_text_weight=0.0).recommend_query("headline about item 3", k=3)
     as_review = recommender.recommend_reviews([ReviewInput("headline about item 3")], k=3, exclude_seen=False)
-    assert [a.item_id for a in query] == [a.item_id for a in as_review]
+    assert [a.item_id for a in towers_only] == [a.item_id for a in as_review]
+
+
+def test_a_query_blends_the_towers_cosine_with_its_text_similarity_to_each_document(recommender, tiny_export):
+    _, _, datamodule = tiny_export
+    data = datamodule.data
+    assert recommender.query_text_weight == QUERY_TEXT_WEIGHT > 0
+    # Led by the text: a query that is an item's document (tokenized alike: cosine 1) finds that item first.
+    text_led = Recommender(recommender.bundle, query_text_weight=1000.0)
+    item_vectors = recommender.bundle.item_vectors
+    for item, document in enumerate(data.item_documents["document"]):
+        first = text_led.recommend_query(document, k=1)[0]
+        assert first.item_id == str(data.item_ids[item])
+        # The reported cosine stays the towers' cosine, not the blended score.
+        vector = text_led._new([ReviewInput(document)], query=True).vector
+        assert first.cosine == pytest.approx(float(item_vectors[item] @ vector), abs=1e-5)
+    # The batched path (scripts/benchmark_queries.py) scores as recommend_query ranks.
+    texts = ["headline about item 3", "a magazine about cooking"]
+    vectors, embeddings = recommender.encode_queries(texts)
+    for row, text in enumerate(texts):
+        asker = recommender._new([ReviewInput(text)], query=True)
+        assert torch.allclose(vectors[row], asker.vector, atol=1e-5)
+        top = recommender.query_scores(vectors[row : row + 1], embeddings[row : row + 1])[0].topk(4).indices
+        assert [str(data.item_ids[int(i)]) for i in top] == [a.item_id for a in recommender.recommend_query(text, k=4)]
+    with pytest.raises(ValueError, match="query_text_weight=-1"):
+        Recommender(recommender.bundle, query_text_weight=-1.0)
 
 
 def test_hybrid_index_serves_single_queries_like_exact(recommender, tiny_export):

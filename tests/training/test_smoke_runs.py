@@ -111,6 +111,17 @@ def test_export_serves_the_trained_test_metrics(env, tmp_path, real_data_dir):
                       for u, answer in zip(users, answers, strict=True)])
     assert recall == pytest.approx(metrics["test/recall@10"], abs=1e-6)
 
+    # Held-out reviews read as free-text queries find their item more often with the query-document
+    # text similarity in the ranking (the default weight) than by the towers' cosine alone.
+    table = tmp_path / "queries.md"
+    run("benchmark_queries.py", f"export={export}", "--weights", "0", "2", "--splits", "test", "--out", str(table),
+        env=env)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.read_text().splitlines()
+            if line.startswith("| test |")]
+    hits = {(row[1], row[2]): float(row[4]) for row in rows}
+    for form in ("summary", "summary + text"):
+        assert hits[form, "2 (default)"] > hits[form, "0"] + 0.05, hits
+
     printed = run("recommend.py", f"export={export}", f"user={users[0]}", "k=5", env=env).stdout
     assert f"Top 5 for user {users[0]}" in printed and "predicted" in printed
     printed = run("recommend.py", f"export={export}", "query=cooking magazine with recipes", "k=3", env=env)
