@@ -29,7 +29,8 @@ def main() -> None:
     from recsys.benchmarking.queries import benchmark_table, query_benchmark
     from recsys.serving.recommender import Recommender
 
-    recommender = Recommender.from_export(args.export.removeprefix("export="))
+    export = args.export.removeprefix("export=")
+    recommender = Recommender.from_export(export)
     data_cfg = OmegaConf.create(recommender.bundle.config["data"])
     if args.data_dir:
         data_cfg.data_dir = args.data_dir
@@ -42,8 +43,7 @@ def main() -> None:
     print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# Free-text query benchmark\n\n`python scripts/benchmark_queries.py export={args.export}`\n\n"
-                   + table)
+    out.write_text(f"# Free-text query benchmark\n\n`python scripts/benchmark_queries.py export={export}`\n\n" + table)
     print(f"Wrote {out}")
 
 
