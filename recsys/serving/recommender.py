@@ -117,7 +117,8 @@ class Recommender:
         self.order = order
         self.rerank_top = rerank_top
         self.index = ItemIndex(bundle.item_vectors.numpy(), index)
-        self.document_vectors = F.normalize(self.net.item_text.float(), dim=-1)
+        # Norms only: the documents' embeddings are not copied, which matters for large catalogs.
+        self.document_norms = self.net.item_text.float().norm(dim=-1).clamp(min=1e-12)
         if bundle.ease_weights is not None and index is not None:
             log.info("This export ranks by cosine fused with EASE, exactly over the catalog: index=%s is not used",
                      index.kind)
@@ -242,7 +243,8 @@ class Recommender:
         """Two scores [N, items] of queries given as tower vectors ``vectors`` [N, dim] and pretrained
         text embeddings ``texts`` [N, text_dim]: the towers' cosine, and the cosine of each query's
         text embedding and each item document's."""
-        return vectors @ self.bundle.item_vectors.T, F.normalize(texts.float(), dim=-1) @ self.document_vectors.T
+        similarities = (F.normalize(texts.float(), dim=-1) @ self.net.item_text.float().T) / self.document_norms
+        return vectors @ self.bundle.item_vectors.T, similarities
 
     def query_scores(self, vectors: torch.Tensor, texts: torch.Tensor, weight: float | None = None) -> torch.Tensor:
         """Ranking scores [N, items] of free-text queries (see :meth:`query_similarities`): z(towers'
