@@ -199,18 +199,18 @@ class Recommender:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         top = max(k, self.rerank_top)
-        queries = torch.stack([a.vector for a in askers]).numpy()
-        rows = np.concatenate([np.full(len(a.seen), i) for i, a in enumerate(askers)]).astype(np.int64)
-        items = np.concatenate([a.seen for a in askers]).astype(np.int64)
-        history = UserItemSets.from_pairs(rows, items, len(askers), self.index.num_items)
+        asker_vectors = torch.stack([a.vector for a in askers])
         blended = self.query_text_weight > 0 and all(a.query_text is not None for a in askers)
-        if blended:
-            scores = self.query_scores(torch.stack([a.vector for a in askers]),
-                                       torch.stack([a.query_text for a in askers]))
-            values, best = scores.topk(min(top, self.index.num_items), dim=1)
-            scores, candidates = values.numpy(), best.numpy()
+        if blended:  # free-text queries: nothing seen to exclude, the whole catalog scored exactly
+            values, top_items = self.query_scores(asker_vectors, torch.stack([a.query_text for a in askers])).topk(
+                min(top, self.index.num_items), dim=1)
+            scores, candidates = values.numpy(), top_items.numpy()
         else:
-            scores, candidates = self._retrieve(queries, top, history, np.arange(len(askers)), exclude_seen)
+            rows = np.concatenate([np.full(len(a.seen), i) for i, a in enumerate(askers)]).astype(np.int64)
+            items = np.concatenate([a.seen for a in askers]).astype(np.int64)
+            history = UserItemSets.from_pairs(rows, items, len(askers), self.index.num_items)
+            scores, candidates = self._retrieve(asker_vectors.numpy(), top, history, np.arange(len(askers)),
+                                                exclude_seen)
         answers = []
         for asker, row_scores, row_items in zip(askers, scores, candidates, strict=True):
             valid = row_items >= 0
