@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recsys.serving.errors import UnknownItemError, UnknownUserError
-from recsys.serving.recommender import Recommender, ReviewInput
+from recsys.serving.recommender import Recommendation, Recommender, ReviewInput
 
 MAX_K = 1000
 MAX_TEXT_CHARS = 5000
@@ -49,18 +49,8 @@ class RecommendBody(BaseModel):
         return self
 
 
-class RecommendationBody(BaseModel):
-    rank: int
-    item_id: str
-    cosine: float
-    predicted_rating: float
-    like_probability: float
-    explanation: str
-    snippet: str
-
-
 class RecommendResponse(BaseModel):
-    items: list[RecommendationBody]
+    items: list[Recommendation]
 
 
 def create_app(recommender: Recommender) -> FastAPI:
@@ -95,6 +85,6 @@ def create_app(recommender: Recommender) -> FastAPI:
             raise HTTPException(status_code=404, detail=str(err)) from None
         except UnknownItemError as err:  # in a new user's reviews: the request, not the path, is wrong
             raise HTTPException(status_code=422, detail=str(err)) from None
-        return RecommendResponse(items=[RecommendationBody(**r.to_dict()) for r in answer])
+        return RecommendResponse(items=answer)
 
     return app

@@ -49,6 +49,9 @@ class ReviewInput:
 
 @dataclass
 class Recommendation:
+    """One recommended item: its rank (1 first), the towers' cosine, the head's predicted stars and
+    like probability, why it was chosen, and a snippet of its document."""
+
     rank: int
     item_id: str
     cosine: float
