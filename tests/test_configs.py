@@ -27,7 +27,8 @@ def group_options(group: str) -> list[str]:
 @pytest.mark.parametrize("data", group_options("data"))
 def test_data_configs_instantiate(data: str, tmp_path: Path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"data={data}", f"paths.data_dir={tmp_path}", "seed=5"])
+        own_file = ["data.dataset.reviews=reviews.csv"] if data == "custom" else []  # no default there
+        cfg = compose("train", overrides=[f"data={data}", f"paths.data_dir={tmp_path}", "seed=5", *own_file])
     dm = instantiate(cfg.data)
     assert isinstance(dm, ReviewDataModule)
     assert isinstance(dm.dataset, DatasetFiles) and dm.dataset.name == data

@@ -34,10 +34,18 @@ class EmptyDatasetError(ValueError):
         )
 
 
+AMAZON_HOW_TO_GET = (
+    "download the 5-core review file (and the meta_*.json.gz item file, when the dataset uses one)\n"
+    "from the public Amazon review data releases by McAuley et al.\n"
+    "(2014: https://jmcauley.ucsd.edu/data/amazon/ ; 2018: https://nijianmo.github.io/amazon/)\n"
+    "into that folder"
+)
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are not where the configuration says they are."""
 
-    def __init__(self, dataset: str, looked_in: Path, expected: list[str]) -> None:
+    def __init__(self, dataset: str, looked_in: Path, expected: list[str], how_to_get: str = AMAZON_HOW_TO_GET) -> None:
         self.dataset = dataset
         self.looked_in = looked_in
         self.expected = expected
@@ -46,10 +54,8 @@ class DatasetNotFoundError(FileNotFoundError):
             f"Dataset '{dataset}' not found.\n"
             f"Looked in: {looked_in}\n"
             f"Expected files:\n{files}\n"
-            "How to get them: download the 5-core review file (and the meta_*.json.gz item file, when the\n"
-            "dataset uses one) from the public Amazon review data releases by McAuley et al.\n"
-            "(2014: https://jmcauley.ucsd.edu/data/amazon/ ; 2018: https://nijianmo.github.io/amazon/)\n"
-            "into that folder, or point recsys at the folder that holds them:\n"
+            f"How to get them: {how_to_get},\n"
+            "or point recsys at the folder that holds them:\n"
             "  export RECSYS_DATA_DIR=/path/to/data     (or the override paths.data_dir=/path/to/data)"
         )
 

@@ -43,8 +43,11 @@ def file_sha256(path: Path) -> str:
 
 
 def tables_cache_dir(files: LocatedFiles, policy: BadLinePolicy, cache_root: Path) -> Path:
-    """``cache_root/<dataset>/<hash of raw bytes, policy and reader version>``."""
+    """``cache_root/<dataset>/<hash of raw bytes, field mappings, policy and reader version>``."""
     digest = hashlib.sha256(f"v{READER_VERSION}|{policy.value}".encode())
+    digest.update(files.review_fields.key().encode())
+    if files.meta is not None:
+        digest.update(files.item_fields.key().encode())
     for path in (files.reviews, files.meta):
         if path is not None:
             digest.update(file_sha256(path).encode())
@@ -70,14 +73,14 @@ def load_tables(files: LocatedFiles, on_bad_line: BadLinePolicy | str, cache_roo
         log.info("Read parsed tables from %s", directory)
         return LoadedTables(interactions, items, reports, directory)
 
-    reviews = read_reviews(files.reviews, policy)
+    reviews = read_reviews(files.reviews, policy, fields=files.review_fields)
     reviews.report.log_summary()
     if reviews.report.rows_kept == 0:
         raise EmptyDatasetError(files.reviews, reviews.report.lines_read, reviews.report.rows_skipped)
     reports = [reviews.report]
     items = None
     if files.meta is not None:
-        meta = read_items(files.meta, policy)
+        meta = read_items(files.meta, policy, fields=files.item_fields)
         reviewed = meta.table["item_id"].isin(reviews.table["item_id"])
         meta.report.rows_unused = int((~reviewed).sum())
         meta.report.log_summary()

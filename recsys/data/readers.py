@@ -1,22 +1,20 @@
-"""Readers for the Amazon review releases (2014 and 2018), reviews and item metadata.
+"""Read a reviews file and an item-metadata file into recsys' two tables.
 
-Both releases store one object per line, in ``.json`` or ``.json.gz`` files. Reviews use
-``reviewerID, asin, overall, reviewText, summary, unixReviewTime``; metadata uses
-``asin, title, description, brand`` and ``category`` (2018) or ``categories`` (2014). The 2014
-metadata files are Python literals rather than strict JSON, so a line that is not JSON but
-starts with ``{'`` is read with :func:`ast.literal_eval` (never ``eval``).
+Files are JSON lines, CSV / TSV or Parquet (:mod:`recsys.data.records`); which field holds which
+column is a :class:`~recsys.data.fields.ReviewFields` / :class:`~recsys.data.fields.ItemFields`
+mapping, by default the Amazon releases' (reviews: ``reviewerID, asin, overall, reviewText,
+summary, unixReviewTime`` or ``reviewTime``; metadata: ``asin, title, description, brand`` and
+``category`` (2018) or ``categories`` (2014)).
 """
 
 from __future__ import annotations
 
-import ast
 import gzip
 import html
-import json
 import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,16 +22,15 @@ from typing import Any
 
 import pandas as pd
 
+from recsys.data.fields import AMAZON_ITEM_FIELDS, AMAZON_REVIEW_FIELDS, ISO_DATE, ItemFields, ReviewFields
+from recsys.data.records import MAX_LINE_BYTES, iter_records
 from recsys.data.schema import INTERACTION_DTYPES, ITEM_DTYPES
 from recsys.data.validation import BadLine, BadLinePolicy, ReadReport
 
 HTML_DEBRIS = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>?|class=\"")
 HTML_TAG = re.compile(r"<[^>]+>")
 WHITESPACE = re.compile(r"\s+")
-# Far above any real review (the longest Musical Instruments line is a few kB); a longer line is
-# a broken file, and reading it whole could exhaust memory.
-MAX_LINE_BYTES = 1 << 20
-_DRAIN_CHUNK = 1 << 20
+MAX_FIELD_NAMES_SHOWN = 12
 
 
 @dataclass
@@ -44,57 +41,13 @@ class ReadResult:
     report: ReadReport
 
 
-def iter_raw_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
-    """Yield ``(line_number, raw bytes)`` of a ``.json`` or ``.json.gz`` file, 1-based.
-
-    A line longer than ``max_line_bytes`` is yielded as ``None`` (its bytes are read in chunks and
-    dropped, never held whole). A gzip stream that ends early raises :class:`EOFError` (or a
-    zlib/gzip error) from here, after every complete line before the damage has been yielded.
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        number = 0
-        while raw := handle.readline(max_line_bytes + 1):
-            number += 1
-            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                while raw and not raw.endswith(b"\n"):
-                    raw = handle.readline(_DRAIN_CHUNK)
-                yield number, None
-            else:
-                yield number, raw
-
-
-def _decode_object(raw: bytes) -> dict[str, Any]:
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise BadLine("non_utf8", f"invalid UTF-8 byte at offset {err.start}") from None
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        obj = _python_literal(line)
-        if obj is None:
-            raise BadLine("invalid_json", f"{err.msg} at column {err.colno}") from None
-    if not isinstance(obj, dict):
-        raise BadLine("not_an_object", f"found a JSON {type(obj).__name__}")
-    return obj
-
-
-def _python_literal(line: str) -> dict[str, Any] | None:
-    """Parse a 2014-style metadata line (a Python dict literal), or return None."""
-    if not line.lstrip().startswith("{'"):
-        return None
-    try:
-        value = ast.literal_eval(line)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _required_id(obj: dict[str, Any], key: str) -> str:
     value = obj.get(key)
     if value is None:
         raise BadLine("missing_id", f"'{key}' is missing")
+    # Whole-number ids (common in exported tables) are read as their decimal text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if not isinstance(value, str):
         raise BadLine("wrong_type", f"'{key}' should be a string, found {type(value).__name__}")
     value = value.strip()
@@ -103,8 +56,8 @@ def _required_id(obj: dict[str, Any], key: str) -> str:
     return value
 
 
-def _optional_text(obj: dict[str, Any], key: str) -> str:
-    value = obj.get(key)
+def _optional_text(obj: dict[str, Any], key: str | None) -> str:
+    value = obj.get(key) if key else None
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -112,44 +65,67 @@ def _optional_text(obj: dict[str, Any], key: str) -> str:
     return value.strip()
 
 
-def _rating(obj: dict[str, Any]) -> float:
-    if "overall" not in obj:
-        raise BadLine("missing_field", "'overall' (the star rating) is missing")
-    value = obj["overall"]
+def _rating(obj: dict[str, Any], key: str) -> float:
+    if key not in obj:
+        raise BadLine("missing_field", f"'{key}' (the star rating) is missing")
+    value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadLine("wrong_type", f"'overall' should be a number, found {value!r}")
+        raise BadLine("wrong_type", f"'{key}' should be a number, found {value!r}")
     if math.isnan(value) or not 1.0 <= value <= 5.0:
-        raise BadLine("rating_out_of_range", f"'overall' is {value!r}, expected 1..5")
+        raise BadLine("rating_out_of_range", f"'{key}' is {value!r}, expected 1..5")
     return float(value)
 
 
-def _timestamp(obj: dict[str, Any]) -> int:
-    value = obj.get("unixReviewTime")
+def _timestamp(obj: dict[str, Any], fields: ReviewFields) -> int:
+    if fields.timestamp is None and fields.date is None:
+        return 0
+    value = obj.get(fields.timestamp) if fields.timestamp else None
     if value is not None:
+        if isinstance(value, datetime):  # Parquet timestamp columns
+            return int(_as_utc(value).timestamp())
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise BadLine("wrong_type", f"'unixReviewTime' should be an integer, found {value!r}")
+            raise BadLine("wrong_type", f"'{fields.timestamp}' should be an integer (unix seconds), found {value!r}")
         return int(value)
-    text = obj.get("reviewTime")
+    text = obj.get(fields.date) if fields.date else None
+    if isinstance(text, datetime):
+        return int(_as_utc(text).timestamp())
     if isinstance(text, str):
-        try:
-            moment = datetime.strptime(text.strip(), "%m %d, %Y").replace(tzinfo=timezone.utc)
-        except ValueError:
-            raise BadLine("wrong_type", f"'reviewTime' {text!r} is not 'MM DD, YYYY'") from None
-        return int(moment.timestamp())
-    raise BadLine("missing_field", "neither 'unixReviewTime' nor 'reviewTime' is present")
+        return _parse_date(text, fields)
+    present = " nor ".join(f"'{name}'" for name in (fields.timestamp, fields.date) if name)
+    raise BadLine("missing_field", f"neither {present} is present" if " nor " in present else f"{present} is missing")
 
 
-def parse_review(raw: bytes) -> tuple[str, str, float, str, str, int]:
-    """Parse one review line into ``(user_id, item_id, rating, text, summary, timestamp)``.
+def _parse_date(text: str, fields: ReviewFields) -> int:
+    try:
+        if fields.date_format == ISO_DATE:
+            moment = datetime.fromisoformat(text.strip())
+        else:
+            moment = datetime.strptime(text.strip(), fields.date_format)
+    except ValueError:
+        wanted = "an ISO 8601 date" if fields.date_format == ISO_DATE else f"in the format {fields.date_format!r}"
+        raise BadLine("wrong_type", f"'{fields.date}' {text!r} is not {wanted}") from None
+    return int(_as_utc(moment).timestamp())
 
-    Raises :class:`BadLine` with a reason from ``BAD_LINE_REASONS`` when the line is unusable.
+
+def _as_utc(moment: datetime) -> datetime:
+    """A date without a zone is taken as UTC, so that a split does not depend on the machine's zone."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def parse_review(
+    obj: dict[str, Any], fields: ReviewFields = AMAZON_REVIEW_FIELDS
+) -> tuple[str, str, float, str, str, int]:
+    """Parse one review record into ``(user_id, item_id, rating, text, summary, timestamp)``.
+
+    Raises :class:`BadLine` with a reason from ``BAD_LINE_REASONS`` when the record is unusable.
     """
-    obj = _decode_object(raw)
-    user_id, item_id, rating = _required_id(obj, "reviewerID"), _required_id(obj, "asin"), _rating(obj)
-    text, summary = _optional_text(obj, "reviewText"), _optional_text(obj, "summary")
+    user_id, item_id = _required_id(obj, fields.user), _required_id(obj, fields.item)
+    rating = _rating(obj, fields.rating)
+    text, summary = _optional_text(obj, fields.text), _optional_text(obj, fields.summary)
     if not text and not summary:
-        raise BadLine("empty_text", "'reviewText' and 'summary' are both missing, empty or whitespace")
-    return user_id, item_id, rating, text, summary, _timestamp(obj)
+        names = " and ".join(f"'{name}'" for name in (fields.text, fields.summary) if name)
+        raise BadLine("empty_text", f"{names} {'are both' if ' and ' in names else 'is'} missing, empty or whitespace")
+    return user_id, item_id, rating, text, summary, _timestamp(obj, fields)
 
 
 def clean_markup(text: str) -> str:
@@ -157,8 +133,8 @@ def clean_markup(text: str) -> str:
     return WHITESPACE.sub(" ", HTML_TAG.sub(" ", html.unescape(text))).strip()
 
 
-def _text_or_list(obj: dict[str, Any], key: str, joiner: str) -> str:
-    value = obj.get(key)
+def _text_or_list(obj: dict[str, Any], key: str | None, joiner: str) -> str:
+    value = obj.get(key) if key else None
     if value is None:
         return ""
     if isinstance(value, str):
@@ -178,57 +154,66 @@ def _text_or_list(obj: dict[str, Any], key: str, joiner: str) -> str:
     raise BadLine("wrong_type", f"'{key}' should be a string or a list, found {type(value).__name__}")
 
 
-def parse_item(raw: bytes) -> tuple[str, str, str, str, str]:
-    """Parse one metadata line into ``(item_id, title, description, categories, brand)``.
+def parse_item(obj: dict[str, Any], fields: ItemFields = AMAZON_ITEM_FIELDS) -> tuple[str, str, str, str, str]:
+    """Parse one metadata record into ``(item_id, title, description, categories, brand)``.
 
-    Titles that are HTML debris (a known defect of some 2018 categories) become empty.
+    Titles that are HTML debris (a known defect of some 2018 Amazon categories) become empty.
     """
-    obj = _decode_object(raw)
-    item_id = _required_id(obj, "asin")
-    title = _optional_text(obj, "title")
+    item_id = _required_id(obj, fields.item)
+    title = _optional_text(obj, fields.title)
     if HTML_DEBRIS.search(title):
         title = ""
-    categories_key = "category" if "category" in obj else "categories"
+    categories_key = next((name for name in fields.categories if name in obj), None)
     return (
         item_id,
         clean_markup(title),
-        _text_or_list(obj, "description", " "),
+        _text_or_list(obj, fields.description, " "),
         _text_or_list(obj, categories_key, " > "),
-        clean_markup(_optional_text(obj, "brand")),
+        clean_markup(_optional_text(obj, fields.brand)),
     )
 
 
-def _read_lines(
-    path: Path, parse, policy: BadLinePolicy, max_line_bytes: int
+def _read_records(
+    path: Path, parse: Callable[[dict[str, Any]], tuple], policy: BadLinePolicy, max_line_bytes: int,
+    numeric: tuple[str, ...] = (),
 ) -> tuple[list[tuple], list[int], ReadReport]:
     report = ReadReport(path=str(path))
     rows: list[tuple] = []
     line_numbers: list[int] = []
     number = 0
     try:
-        for number, raw in iter_raw_lines(path, max_line_bytes):
+        for number, record in iter_records(path, max_line_bytes, numeric):
             report.lines_read += 1
-            if raw is None:
-                report.record_bad_line(number, BadLine("line_too_long", f"over {max_line_bytes:,} bytes"), policy)
-                continue
-            if not raw.strip():
+            if record is None:
                 report.blank_lines += 1
                 continue
             try:
-                rows.append(parse(raw))
+                if isinstance(record, BadLine):
+                    raise record
+                rows.append(parse(record))
                 line_numbers.append(number)
             except BadLine as bad:
-                report.record_bad_line(number, bad, policy)
+                report.record_bad_line(number, _with_field_names(bad, record), policy)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         report.lines_read += 1
         report.record_bad_line(number + 1, BadLine("truncated_file", str(err) or type(err).__name__), policy)
     return rows, line_numbers, report
 
 
+def _with_field_names(bad: BadLine, record: dict[str, Any] | BadLine) -> BadLine:
+    """A missing field is most often a field mapping that does not match the file: say what it has."""
+    if bad.reason not in ("missing_id", "missing_field") or not isinstance(record, dict):
+        return bad
+    names = sorted(str(name) for name in record)
+    shown = ", ".join(names[:MAX_FIELD_NAMES_SHOWN]) + (", ..." if len(names) > MAX_FIELD_NAMES_SHOWN else "")
+    return BadLine(bad.reason, f"{bad.detail} (the record's fields: {shown})")
+
+
 def read_reviews(
     path: Path | str,
     on_bad_line: BadLinePolicy | str = BadLinePolicy.ERROR,
     max_line_bytes: int = MAX_LINE_BYTES,
+    fields: ReviewFields = AMAZON_REVIEW_FIELDS,
 ) -> ReadResult:
     """Read a reviews file into the interactions table (see :mod:`recsys.data.schema`).
 
@@ -237,7 +222,9 @@ def read_reviews(
     """
     path = Path(path)
     policy = BadLinePolicy.parse(on_bad_line)
-    rows, line_numbers, report = _read_lines(path, parse_review, policy, max_line_bytes)
+    rows, line_numbers, report = _read_records(
+        path, lambda record: parse_review(record, fields), policy, max_line_bytes, fields.numeric
+    )
     columns = list(INTERACTION_DTYPES)
     table = pd.DataFrame(rows, columns=columns).astype(INTERACTION_DTYPES)
     table.index = pd.Index(line_numbers, name="line")
@@ -254,11 +241,12 @@ def read_items(
     path: Path | str,
     on_bad_line: BadLinePolicy | str = BadLinePolicy.ERROR,
     max_line_bytes: int = MAX_LINE_BYTES,
+    fields: ItemFields = AMAZON_ITEM_FIELDS,
 ) -> ReadResult:
     """Read a metadata file into the items table; repeated item ids keep their first row."""
     path = Path(path)
     policy = BadLinePolicy.parse(on_bad_line)
-    rows, _, report = _read_lines(path, parse_item, policy, max_line_bytes)
+    rows, _, report = _read_records(path, lambda record: parse_item(record, fields), policy, max_line_bytes)
     table = pd.DataFrame(rows, columns=list(ITEM_DTYPES)).astype(ITEM_DTYPES)
     unique = table.drop_duplicates("item_id", keep="first").reset_index(drop=True)
     report.duplicates_dropped = len(table) - len(unique)

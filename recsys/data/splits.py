@@ -135,8 +135,16 @@ def temporal_split(interactions: pd.DataFrame) -> np.ndarray:
 
     Ties in time (timestamps have one-day resolution) are broken by item id, so the result does
     not depend on row order. A user with one interaction keeps it in train; with two, one goes to
-    test and none to validation.
+    test and none to validation. Data without review times (every timestamp equal, as when no
+    time field is mapped) is refused: the split would follow item ids, not time.
     """
+    timestamps = interactions["timestamp"].to_numpy()
+    if len(timestamps) > 1 and (timestamps == timestamps[0]).all():
+        raise ValueError(
+            "data.split.strategy=temporal needs review times, and every review of this dataset has the "
+            "same one; map a time field (data.dataset.review_fields.timestamp or .date) or use "
+            "data.split.strategy=random"
+        )
     frame = pd.DataFrame(
         {
             "user_id": interactions["user_id"].to_numpy(),

@@ -27,6 +27,8 @@ BAD_LINE_REASONS: dict[str, str] = {
     "empty_text": "the review has neither text nor summary (both empty or whitespace)",
     "line_too_long": "the line is longer than the reader's limit (max_line_bytes)",
     "truncated_file": "the compressed file ends early (truncated download?)",
+    "invalid_csv": "the CSV/TSV row cannot be parsed (a stray quote, or a field over the csv module's limit)",
+    "wrong_field_count": "the CSV/TSV row has more or fewer fields than the header",
 }
 
 MAX_EXAMPLES_PER_REASON = 3

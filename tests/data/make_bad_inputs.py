@@ -86,7 +86,7 @@ def build(root: Path = CORPUS_DIR) -> list[BadInputCase]:
     cases.append(BadInputCase("truncated_gzip", "truncated_gzip.json.gz", "truncated_file", first_bad, 1, complete))
     bad("invalid_json", [b'{"reviewerID": "U2", "asin": \n', b"{'not': json\n"], "invalid_json")
     bad("wrong_field_types", [
-        _line(_review(123, "X")),
+        _line(_review(12.5, "X")),  # a fractional id (whole numbers are read as text)
         _line(_review("D", "X", reviewText=["a", "list"])),
         _line(_review("E", "X", t="yesterday")),
         _line(_review("F", ["X"])),

@@ -1,0 +1,86 @@
+"""Which field of a data file's records holds each column of recsys' tables.
+
+The defaults are the names of the Amazon review releases; a dataset of your own maps its names in
+the data config (``data.dataset.review_fields`` and ``data.dataset.item_fields``, see
+``conf/data/custom.yaml``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+ISO_DATE = "iso"
+
+
+@dataclass(frozen=True)
+class ReviewFields:
+    """Field names of a reviews record.
+
+    ``text`` and ``summary`` are two texts of one review (either may be ``None`` for a file that
+    lacks it; a record needs at least one of them non-empty). Time comes from ``timestamp`` (unix
+    seconds) or, when a record has none, from ``date`` read with ``date_format`` (a
+    :func:`~datetime.datetime.strptime` format, or ``"iso"`` for ISO 8601; a date without a time
+    zone is read as UTC). With neither field (both ``None``) every review has time 0: of a repeated
+    (user, item) pair the last line is kept, and the temporal split is refused.
+    """
+
+    user: str = "reviewerID"
+    item: str = "asin"
+    rating: str = "overall"
+    text: str | None = "reviewText"
+    summary: str | None = "summary"
+    timestamp: str | None = "unixReviewTime"
+    date: str | None = "reviewTime"
+    date_format: str = "%m %d, %Y"
+
+    def __post_init__(self) -> None:
+        for name in ("user", "item", "rating"):
+            if not getattr(self, name):
+                raise ValueError(f"data.dataset.review_fields.{name} must name a field, got {getattr(self, name)!r}")
+        if not self.text and not self.summary:
+            raise ValueError(
+                "data.dataset.review_fields: set text (or summary) to the field that holds the review's text; "
+                "recsys reads review text for the user tower and for item documents"
+            )
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        """The fields that hold numbers (a CSV file stores them as text)."""
+        return tuple(name for name in (self.rating, self.timestamp) if name)
+
+    def key(self) -> str:
+        """A stable text of the mapping, for cache keys."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ItemFields:
+    """Field names of an item-metadata record; ``None`` for a field the file does not have.
+
+    ``categories`` lists candidate names: the first one a record holds is read (the 2018 Amazon
+    release says ``category``, the 2014 one ``categories``).
+    """
+
+    item: str = "asin"
+    title: str | None = "title"
+    description: str | None = "description"
+    categories: Sequence[str] = ("category", "categories")
+    brand: str | None = "brand"
+
+    def __post_init__(self) -> None:
+        if not self.item:
+            raise ValueError(f"data.dataset.item_fields.item must name a field, got {self.item!r}")
+        # Hydra hands lists over as ListConfig; a single name is accepted for one field.
+        names = (self.categories,) if isinstance(self.categories, str) else tuple(self.categories or ())
+        object.__setattr__(self, "categories", tuple(str(name) for name in names))
+
+    def key(self) -> str:
+        """A stable text of the mapping, for cache keys."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+# The Amazon releases' names: the defaults of every reader (frozen, so safe to share).
+AMAZON_REVIEW_FIELDS = ReviewFields()
+AMAZON_ITEM_FIELDS = ItemFields()

@@ -1,0 +1,208 @@
+"""A dataset of one's own: CSV / TSV / Parquet files and field names other than Amazon's."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recsys.data.errors import DataFormatError, DatasetNotFoundError
+from recsys.data.fields import ItemFields, ReviewFields
+from recsys.data.loading import load_tables, tables_cache_dir
+from recsys.data.readers import read_items, read_reviews
+from recsys.data.records import file_format
+from recsys.data.sources import DatasetFiles, locate
+from recsys.data.splits import SplitSpec
+from recsys.data.validation import BadLinePolicy
+from tests.conftest import MAGAZINE, REPO_ROOT, tiny_reviews, write_lines
+from tests.data.test_datamodule import make_datamodule
+
+SHOP_FIELDS = ReviewFields(user="customer", item="product", rating="stars", text="body", summary="headline",
+                           timestamp=None, date="written", date_format="iso")
+AMAZON_TO_SHOP = {"reviewerID": "customer", "asin": "product", "overall": "stars", "reviewText": "body",
+                  "summary": "headline"}
+
+
+def shop_table(rows: list[dict]) -> pd.DataFrame:
+    """Amazon-style review objects as a shop's table: other column names, ISO dates."""
+    table = pd.DataFrame(rows).rename(columns=AMAZON_TO_SHOP)
+    table["written"] = [datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+                        for t in table.pop("unixReviewTime")]
+    return table
+
+
+def test_csv_tsv_and_parquet_with_own_field_names_read_as_the_json_original(tmp_path: Path):
+    rows = tiny_reviews()
+    rows[3]["reviewText"] = 'a text with a comma, a "quote"\nand a second line'
+    original = read_reviews(write_lines(tmp_path / "reviews.json", rows)).table
+    table = shop_table(rows)
+    table.to_csv(tmp_path / "reviews.csv.gz", index=False)
+    table.to_csv(tmp_path / "reviews.tsv", index=False, sep="\t")
+    table.to_parquet(tmp_path / "reviews.parquet", index=False)
+    for name in ("reviews.csv.gz", "reviews.tsv", "reviews.parquet"):
+        result = read_reviews(tmp_path / name, fields=SHOP_FIELDS)
+        pd.testing.assert_frame_equal(result.table, original, obj=name)
+        assert result.report.rows_kept == len(original) and result.report.is_balanced()
+    assert original["text"].str.endswith('a "quote"\nand a second line').sum() == 1
+
+
+def test_bad_csv_rows_are_reported_with_the_line_they_start_on(tmp_path: Path):
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfuser_id,item_id,rating,text,timestamp\n"  # line 1: header, after a byte-order mark
+        b'U1,I1,5,"two\nlines",100\n'                     # lines 2-3: good
+        b"U2,I2,five,fine,100\n"                         # line 4: rating is text
+        b"U3,I3,4,too,many,fields\n"                     # line 5
+        b'U4,I4,4,"stray "quote,100\n'                   # line 6
+        b"U5,I5,4,caf\xe9,100\n"                         # line 7: not UTF-8
+        b"\n"                                            # line 8: blank
+        b"U6,I6,3,,100\n"                                # line 9: no text
+        b"7,8,2.0,numeric ids,200\n"                     # line 10: good, ids read as text
+    )
+    fields = ReviewFields(user="user_id", item="item_id", rating="rating", text="text", summary=None,
+                          timestamp="timestamp", date=None)
+    with pytest.raises(DataFormatError) as caught:
+        read_reviews(path, fields=fields)
+    assert (caught.value.line_number, caught.value.reason) == (4, "wrong_type")
+    assert "'rating' should be a number, found 'five'" in str(caught.value)
+    result = read_reviews(path, on_bad_line="skip", fields=fields)
+    report = result.report
+    assert dict(report.skipped) == {"wrong_type": 1, "wrong_field_count": 1, "invalid_csv": 1, "non_utf8": 1,
+                                    "empty_text": 1}
+    lines = {reason: int(found[0].split(":")[0].removeprefix("line ")) for reason, found in report.examples.items()}
+    assert lines == {"wrong_type": 4, "wrong_field_count": 5, "invalid_csv": 6, "non_utf8": 7, "empty_text": 9}
+    assert report.blank_lines == 1 and report.is_balanced()
+    assert result.table[["user_id", "item_id", "rating", "text"]].values.tolist() == [
+        ["U1", "I1", 5.0, "two\nlines"], ["7", "8", 2.0, "numeric ids"]]
+
+
+def test_real_magazine_as_csv_and_parquet_with_own_names_gives_the_same_tables(real_data_dir, tmp_path):
+    amazon = locate(MAGAZINE, real_data_dir)
+    expected = load_tables(amazon, "error", tmp_path / "cache_json")
+    with gzip.open(amazon.reviews, "rt", encoding="utf-8") as handle:
+        reviews = shop_table([json.loads(line) for line in handle])
+    reviews.to_csv(tmp_path / "reviews.csv", index=False)
+    with gzip.open(amazon.meta, "rt", encoding="utf-8") as handle:
+        meta = pd.DataFrame([json.loads(line) for line in handle])
+    meta = meta.rename(columns={"asin": "sku", "category": "path"})[["sku", "title", "description", "path", "brand"]]
+    meta.to_parquet(tmp_path / "items.parquet", index=False)
+
+    files = DatasetFiles(name="shop", subdir="", reviews=str(tmp_path / "reviews.csv"),
+                         meta=str(tmp_path / "items.parquet"), review_fields=SHOP_FIELDS,
+                         item_fields=ItemFields(item="sku", categories="path"))
+    loaded = load_tables(locate(files, "/nonexistent"), "error", tmp_path / "cache_own")
+    pd.testing.assert_frame_equal(loaded.interactions, expected.interactions)
+    pd.testing.assert_frame_equal(loaded.items, expected.items)
+    assert len(loaded.interactions) == 2302 and (loaded.items["categories"] != "").sum() > 100
+
+
+def test_custom_config_trains_on_a_csv_with_the_json_originals_split(tmp_path: Path):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    rows = tiny_reviews()
+    write_lines(tmp_path / "data" / "tiny" / "reviews.json", rows)
+    table = pd.DataFrame(rows).rename(columns={"reviewerID": "user_id", "asin": "item_id", "overall": "rating",
+                                               "reviewText": "text", "unixReviewTime": "timestamp"})
+    table.drop(columns="summary").to_csv(tmp_path / "data" / "mine.csv", index=False)
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
+        cfg = compose("train", overrides=["data=custom", "data.dataset.reviews=mine.csv",
+                                          f"paths.data_dir={tmp_path / 'data'}"])
+    files = instantiate(cfg.data.dataset)
+    assert files.review_fields.summary is None and files.item_fields.categories == ("categories",)
+    own = make_datamodule(files, tmp_path / "data", tmp_path / "cache")
+    amazon = make_datamodule(DatasetFiles(name="tiny", subdir="tiny", reviews="reviews.json"),
+                             tmp_path / "data", tmp_path / "cache")
+    for name in ("train", "val", "test"):
+        assert own.data.pairs[name].user.tolist() == amazon.data.pairs[name].user.tolist()
+        assert own.data.pairs[name].item.tolist() == amazon.data.pairs[name].item.tolist()
+    # The CSV has no summaries, so item documents hold review texts only.
+    assert "headline" in " ".join(amazon.data.item_documents["document"])
+    assert "headline" not in " ".join(own.data.item_documents["document"])
+    assert all("writes review" in document for document in own.data.item_documents["document"])
+
+
+def test_missing_own_file_says_which_setting_to_change(tmp_path: Path):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
+        cfg = compose("train", overrides=["data=custom", "data.dataset.reviews=absent.csv"])
+    with pytest.raises(DatasetNotFoundError) as caught:
+        locate(instantiate(cfg.data.dataset), tmp_path)
+    message = str(caught.value)
+    assert "absent.csv" in message and "data.dataset.reviews" in message and "McAuley" not in message
+
+
+def test_field_mapping_is_part_of_the_cache_key(tmp_path: Path):
+    path = write_lines(tmp_path / "d" / "r.json", tiny_reviews())
+    plain = DatasetFiles(name="t", subdir="d", reviews="r.json")
+    swapped = DatasetFiles(name="t", subdir="d", reviews="r.json",
+                           review_fields=ReviewFields(text="summary", summary="reviewText"))
+    first = load_tables(locate(plain, tmp_path), "error", tmp_path / "cache")
+    second = load_tables(locate(swapped, tmp_path), "error", tmp_path / "cache")
+    assert first.cache_dir != second.cache_dir
+    assert second.interactions["text"].tolist() == first.interactions["summary"].tolist()
+    assert tables_cache_dir(locate(plain, tmp_path), BadLinePolicy.ERROR, tmp_path / "cache") == first.cache_dir
+    assert path.exists()
+
+
+def test_data_without_times_splits_at_random_and_refuses_the_temporal_split(tmp_path: Path):
+    rows = [{k: v for k, v in row.items() if k != "unixReviewTime"} for row in tiny_reviews()]
+    write_lines(tmp_path / "data" / "t" / "r.json", rows)
+    files = DatasetFiles(name="t", subdir="t", reviews="r.json",
+                         review_fields=ReviewFields(timestamp=None, date=None))
+    dm = make_datamodule(files, tmp_path / "data", tmp_path / "cache")
+    assert dm.num_items == 8
+    with pytest.raises(ValueError, match="needs review times"):
+        make_datamodule(files, tmp_path / "data", tmp_path / "cache2", split=SplitSpec(strategy="temporal"))
+    # With the default mapping the same file is refused line by line: it has no time field.
+    with pytest.raises(DataFormatError, match="neither 'unixReviewTime' nor 'reviewTime'"):
+        read_reviews(tmp_path / "data" / "t" / "r.json")
+
+
+def test_settings_errors_name_the_config_key(tmp_path: Path):
+    with pytest.raises(ValueError, match="review_fields: set text"):
+        ReviewFields(text=None, summary=None)
+    with pytest.raises(ValueError, match="review_fields.user"):
+        ReviewFields(user="")
+    with pytest.raises(ValueError, match=r"unknown data file type; recsys reads .*\.csv"):
+        file_format(tmp_path / "reviews.xlsx")
+    assert file_format(Path("a.JSONL.gz")) == "jsonl" and file_format(Path("b.tsv")) == "tsv"
+    with pytest.raises(ValueError, match="unknown data file type"):
+        file_format(Path("c.parquet.gz"))
+
+
+def test_item_file_as_csv_with_one_category_column(tmp_path: Path):
+    path = tmp_path / "items.csv"
+    pd.DataFrame({"id": [1, 2], "name": ["Strings", "Amp &amp; cab"], "kind": ["Guitar", ""],
+                  "about": ["Bright.", "Loud."]}).to_csv(path, index=False)
+    table = read_items(path, fields=ItemFields(item="id", title="name", description="about",
+                                               categories="kind", brand=None)).table
+    assert table.values.tolist() == [["1", "Strings", "Bright.", "Guitar", ""],
+                                     ["2", "Amp & cab", "Loud.", "", ""]]
+
+
+def test_a_mapping_that_misses_the_file_names_the_fields_the_file_has(tmp_path: Path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("customer,product,stars,body,timestamp\nC1,P1,5,great,100\n")
+    with pytest.raises(DataFormatError) as caught:
+        read_reviews(path, fields=ReviewFields(user="user_id", item="product", rating="stars", text="body"))
+    assert caught.value.line_number == 2 and caught.value.reason == "missing_id"
+    assert "'user_id' is missing (the record's fields: body, customer, product, stars, timestamp)" in str(caught.value)
+
+
+def test_custom_config_without_a_reviews_file_says_what_to_set():
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
+        cfg = compose("train", overrides=["data=custom"])
+    # Not the Musical Instruments file that data=custom starts from.
+    with pytest.raises(InstantiationException, match=r"data.dataset.reviews is not set for dataset 'custom'"):
+        instantiate(cfg.data.dataset)
