@@ -1,6 +1,7 @@
 """Parse, split and tokenize a dataset once, then print its statistics.
 
     python scripts/prepare_data.py data=musical_instruments
+    python scripts/prepare_data.py data=custom data.dataset.reviews=/path/to/reviews.csv   # your own data (README)
 """
 
 import hydra
