@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 ISO_DATE = "iso"
+STARS_MIN, STARS_MAX = 1.0, 5.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class ReviewFields:
     :func:`~datetime.datetime.strptime` format, or ``"iso"`` for ISO 8601; a date without a time
     zone is read as UTC). With neither field (both ``None``) every review has time 0: of a repeated
     (user, item) pair the last line is kept, and the temporal split is refused.
+
+    Ratings run from ``rating_min`` to ``rating_max`` in the file and are mapped linearly onto the
+    1..5 stars that the model predicts (0..10 -> 1..5: 5 becomes 3); a rating outside the range is
+    a bad line.
     """
 
     user: str = "reviewerID"
@@ -34,16 +39,29 @@ class ReviewFields:
     timestamp: str | None = "unixReviewTime"
     date: str | None = "reviewTime"
     date_format: str = "%m %d, %Y"
+    rating_min: float = 1.0
+    rating_max: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("user", "item", "rating"):
             if not getattr(self, name):
                 raise ValueError(f"data.dataset.review_fields.{name} must name a field, got {getattr(self, name)!r}")
+        if not self.rating_min < self.rating_max:
+            raise ValueError(
+                "data.dataset.review_fields.rating_min must be below rating_max, got "
+                f"{self.rating_min!r} and {self.rating_max!r}"
+            )
         if not self.text and not self.summary:
             raise ValueError(
                 "data.dataset.review_fields: set text (or summary) to the field that holds the review's text; "
                 "recsys reads review text for the user tower and for item documents"
             )
+
+    def to_stars(self, rating: float) -> float:
+        """``rating`` (in ``rating_min..rating_max``) on the 1..5 scale."""
+        if (self.rating_min, self.rating_max) == (STARS_MIN, STARS_MAX):
+            return rating
+        return STARS_MIN + (STARS_MAX - STARS_MIN) * (rating - self.rating_min) / (self.rating_max - self.rating_min)
 
     @property
     def numeric(self) -> tuple[str, ...]:

@@ -65,15 +65,17 @@ def _optional_text(obj: dict[str, Any], key: str | None) -> str:
     return value.strip()
 
 
-def _rating(obj: dict[str, Any], key: str) -> float:
+def _rating(obj: dict[str, Any], fields: ReviewFields) -> float:
+    key = fields.rating
     if key not in obj:
         raise BadLine("missing_field", f"'{key}' (the star rating) is missing")
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadLine("wrong_type", f"'{key}' should be a number, found {value!r}")
-    if math.isnan(value) or not 1.0 <= value <= 5.0:
-        raise BadLine("rating_out_of_range", f"'{key}' is {value!r}, expected 1..5")
-    return float(value)
+    if math.isnan(value) or not fields.rating_min <= value <= fields.rating_max:
+        expected = f"{fields.rating_min:g}..{fields.rating_max:g}"
+        raise BadLine("rating_out_of_range", f"'{key}' is {value!r}, expected {expected}")
+    return float(fields.to_stars(value))
 
 
 def _timestamp(obj: dict[str, Any], fields: ReviewFields) -> int:
@@ -120,7 +122,7 @@ def parse_review(
     Raises :class:`BadLine` with a reason from ``BAD_LINE_REASONS`` when the record is unusable.
     """
     user_id, item_id = _required_id(obj, fields.user), _required_id(obj, fields.item)
-    rating = _rating(obj, fields.rating)
+    rating = _rating(obj, fields)
     text, summary = _optional_text(obj, fields.text), _optional_text(obj, fields.summary)
     if not text and not summary:
         names = " and ".join(f"'{name}'" for name in (fields.text, fields.summary) if name)

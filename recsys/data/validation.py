@@ -22,7 +22,7 @@ BAD_LINE_REASONS: dict[str, str] = {
     "missing_id": "a user or item id is missing or empty",
     "missing_field": "a required field is missing",
     "wrong_type": "a field has the wrong type",
-    "rating_out_of_range": "the rating is not a number in 1..5",
+    "rating_out_of_range": "the rating is not a number in its range (1..5 unless the data config says otherwise)",
     "non_utf8": "the line is not valid UTF-8",
     "empty_text": "the review has neither text nor summary (both empty or whitespace)",
     "line_too_long": "the line is longer than the reader's limit (max_line_bytes)",

@@ -206,3 +206,15 @@ def test_custom_config_without_a_reviews_file_says_what_to_set():
     # Not the Musical Instruments file that data=custom starts from.
     with pytest.raises(InstantiationException, match=r"data.dataset.reviews is not set for dataset 'custom'"):
         instantiate(cfg.data.dataset)
+
+
+def test_ratings_on_another_scale_are_mapped_onto_stars(tmp_path: Path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("u,i,score,text\nA,X,0,bad\nB,X,10,great\nC,X,5,fine\nD,X,7.5,good\nE,X,11,too high\n")
+    fields = ReviewFields(user="u", item="i", rating="score", text="text", summary=None, timestamp=None, date=None,
+                          rating_min=0, rating_max=10)
+    result = read_reviews(path, on_bad_line="skip", fields=fields)
+    assert result.table["rating"].tolist() == [1.0, 5.0, 3.0, 4.0]
+    assert result.report.examples["rating_out_of_range"] == ["line 6: 'score' is 11, expected 0..10"]
+    with pytest.raises(ValueError, match="rating_min must be below rating_max"):
+        ReviewFields(rating_min=5, rating_max=5)
