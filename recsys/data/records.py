@@ -1,6 +1,7 @@
 """Records of a data file, each with the line it starts on: JSON lines, CSV / TSV, or Parquet.
 
-The format follows the file name: ``.json`` / ``.jsonl`` (one object per line), ``.csv``, ``.tsv``
+The format follows the file name: ``.json`` / ``.jsonl`` (one object per line, or one JSON array
+of objects, where the "line" is the element's number), ``.csv``, ``.tsv``
 (a header row naming the fields, then one record per row; quoted fields may span lines, and
 the line number is the one the record starts on), each optionally ``.gz``;
 and ``.parquet`` (where the "line" is the row number, 1-based). JSON lines that are not JSON but
@@ -20,6 +21,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from recsys.data.validation import BadLine
 MAX_LINE_BYTES = 1 << 20
 _DRAIN_CHUNK = 1 << 20
 _PARQUET_BATCH_ROWS = 65_536
+_ARRAY_PEEK_BYTES = 4096
 
 FORMATS: dict[str, str] = {".json": "jsonl", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
@@ -60,7 +63,13 @@ def iter_records(
     where they parse (a value that does not is left as text for the parser to refuse).
     """
     kind = file_format(path)
-    if kind == "jsonl":
+    elements = _array_elements(path) if kind == "jsonl" else None
+    if elements is not None:
+        for number, element in enumerate(elements, start=1):
+            yield number, element if isinstance(element, dict) else BadLine(
+                "not_an_object", f"element {number} of the file's array is a JSON {type(element).__name__}"
+            )
+    elif kind == "jsonl":
         for number, raw in iter_raw_lines(path, max_line_bytes):
             if raw is None:
                 yield number, BadLine("line_too_long", f"over {max_line_bytes:,} bytes")
@@ -110,6 +119,25 @@ def _json_record(raw: bytes) -> dict[str, Any] | BadLine:
     if not isinstance(obj, dict):
         return BadLine("not_an_object", f"found a JSON {type(obj).__name__}")
     return obj
+
+
+def _array_elements(path: Path) -> list | None:
+    """The elements of a ``.json`` file that is one JSON array (a common export), else ``None``.
+
+    Only a file whose first character is ``[`` is tried, and it is read whole (an array cannot be
+    streamed); one that does not parse as an array holding objects is read as JSON lines.
+    """
+    with _open_binary(path) as handle:
+        head = handle.read(_ARRAY_PEEK_BYTES)
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        return None
+    try:
+        with _open_binary(path) as handle:
+            value = json.loads(handle.read().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, EOFError, gzip.BadGzipFile, zlib.error):
+        return None
+    # A one-line file "[1, 2]" reads as JSON lines: one bad line, as it always did.
+    return value if isinstance(value, list) and any(isinstance(e, dict) for e in value) else None
 
 
 def _python_literal(line: str) -> dict[str, Any] | None:

@@ -218,3 +218,20 @@ def test_ratings_on_another_scale_are_mapped_onto_stars(tmp_path: Path):
     assert result.report.examples["rating_out_of_range"] == ["line 6: 'score' is 11, expected 0..10"]
     with pytest.raises(ValueError, match="rating_min must be below rating_max"):
         ReviewFields(rating_min=5, rating_max=5)
+
+
+def test_a_json_array_file_is_read_like_json_lines(tmp_path: Path):
+    rows = tiny_reviews()
+    lines = read_reviews(write_lines(tmp_path / "lines.json", rows)).table
+    (tmp_path / "pretty.json").write_text(json.dumps(rows, indent=2))
+    (tmp_path / "one_line.json.gz").write_bytes(gzip.compress(json.dumps(rows).encode()))
+    for name in ("pretty.json", "one_line.json.gz"):
+        pd.testing.assert_frame_equal(read_reviews(tmp_path / name).table, lines, obj=name)
+    (tmp_path / "mixed.json").write_text(json.dumps([rows[0], [1, 2], rows[1]]))
+    report = read_reviews(tmp_path / "mixed.json", on_bad_line="skip").report
+    assert report.rows_kept == 2 and report.examples["not_an_object"] == [
+        "line 2: element 2 of the file's array is a JSON list"]
+    # JSON lines whose first line happens to be an array stay JSON lines: one bad line, not a bad file.
+    write_lines(tmp_path / "first_bad.json", ["[1, 2, 3]", *rows[:3]])
+    report = read_reviews(tmp_path / "first_bad.json", on_bad_line="skip").report
+    assert (report.lines_read, report.rows_kept, dict(report.skipped)) == (4, 3, {"not_an_object": 1})
