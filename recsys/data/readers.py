@@ -159,16 +159,17 @@ def _text_or_list(obj: dict[str, Any], key: str | None, joiner: str) -> str:
 def parse_item(obj: dict[str, Any], fields: ItemFields = AMAZON_ITEM_FIELDS) -> tuple[str, str, str, str, str]:
     """Parse one metadata record into ``(item_id, title, description, categories, brand)``.
 
-    Titles that are HTML debris (a known defect of some 2018 Amazon categories) become empty.
+    Titles are cleaned of markup; one that is HTML debris (a cut-off tag, a known defect of some
+    2018 Amazon categories) becomes empty.
     """
     item_id = _required_id(obj, fields.item)
-    title = _optional_text(obj, fields.title)
-    if HTML_DEBRIS.search(title):
+    title = clean_markup(_optional_text(obj, fields.title))
+    if HTML_DEBRIS.search(title):  # markup left after cleaning is a cut-off tag, not a title
         title = ""
     categories_key = next((name for name in fields.categories if name in obj), None)
     return (
         item_id,
-        clean_markup(title),
+        title,
         _text_or_list(obj, fields.description, " "),
         _text_or_list(obj, categories_key, " > "),
         clean_markup(_optional_text(obj, fields.brand)),

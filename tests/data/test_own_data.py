@@ -179,7 +179,7 @@ def test_settings_errors_name_the_config_key(tmp_path: Path):
 
 def test_item_file_as_csv_with_one_category_column(tmp_path: Path):
     path = tmp_path / "items.csv"
-    pd.DataFrame({"id": [1, 2], "name": ["Strings", "Amp &amp; cab"], "kind": ["Guitar", ""],
+    pd.DataFrame({"id": [1, 2], "name": ["Strings", "<b>Amp</b> &amp; cab"], "kind": ["Guitar", ""],
                   "about": ["Bright.", "Loud."]}).to_csv(path, index=False)
     table = read_items(path, fields=ItemFields(item="id", title="name", description="about",
                                                categories="kind", brand=None)).table
