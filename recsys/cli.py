@@ -32,6 +32,7 @@ LIBRARY_NOISE = (
 # Lightning's info lines that advertise a product rather than report on the run.
 LIGHTNING_TIPS_LOGGER = "pytorch_lightning.utilities.rank_zero"
 LIGHTNING_TIP_PREFIX = "💡 Tip:"
+LIGHTNING_DEVICE_PREFIXES = ("GPU available:", "TPU available:", "HPU available:")
 
 # Errors whose message already tells the user what to do: no traceback needed.
 USER_ERRORS = (
@@ -40,23 +41,39 @@ USER_ERRORS = (
 )
 
 
-def _not_a_tip(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith(LIGHTNING_TIP_PREFIX)
+class LightningInfoFilter(logging.Filter):
+    """Drops Lightning's advertising tips, and its device lines after their first showing: every
+    Trainer prints them, and a run builds one to train and one for each checkpoint it tests apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._devices_shown: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith(LIGHTNING_TIP_PREFIX):
+            return False
+        if message.startswith(LIGHTNING_DEVICE_PREFIXES):
+            if message in self._devices_shown:
+                return False
+            self._devices_shown.add(message)
+        return True
 
 
 @contextmanager
 def quiet_library_noise() -> Iterator[None]:
-    """Silence the libraries' :data:`LIBRARY_NOISE` warnings and Lightning's advertising tips
-    inside the ``with`` block."""
-    tips = logging.getLogger(LIGHTNING_TIPS_LOGGER)
-    tips.addFilter(_not_a_tip)
+    """Silence the libraries' :data:`LIBRARY_NOISE` warnings, Lightning's advertising tips and its
+    repeated device lines inside the ``with`` block."""
+    lightning_info = logging.getLogger(LIGHTNING_TIPS_LOGGER)
+    info_filter = LightningInfoFilter()
+    lightning_info.addFilter(info_filter)
     try:
         with warnings.catch_warnings():
             for message in LIBRARY_NOISE:
                 warnings.filterwarnings("ignore", message=message)
             yield
     finally:
-        tips.removeFilter(_not_a_tip)
+        lightning_info.removeFilter(info_filter)
 
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:

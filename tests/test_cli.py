@@ -42,3 +42,20 @@ def test_recsys_debug_keeps_the_traceback(monkeypatch):
     monkeypatch.setenv("RECSYS_DEBUG", "1")
     with pytest.raises(InstantiationException):
         instantiate_main(BAD_SPLIT)
+
+
+def test_lightning_device_lines_show_once_and_tips_never(caplog):
+    from recsys.cli import LIGHTNING_TIPS_LOGGER, quiet_library_noise
+
+    lightning = logging.getLogger(LIGHTNING_TIPS_LOGGER)
+    caplog.set_level(logging.INFO, logger=LIGHTNING_TIPS_LOGGER)
+    with quiet_library_noise():
+        for _ in range(3):  # as three Trainers would
+            lightning.info("GPU available: False, used: False")
+            lightning.info("TPU available: False, using: 0 TPU cores")
+        lightning.info("💡 Tip: For seamless cloud logging ...")
+        lightning.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
+    lightning.info("GPU available: False, used: False")  # outside the block: untouched
+    assert [r.getMessage() for r in caplog.records] == [
+        "GPU available: False, used: False", "TPU available: False, using: 0 TPU cores",
+        "`Trainer.fit` stopped: `max_epochs=1` reached.", "GPU available: False, used: False"]
