@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsys.data.errors import DataFormatError, DatasetNotFoundError
 from recsys.data.fields import ItemFields, ReviewFields
@@ -17,7 +19,7 @@ from recsys.data.readers import read_items, read_reviews
 from recsys.data.records import file_format
 from recsys.data.sources import DatasetFiles, locate
 from recsys.data.splits import SplitSpec
-from recsys.data.validation import BadLinePolicy
+from recsys.data.validation import BAD_LINE_REASONS, BadLinePolicy
 from tests.conftest import MAGAZINE, REPO_ROOT, tiny_reviews, write_lines
 from tests.data.test_datamodule import make_datamodule
 
@@ -235,3 +237,17 @@ def test_a_json_array_file_is_read_like_json_lines(tmp_path: Path):
     write_lines(tmp_path / "first_bad.json", ["[1, 2, 3]", *rows[:3]])
     report = read_reviews(tmp_path / "first_bad.json", on_bad_line="skip").report
     assert (report.lines_read, report.rows_kept, dict(report.skipped)) == (4, 3, {"not_an_object": 1})
+
+
+CSV_FIELDS = ReviewFields(user="u", item="i", rating="r", text="t", summary=None, timestamp="ts", date=None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.lists(st.text(alphabet=st.sampled_from(list('ab1,"\n\r\t\\ é')), max_size=20), max_size=8),
+       raw_tail=st.binary(max_size=16))
+def test_csv_reader_on_arbitrary_rows_never_crashes_and_loses_nothing(tmp_path_factory, body, raw_tail):
+    path = tmp_path_factory.mktemp("csv") / "r.csv"
+    path.write_bytes(("u,i,r,t,ts\n" + "\n".join(body)).encode() + raw_tail)
+    report = read_reviews(path, on_bad_line="skip", fields=CSV_FIELDS).report
+    assert report.is_balanced()
+    assert set(report.skipped) <= set(BAD_LINE_REASONS)
