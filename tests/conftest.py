@@ -145,7 +145,7 @@ def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusi
                             ease_fusion=ease_fusion)
     pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0).fit(module, datamodule)
-    config = {"model": {"net": net_config}, "data": {"max_reviews": 4, "review_max_tokens": 32}}
+    config = {"model": {"net": net_config}, "data": {"max_reviews": 4, "review_max_tokens": 32, "item_max_tokens": 32}}
     out = write_export(module.eval(), datamodule, root / "export", config, metrics={"test/recall@10": 0.5})
     return out, module, datamodule
 

@@ -86,7 +86,8 @@ def build_user_histories(train: pd.DataFrame, user_index: pd.Index) -> UserHisto
     return UserHistories(offsets=offsets, reviews=order.astype(np.int64))
 
 
-def _metadata_document(row) -> str:
+def metadata_document(row) -> str:
+    """An item's document from a row of the items table: ``title | brand | categories | description``."""
     parts = [str(row.title), str(row.brand), str(row.categories), str(row.description)]
     return DOCUMENT_SEPARATOR.join(p for p in parts if p and p != "<NA>")
 
@@ -129,7 +130,7 @@ def build_item_documents(
     if items is not None and len(items):
         known = items[items["item_id"].isin(item_index)]
         meta_docs = pd.Series(
-            [_metadata_document(row) for row in known.itertuples(index=False)],
+            [metadata_document(row) for row in known.itertuples(index=False)],
             index=known["item_id"].to_numpy(),
             dtype=object,
         )

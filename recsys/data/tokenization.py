@@ -37,6 +37,14 @@ class TokenizedTexts:
     offsets: np.ndarray
     pad_token_id: int = 0
 
+    @classmethod
+    def from_rows(cls, rows: list[list[int]], pad_token_id: int = 0) -> TokenizedTexts:
+        """Token ids given one list per text (as a tokenizer returns them)."""
+        lengths = np.array([len(row) for row in rows], dtype=np.int64)
+        ids = np.concatenate([np.asarray(row, dtype=np.int64) for row in rows]) if rows else np.empty(0, np.int64)
+        return cls(ids=ids, offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                   pad_token_id=pad_token_id)
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 

@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +32,8 @@ USER_BATCH = 512
 QUANTIZE_OPTIONS = (None, "int8")
 
 
-def _snippet(text: str) -> str:
+def snippet(text: str) -> str:
+    """``text`` on one line, cut to ``SNIPPET_CHARS`` characters (for the export's tables)."""
     text = " ".join(str(text).split())
     return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
 
@@ -57,7 +59,7 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
 
     pd.DataFrame({
         "item_id": data.item_ids.astype(str),
-        "snippet": [_snippet(d) for d in data.item_documents["document"]],
+        "snippet": [snippet(d) for d in data.item_documents["document"]],
         "train_count": data.item_train_counts(),
     }).to_parquet(directory / fmt.ITEMS, index=False)
     pd.DataFrame({"user_id": data.user_ids.astype(str)}).to_parquet(directory / fmt.USERS, index=False)
@@ -67,7 +69,7 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
         "item_id": train["item_id"].astype(str),
         "rating": train["rating"].astype("float32"),
         "timestamp": train["timestamp"],
-        "snippet": [_snippet(s) for s in data.review_texts],
+        "snippet": [snippet(s) for s in data.review_texts],
     }).to_parquet(directory / fmt.REVIEWS, index=False)
 
     ranking = {}
@@ -126,13 +128,26 @@ def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path
     complete: an interrupted export leaves nothing at ``out``, and an existing export there is
     replaced whole (``overwrite``) or not at all.
     """
+    publish_atomically(
+        out, lambda partial: _write_contents(partial, module, datamodule, config, metrics or {},
+                                             serving or ServingOptions()), overwrite)
+    log.info("Exported %d items and %d users to %s", datamodule.num_items, datamodule.num_users, out)
+    return Path(out)
+
+
+def publish_atomically(out: Path | str, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Run ``write`` on a temporary directory next to ``out`` and rename it to ``out`` when it returns.
+
+    An interrupted write leaves nothing at ``out``; an existing directory there is replaced whole
+    (``overwrite``) or not at all.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another out= or pass overwrite=true")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        _write_contents(partial, module, datamodule, config, metrics or {}, serving or ServingOptions())
+        write(partial)
         # mkdtemp makes a private folder; an export is meant to be read by the serving process.
         for path in [partial, *partial.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -147,7 +162,6 @@ def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    log.info("Exported %d items and %d users to %s", datamodule.num_items, datamodule.num_users, out)
     return out
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from recsys.data.tokenization import TokenizedTexts
 from recsys.models.pooling import TEXT_POOLINGS, AttentionPooling
-from recsys.models.text_encoder import PrefixCache, TextEncoder, mean_pool
+from recsys.models.text_encoder import PrefixCache, TextEncoder, encode_in_length_order, mean_pool
 
 
 class ItemTower(nn.Module):
@@ -71,6 +71,18 @@ class ItemTower(nn.Module):
             return self._pool(self.encoder.states_from_prefix(states, mask), mask)
         input_ids, attention_mask = self._tokens(items, input_ids, attention_mask)
         return self._pool(self.encoder.token_states(input_ids, attention_mask), attention_mask)
+
+    @torch.no_grad()
+    def cold_vectors(self, tokens: TokenizedTexts, pretrained_text: torch.Tensor) -> torch.Tensor:
+        """Unit vectors [N, dim] of item documents outside the catalog: the text part alone, as
+        ``id_dropout`` trains it. ``pretrained_text`` holds the documents' embeddings by the encoder
+        as loaded (:meth:`TextEncoder.encode` with ``pretrained``): with a frozen encoder and mean
+        pooling they are what the tower reads, and the encoder is not run again."""
+        if self.encoder.fully_frozen and self.attention_pooling is None:
+            text = pretrained_text
+        else:
+            text = encode_in_length_order(lambda ids, mask: self.text_embeddings(None, ids, mask), tokens)
+        return F.normalize(self.projection(text.to(self.projection.weight.dtype)), dim=-1)
 
     def _pool(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.attention_pooling is None:

@@ -1,0 +1,33 @@
+"""Add new items to an export's catalog without retraining: each is placed by its text alone.
+
+    python scripts/add_items.py export=exports/mi items=new_items.csv out=exports/mi_grown
+    python scripts/add_items.py export=exports/mi items=new.parquet out=exports/mi overwrite=true \
+        item_fields.item=sku item_fields.categories=[path]
+"""
+
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig
+
+from recsys.cli import exit_on_user_error
+from recsys.data.readers import read_items
+from recsys.data.texts import metadata_document
+from recsys.export.new_items import add_items
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="add_items")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    fields = hydra.utils.instantiate(cfg.item_fields)
+    read = read_items(Path(cfg["items"]), cfg.on_bad_line, fields=fields)  # cfg.items is DictConfig.items()
+    read.report.log_summary()
+    documents = pd.DataFrame({"item_id": read.table["item_id"],
+                              "document": [metadata_document(row) for row in read.table.itertuples(index=False)]})
+    out = add_items(cfg.export, documents, cfg.out, overwrite=cfg.overwrite, skip_empty=cfg.on_bad_line == "skip")
+    print(f"Added {len(documents)} items: {out}")
+
+
+if __name__ == "__main__":
+    main()
