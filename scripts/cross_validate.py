@@ -21,33 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from recsys.benchmarking.cross_validation import run_cross_validation, write_cv_report
 from recsys.benchmarking.harness import compose_training
+from recsys.benchmarking.options import integer_option, split_arguments
 from recsys.cli import exit_on_user_error
-
-CV_OPTIONS = {"cv.folds", "cv.out", "cv.work", "cv.parallel"}
-
-
-def parse_arguments(arguments: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Split ``key=value`` arguments into cv options and train overrides."""
-    options, overrides = {"cv.folds": "5", "cv.parallel": "1"}, []
-    for argument in arguments:
-        key, sep, value = argument.partition("=")
-        if not sep:
-            raise ValueError(f"{argument!r} is not key=value (see: python scripts/cross_validate.py --help)")
-        if key.startswith("cv."):
-            if key not in CV_OPTIONS:
-                raise ValueError(f"{key} is not a cross-validation option; use one of: {', '.join(sorted(CV_OPTIONS))}")
-            options[key] = value
-        else:
-            overrides.append(argument)
-    return options, overrides
-
-
-def integer_option(options: dict[str, str], key: str) -> int:
-    """The integer value of the cv option ``key``, or a ValueError that names it."""
-    try:
-        return int(options[key])
-    except ValueError:
-        raise ValueError(f"{key}={options[key]!r} is not an integer") from None
 
 
 @exit_on_user_error
@@ -56,7 +31,8 @@ def main(arguments: list[str]) -> None:
         print(__doc__)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    options, overrides = parse_arguments(arguments)
+    options, overrides = split_arguments(arguments, "cv", {"cv.folds": "5", "cv.parallel": "1"},
+                                         {"cv.out", "cv.work"}, "python scripts/cross_validate.py")
     folds, parallel = integer_option(options, "cv.folds"), integer_option(options, "cv.parallel")
     run_dir = Path("outputs", "cross_validate", time.strftime("%Y-%m-%d_%H-%M-%S"))
     out = Path(options.get("cv.out") or run_dir)

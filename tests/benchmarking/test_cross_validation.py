@@ -116,7 +116,8 @@ def _script(*arguments: str, cache: Path, data_dir: Path | None = None) -> subpr
 
 def test_bad_options_fail_before_training(tmp_path: Path):
     result = _script("cv.fold=3", cache=tmp_path)
-    assert result.returncode == 2 and "cv.fold is not a cross-validation option" in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    assert result.returncode == 2 and "cv.fold is not an option of python scripts/cross_validate.py" in output
     result = _script("cv.folds=3", "model=nope", f"cv.out={tmp_path}", cache=tmp_path)
     assert result.returncode == 2 and "bad override" in result.stderr + result.stdout
     result = _script("cv.parallel=0", f"cv.out={tmp_path}", cache=tmp_path)
