@@ -16,7 +16,8 @@ class ItemTower(nn.Module):
 
     The text part reads the item document. The optional item-id embedding is added for items of
     the training catalog; during training it is dropped per item with probability ``id_dropout``
-    so that the text part alone still places cold items well.
+    so that the text part alone still places cold items well. ``id_dropout=1`` would leave the
+    table untrained (random rows added at inference), so it builds none, as ``id_embedding=False``.
 
     ``pooling`` reduces the document's token states to one vector: ``mean`` (the encoder's own
     mean pooling) or ``attention`` (:class:`AttentionPooling`, learned; it starts as the mean).
@@ -36,7 +37,7 @@ class ItemTower(nn.Module):
         self.encoder = encoder
         self.attention_pooling = AttentionPooling(encoder.hidden_size) if pooling == "attention" else None
         self.projection = nn.Linear(encoder.hidden_size, dim)
-        self.id_embedding = nn.Embedding(num_items, dim) if id_embedding else None
+        self.id_embedding = nn.Embedding(num_items, dim) if id_embedding and id_dropout < 1.0 else None
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=0.01)
         self.id_dropout = id_dropout
