@@ -18,11 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
-from recsys.benchmarking.harness import compose_training
-from recsys.benchmarking.options import integer_option, split_arguments
+from recsys.benchmarking.options import check_overrides, integer_option, split_arguments
 from recsys.cli import exit_on_user_error
 
 USAGE = "python scripts/benchmark_cold_items.py"
@@ -39,10 +35,7 @@ def main(arguments: list[str]) -> None:
     folds, seed = integer_option(options, "cold.folds"), integer_option(options, "cold.seed")
     out = Path(options.get("cold.out") or Path("outputs", "benchmark_cold_items", time.strftime("%Y-%m-%d_%H-%M-%S")))
     work = Path(options.get("cold.work") or out / "runs")
-    try:  # a bad override fails here, before any fold trains
-        compose_training(overrides, work)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ValueError(f"bad override: {err}") from None
+    check_overrides(overrides, work)
     from recsys.benchmarking.cold_items import cold_items_report, run_cold_items
 
     records = run_cold_items(overrides, folds, seed, work)

@@ -16,12 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
 from recsys.benchmarking.cross_validation import run_cross_validation, write_cv_report
-from recsys.benchmarking.harness import compose_training
-from recsys.benchmarking.options import integer_option, split_arguments
+from recsys.benchmarking.options import check_overrides, integer_option, split_arguments
 from recsys.cli import exit_on_user_error
 
 
@@ -37,10 +33,7 @@ def main(arguments: list[str]) -> None:
     run_dir = Path("outputs", "cross_validate", time.strftime("%Y-%m-%d_%H-%M-%S"))
     out = Path(options.get("cv.out") or run_dir)
     work = Path(options.get("cv.work") or run_dir / "runs")
-    try:  # a bad override fails here, before any fold trains
-        compose_training(overrides, work)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ValueError(f"bad override: {err}") from None
+    check_overrides(overrides, work)
     records = run_cross_validation(overrides, folds, work, parallel)
     command = "python scripts/cross_validate.py " + " ".join(shlex.quote(a) for a in arguments)
     print(write_cv_report(records, out, command).read_text())

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from recsys.benchmarking.harness import compose_training
+
 
 def split_arguments(arguments: list[str], prefix: str, defaults: dict[str, str], optional: set[str],
                     usage: str) -> tuple[dict[str, str], list[str]]:
@@ -29,3 +36,12 @@ def integer_option(options: dict[str, str], key: str) -> int:
         return int(options[key])
     except ValueError:
         raise ValueError(f"{key}={options[key]!r} is not an integer") from None
+
+
+def check_overrides(overrides: list[str], work: Path) -> None:
+    """Compose the ``train`` config of ``overrides`` so that a bad one fails before any run trains,
+    as a ValueError that says so."""
+    try:
+        compose_training(overrides, work)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ValueError(f"bad override: {err}") from None
