@@ -16,8 +16,9 @@ class ItemTower(nn.Module):
 
     The text part reads the item document. The optional item-id embedding is added for items of
     the training catalog; during training it is dropped per item with probability ``id_dropout``
-    so that the text part alone still places cold items well. ``id_dropout=1`` would leave the
-    table untrained (random rows added at inference), so it builds none, as ``id_embedding=False``.
+    so that the text part alone still places cold items well. With ``id_dropout=1`` the table
+    would be trained by the user tower alone (which shares it) and added to item vectors only at
+    inference, so it builds none, as ``id_embedding=False``.
 
     ``pooling`` reduces the document's token states to one vector: ``mean`` (the encoder's own
     mean pooling) or ``attention`` (:class:`AttentionPooling`, learned; it starts as the mean).

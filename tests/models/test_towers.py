@@ -44,7 +44,7 @@ def test_id_dropout_leaves_text_alone_for_cold_items(tiny_bert_config):
 
 def test_id_dropout_of_one_builds_no_id_table(tiny_bert_config):
     tower = item_tower(tiny_bert_config, id_dropout=1.0).eval()
-    assert tower.id_embedding is None  # an untrained table would add random rows at inference
+    assert tower.id_embedding is None  # no table that only inference would add
     tokens = TOKENS.pad([0, 1, 2])
     assert torch.equal(tower(torch.arange(3), *tokens), tower(None, *tokens))  # warm items: text alone
 
