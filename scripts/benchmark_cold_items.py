@@ -7,7 +7,8 @@ reviewed them; against text baselines and chance. Needs a dataset with an item f
 
 Options: cold.folds (parts of the items, each held out once; default 5), cold.seed (the item
 partition's seed; default 0), cold.out (the report; default outputs/benchmark_cold_items/<time>),
-cold.work (each fold's data copy, run, exports; default <out>/runs). Every other key=value is a
+cold.work (each fold's data copy, run, exports; default
+outputs/benchmark_cold_items/<time>/runs). Every other key=value is a
 Hydra override of scripts/train.py.
 """
 
@@ -15,10 +16,8 @@ import json
 import logging
 import shlex
 import sys
-import time
-from pathlib import Path
 
-from recsys.benchmarking.options import check_overrides, integer_option, split_arguments
+from recsys.benchmarking.options import check_overrides, driver_folders, integer_option, split_arguments
 from recsys.cli import exit_on_user_error
 
 USAGE = "python scripts/benchmark_cold_items.py"
@@ -33,8 +32,7 @@ def main(arguments: list[str]) -> None:
     options, overrides = split_arguments(arguments, "cold", {"cold.folds": "5", "cold.seed": "0"},
                                          {"cold.out", "cold.work"}, USAGE)
     folds, seed = integer_option(options, "cold.folds"), integer_option(options, "cold.seed")
-    out = Path(options.get("cold.out") or Path("outputs", "benchmark_cold_items", time.strftime("%Y-%m-%d_%H-%M-%S")))
-    work = Path(options.get("cold.work") or out / "runs")
+    out, work = driver_folders(options, "cold", "benchmark_cold_items")
     check_overrides(overrides, work)
     from recsys.benchmarking.cold_items import cold_items_report, run_cold_items
 

@@ -13,11 +13,9 @@ Hydra override of scripts/train.py.
 import logging
 import shlex
 import sys
-import time
-from pathlib import Path
 
 from recsys.benchmarking.cross_validation import run_cross_validation, write_cv_report
-from recsys.benchmarking.options import check_overrides, integer_option, split_arguments
+from recsys.benchmarking.options import check_overrides, driver_folders, integer_option, split_arguments
 from recsys.cli import exit_on_user_error
 
 
@@ -30,9 +28,7 @@ def main(arguments: list[str]) -> None:
     options, overrides = split_arguments(arguments, "cv", {"cv.folds": "5", "cv.parallel": "1"},
                                          {"cv.out", "cv.work"}, "python scripts/cross_validate.py")
     folds, parallel = integer_option(options, "cv.folds"), integer_option(options, "cv.parallel")
-    run_dir = Path("outputs", "cross_validate", time.strftime("%Y-%m-%d_%H-%M-%S"))
-    out = Path(options.get("cv.out") or run_dir)
-    work = Path(options.get("cv.work") or run_dir / "runs")
+    out, work = driver_folders(options, "cv", "cross_validate")
     check_overrides(overrides, work)
     records = run_cross_validation(overrides, folds, work, parallel)
     command = "python scripts/cross_validate.py " + " ".join(shlex.quote(a) for a in arguments)

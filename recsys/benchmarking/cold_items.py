@@ -28,7 +28,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from recsys.benchmarking.harness import compose_training, require_fresh, run_training
+from recsys.benchmarking.harness import best_checkpoint, compose_training, require_fresh, run_training
+from recsys.benchmarking.report import mean_std_cell
 from recsys.data.fields import ReviewFields
 from recsys.data.loading import load_tables
 from recsys.data.negatives import UserItemSets
@@ -207,7 +208,7 @@ def run_cold_items(overrides: list[str], folds: int, seed: int, work: Path) -> l
         run = run_training([*overrides, f"data.dataset.name={data['name']}_cold{folds}_{fold}_seed{seed}",
                             f"data.dataset.reviews={warm_reviews}", f"data.dataset.meta={files.meta.resolve()}"],
                            directory / "run", f"cold-item fold {fold}")
-        checkpoint = _best_checkpoint(directory / "run")
+        checkpoint = best_checkpoint(directory / "run")
         export = export_checkpoint(checkpoint, directory / "export")
         grown = add_items(export, documents[documents["item_id"].isin(cold)], directory / "export_grown")
         held_out = tables.interactions[tables.interactions["item_id"].isin(cold)]
@@ -223,22 +224,12 @@ def run_cold_items(overrides: list[str], folds: int, seed: int, work: Path) -> l
     return records
 
 
-def _best_checkpoint(run_dir: Path) -> Path:
-    checkpoints = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
-    if len(checkpoints) != 1:
-        raise RuntimeError(f"expected the one best checkpoint in {run_dir / 'checkpoints'}, found {len(checkpoints)}")
-    return checkpoints[0]
-
-
-def _mean_std(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
-
-
 def cold_items_report(records: list[dict], command: str) -> str:
     """Markdown: the new-items-only ranking by scorer (ratios against chance from the same folds),
     the whole-catalog ranking, and each fold's size."""
+    def cell(values: list[float]) -> str:
+        return mean_std_cell(pd.Series(values, dtype=float), 3)
+
     folds = len(records)
     lines = [f"# Cold items: {folds} folds of the items", "", f"Command: `{command}`", "",
              "Each fold holds out its items with all their reviews, trains on the rest, adds the held-out "
@@ -250,16 +241,16 @@ def cold_items_report(records: list[dict], command: str) -> str:
     for scorer in [*COLD_SCORERS, CHANCE]:
         values = {m: [r["new_items_only"][scorer][m] for r in records] for m in ("recall@5", "recall@10", "ndcg@10")}
         ratio = np.mean(values["recall@10"]) / chance_recall if chance_recall > 0 else float("nan")
-        lines.append(f"| {scorer} | {_mean_std(values['recall@5'])} | {_mean_std(values['recall@10'])} | "
-                     f"{_mean_std(values['ndcg@10'])} | {ratio:.2f}x |")
+        lines.append(f"| {scorer} | {cell(values['recall@5'])} | {cell(values['recall@10'])} | "
+                     f"{cell(values['ndcg@10'])} | {ratio:.2f}x |")
     lines += ["", "## The whole grown catalog, as a known user is served", "",
               "The export's ranking over every item (training items excluded); `warm test` is the same run's "
               "test split of the items it trained on, for scale.", "",
               "| metric | mean ± std |", "|---|---:|"]
     for metric in records[0]["whole_catalog"]:
-        lines.append(f"| new items: {metric} | {_mean_std([r['whole_catalog'][metric] for r in records])} |")
+        lines.append(f"| new items: {metric} | {cell([r['whole_catalog'][metric] for r in records])} |")
     for metric in records[0]["warm_test"]:
-        lines.append(f"| warm test: {metric} | {_mean_std([r['warm_test'][metric] for r in records])} |")
+        lines.append(f"| warm test: {metric} | {cell([r['warm_test'][metric] for r in records])} |")
     lines += ["", "## Folds", "", "| fold | new items | users | held-out reviews | train minutes |",
               "|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['fold']} | {r['new_items']} | {r['users']} | {r['pairs']} | {r['minutes']:.2f} |" for r in records]

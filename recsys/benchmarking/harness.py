@@ -84,6 +84,14 @@ def _train_in_child(overrides: list[str], out: Path, threads: int | None, connec
         connection.send({"ok": False, "error": f"{type(err).__name__}: {err}"})
 
 
+def best_checkpoint(run_dir: Path) -> Path:
+    """The best checkpoint (``epochNN.ckpt``) of the training run in ``run_dir``; it must be the only one."""
+    checkpoints = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    if len(checkpoints) != 1:
+        raise RuntimeError(f"expected the one best checkpoint in {run_dir / 'checkpoints'}, found {len(checkpoints)}")
+    return checkpoints[0]
+
+
 def _network_metrics(cfg, out: Path) -> dict:
     """Coverage, popularity and the recall curve of the best checkpoint, from the same evaluation
     as the baselines (RMSE and the @K metrics come from training's own test pass)."""
@@ -93,10 +101,7 @@ def _network_metrics(cfg, out: Path) -> dict:
     from recsys.benchmarking.evaluation import evaluate_scorer, network_scorer
     from recsys.training.run import build_module
 
-    checkpoints = sorted((out / "checkpoints").glob("epoch*.ckpt"))
-    if len(checkpoints) != 1:
-        raise RuntimeError(f"expected the one best checkpoint in {out / 'checkpoints'}, found {len(checkpoints)}")
-    checkpoint = checkpoints[0]
+    checkpoint = best_checkpoint(out)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from hydra.errors import HydraException
@@ -45,3 +46,11 @@ def check_overrides(overrides: list[str], work: Path) -> None:
         compose_training(overrides, work)
     except (HydraException, OmegaConfBaseException) as err:
         raise ValueError(f"bad override: {err}") from None
+
+
+def driver_folders(options: dict[str, str], prefix: str, driver: str) -> tuple[Path, Path]:
+    """``(out, work)``: the report folder (``prefix.out``) and the runs' folder (``prefix.work``),
+    each by default under ``outputs/<driver>/<time>``; the runs' checkpoints and exports never go
+    to ``prefix.out`` unasked, which may be a folder of reports kept in git."""
+    run_dir = Path("outputs", driver, time.strftime("%Y-%m-%d_%H-%M-%S"))
+    return Path(options.get(f"{prefix}.out") or run_dir), Path(options.get(f"{prefix}.work") or run_dir / "runs")

@@ -29,7 +29,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _cell(values: pd.Series, digits: int) -> str:
+def mean_std_cell(values: pd.Series, digits: int) -> str:
+    """``mean ± sample std`` of ``values`` (NaN left out), the value alone for one, ``–`` for none."""
     values = values.dropna()
     if values.empty:
         return "–"
@@ -44,7 +45,7 @@ def results_table(frame: pd.DataFrame, split: str) -> str:
     header = "| model | " + " | ".join(COLUMNS.values()) + " |"
     lines = [header, "|---|" + "---:|" * len(COLUMNS)]
     for model, rows in part.groupby("model", sort=False):
-        cells = [_cell(rows[key], DIGITS.get(key, 4)) for key in COLUMNS]
+        cells = [mean_std_cell(rows[key], DIGITS.get(key, 4)) for key in COLUMNS]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

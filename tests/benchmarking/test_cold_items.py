@@ -16,6 +16,7 @@ from recsys.benchmarking.cold_items import (
     CHANCE,
     ColdFoldData,
     cold_item_folds,
+    cold_items_report,
     document_neighbours,
     documents_of,
     score_new_items,
@@ -128,6 +129,21 @@ def test_the_whole_catalog_ranking_counts_the_new_items(grown_export):
     assert whole["recall@10"] == pytest.approx(np.mean(found))
 
 
+def test_the_report_gives_mean_and_sample_std_over_folds(grown_export):
+    data, _ = grown_export
+    records = []
+    for fold, recall in enumerate((0.2, 0.4)):
+        scores = score_new_items(data)
+        scores["two-tower (text part of the item tower)"]["recall@10"] = recall
+        records.append({"fold": fold, "new_items": 12, "users": 6, "pairs": 12, "new_items_only": scores,
+                        "whole_catalog": score_whole_catalog(data), "warm_test": {"recall@10": 0.5}, "minutes": 0.1})
+    report = cold_items_report(records, "cmd")
+    chance = np.mean([r["new_items_only"][CHANCE]["recall@10"] for r in records])
+    row = next(line for line in report.splitlines() if line.startswith("| two-tower"))
+    assert "| 0.300 ± 0.141 |" in row and row.endswith(f"| {0.3 / chance:.2f}x |")
+    assert "| warm test: recall@10 | 0.500 ± 0.000 |" in report and "Command: `cmd`" in report
+
+
 def _script(*arguments: str, cache: Path, data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "benchmark_cold_items.py"), *arguments],
                           cwd=REPO_ROOT, env=script_env(cache, data_dir), capture_output=True, text=True,
@@ -137,23 +153,23 @@ def _script(*arguments: str, cache: Path, data_dir: Path) -> subprocess.Complete
 def test_bad_options_and_a_dataset_without_item_file_are_refused(tmp_path: Path, real_data_dir: Path):
     result = _script("cold.fold=2", cache=tmp_path, data_dir=real_data_dir)
     assert result.returncode == 2 and "cold.fold is not an option" in result.stderr + result.stdout
-    result = _script("data=musical_instruments", f"cold.out={tmp_path / 'out'}", cache=tmp_path,
-                     data_dir=real_data_dir)
+    result = _script("data=musical_instruments", f"cold.out={tmp_path / 'out'}", f"cold.work={tmp_path / 'runs'}",
+                     cache=tmp_path, data_dir=real_data_dir)
     assert result.returncode == 2 and "has no item file" in result.stderr + result.stdout
-    assert not (tmp_path / "out" / "runs" / "fold0").exists()
+    assert not (tmp_path / "runs" / "fold0").exists()
 
 
 @pytest.mark.slow
 def test_cold_item_benchmark_on_magazine(tmp_path: Path, real_data_dir: Path):
-    out = tmp_path / "cold"
-    result = _script("data=magazine", "cold.folds=2", f"cold.out={out}", "trainer.max_epochs=1", "logger=none",
-                     cache=tmp_path / "cache", data_dir=real_data_dir)
+    out, work = tmp_path / "cold", tmp_path / "runs"
+    result = _script("data=magazine", "cold.folds=2", f"cold.out={out}", f"cold.work={work}", "trainer.max_epochs=1",
+                     "logger=none", cache=tmp_path / "cache", data_dir=real_data_dir)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     records = json.loads((out / "cold_items.json").read_text())
     magazine = read_reviews(real_data_dir / MAGAZINE.subdir / MAGAZINE.reviews).table
     held_out = []
     for record in records:
-        fold = out / "runs" / f"fold{record['fold']}"
+        fold = work / f"fold{record['fold']}"
         before, grown = load_export(fold / "export"), load_export(fold / "export_grown")
         new = set(grown.item_ids[len(before.item_ids):])
         held_out.append(new)
