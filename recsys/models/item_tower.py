@@ -83,8 +83,10 @@ class ItemTower(nn.Module):
         if self.encoder.fully_frozen and self.attention_pooling is None:
             text = pretrained_text
         else:
-            text = encode_in_length_order(lambda ids, mask: self.text_embeddings(None, ids, mask), tokens)
-        return F.normalize(self.projection(text.to(self.projection.weight.dtype)), dim=-1)
+            text = encode_in_length_order(lambda ids, mask: self.text_embeddings(None, ids, mask), tokens,
+                                          device=self.projection.weight.device)
+        weight = self.projection.weight
+        return F.normalize(self.projection(text.to(weight.device, weight.dtype)), dim=-1)
 
     def _pool(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.attention_pooling is None:

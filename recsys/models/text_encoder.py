@@ -222,7 +222,7 @@ class TextEncoder(nn.Module):
         self.eval()
         try:
             return encode_in_length_order(self.forward_pretrained if pretrained else self.forward, tokens,
-                                          batch_size, progress)
+                                          batch_size, progress, device=self.bert.device)
         finally:
             self.train(was_training)
 
@@ -245,10 +245,12 @@ class TextEncoder(nn.Module):
 def encode_in_length_order(
     encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], tokens: TokenizedTexts,
     batch_size: int = ENCODE_BATCH, progress: bool = False, pad_multiple: int = PAD_MULTIPLE,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """``encode(input_ids, attention_mask)`` of every text [len(tokens), H], run on batches of
-    texts of similar length (sorting by length avoids most padding), each padded to a multiple of
-    ``pad_multiple`` tokens (few distinct shapes), rows in the original order."""
+    """``encode(input_ids, attention_mask)`` of every text [len(tokens), H] (on the CPU), run on
+    batches of texts of similar length (sorting by length avoids most padding), each padded to a
+    multiple of ``pad_multiple`` tokens (few distinct shapes), rows in the original order.
+    ``device``: where ``encode`` runs (the token batches are moved there; default the CPU)."""
     order = torch.from_numpy(tokens.lengths().argsort(kind="stable"))
     output: torch.Tensor | None = None
     starts = range(0, len(tokens), batch_size)
@@ -258,7 +260,7 @@ def encode_in_length_order(
         starts = track(starts, description=f"Encoding {len(tokens)} texts")
     for start in starts:
         rows = order[start : start + batch_size]
-        embeddings = encode(*tokens.pad(rows.numpy(), multiple=pad_multiple))
+        embeddings = encode(*(t.to(device) for t in tokens.pad(rows.numpy(), multiple=pad_multiple)))
         if output is None:
             output = torch.empty(len(tokens), embeddings.shape[-1])
         output[rows] = embeddings.to(output.device)
@@ -271,17 +273,18 @@ class PrefixCache(nn.Module):
     """The frozen-prefix states of a fixed set of texts (e.g. the item catalog), computed once.
 
     Held as a non-persistent buffer: it is derived from the frozen weights and the texts, so it
-    is never saved in checkpoints.
+    is never saved in checkpoints. The prefix runs where the encoder is; the states are kept there.
     """
 
     def __init__(self, encoder: TextEncoder, tokens: TokenizedTexts, batch_size: int = ENCODE_BATCH) -> None:
         super().__init__()
         width = max(int(tokens.lengths().max(initial=1)), 1)
-        states = torch.zeros(len(tokens), width, encoder.hidden_size, dtype=torch.bfloat16)
-        masks = torch.zeros(len(tokens), width, dtype=torch.long)
+        device = encoder.bert.device
+        states = torch.zeros(len(tokens), width, encoder.hidden_size, dtype=torch.bfloat16, device=device)
+        masks = torch.zeros(len(tokens), width, dtype=torch.long, device=device)
         for start in range(0, len(tokens), batch_size):
             rows = list(range(start, min(start + batch_size, len(tokens))))
-            input_ids, attention_mask = tokens.pad(rows)
+            input_ids, attention_mask = (t.to(device) for t in tokens.pad(rows))
             hidden = encoder.frozen_prefix(input_ids, attention_mask)
             states[rows, : hidden.shape[1]] = hidden.to(torch.bfloat16)
             masks[rows, : hidden.shape[1]] = attention_mask

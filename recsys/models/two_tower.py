@@ -80,8 +80,9 @@ class TwoTowerModel(RatingScoring, nn.Module):
         """Embed the training reviews and item documents with the pretrained encoder (read from
         the disk cache when possible) and cache the item tower's frozen states."""
         self.mean_rating.fill_(catalog.mean_rating)
-        self.review_text, self.item_text = pretrained_embeddings(
-            self.encoder, [catalog.review_tokens, catalog.item_tokens], self.embedding_cache_dir, progress)
+        device = self.mean_rating.device
+        self.review_text, self.item_text = (text.to(device) for text in pretrained_embeddings(
+            self.encoder, [catalog.review_tokens, catalog.item_tokens], self.embedding_cache_dir, progress))
         self.review_tokens = catalog.review_tokens
         self.item_tower.attach_catalog(catalog.item_tokens, pretrained_text=self.item_text)
 

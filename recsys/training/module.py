@@ -152,6 +152,9 @@ class TwoTowerModule(pl.LightningModule):
             refuse_weight_averaging(self.trainer.callbacks)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
+            # Lightning moves the module to its device only after setup: move it now, so that the
+            # catalog's texts are encoded on the accelerator rather than on the CPU.
+            self.to(self.trainer.strategy.root_device)
             self.attach(datamodule.catalog())
 
     def on_fit_start(self) -> None:
