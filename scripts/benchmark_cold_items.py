@@ -13,34 +13,24 @@ Hydra override of scripts/train.py.
 """
 
 import json
-import logging
-import shlex
 import sys
 
-from recsys.benchmarking.options import check_overrides, driver_folders, integer_option, split_arguments
+from recsys.benchmarking.options import start_driver
 from recsys.cli import exit_on_user_error
-
-USAGE = "python scripts/benchmark_cold_items.py"
 
 
 @exit_on_user_error
 def main(arguments: list[str]) -> None:
-    if arguments and arguments[0] in ("-h", "--help"):
-        print(__doc__)
+    args = start_driver(arguments, __doc__, "benchmark_cold_items", "cold", {"cold.folds": 5, "cold.seed": 0})
+    if args is None:
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    options, overrides = split_arguments(arguments, "cold", {"cold.folds": "5", "cold.seed": "0"},
-                                         {"cold.out", "cold.work"}, USAGE)
-    folds, seed = integer_option(options, "cold.folds"), integer_option(options, "cold.seed")
-    out, work = driver_folders(options, "cold", "benchmark_cold_items")
-    check_overrides(overrides, work)
     from recsys.benchmarking.cold_items import cold_items_report, run_cold_items
 
-    records = run_cold_items(overrides, folds, seed, work)
-    report = cold_items_report(records, f"{USAGE} " + " ".join(shlex.quote(a) for a in arguments))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cold_items.md").write_text(report)
-    (out / "cold_items.json").write_text(json.dumps(records, indent=2))
+    records = run_cold_items(args.overrides, args.numbers["cold.folds"], args.numbers["cold.seed"], args.work)
+    report = cold_items_report(records, args.command)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cold_items.md").write_text(report)
+    (args.out / "cold_items.json").write_text(json.dumps(records, indent=2))
     print(report)
 
 

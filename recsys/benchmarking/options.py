@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.errors import HydraException
@@ -54,3 +57,36 @@ def driver_folders(options: dict[str, str], prefix: str, driver: str) -> tuple[P
     to ``prefix.out`` unasked, which may be a folder of reports kept in git."""
     run_dir = Path("outputs", driver, time.strftime("%Y-%m-%d_%H-%M-%S"))
     return Path(options.get(f"{prefix}.out") or run_dir), Path(options.get(f"{prefix}.work") or run_dir / "runs")
+
+
+@dataclass(frozen=True)
+class DriverArguments:
+    """What a benchmark driver's command line asks for: its integer options by key (e.g.
+    ``cv.folds``), the ``train`` overrides, the report and runs' folders, and the command as typed
+    (for the report)."""
+
+    numbers: dict[str, int]
+    overrides: list[str]
+    out: Path
+    work: Path
+    command: str
+
+
+def start_driver(arguments: list[str], doc: str, driver: str, prefix: str,
+                 integers: dict[str, int]) -> DriverArguments | None:
+    """Start ``scripts/<driver>.py``: print its ``doc`` and return None when ``arguments`` ask for
+    help; else turn on INFO logging and parse them: options ``prefix.<key>`` (the integer ones of
+    ``integers``, with their defaults, and ``prefix.out`` / ``prefix.work``, see
+    :func:`driver_folders`), every other ``key=value`` a ``train`` override, checked by composing
+    the config before anything trains. Errors are ValueErrors that say what is allowed."""
+    if arguments and arguments[0] in ("-h", "--help"):
+        print(doc)
+        return None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    usage = f"python scripts/{driver}.py"
+    options, overrides = split_arguments(arguments, prefix, {key: str(value) for key, value in integers.items()},
+                                         {f"{prefix}.out", f"{prefix}.work"}, usage)
+    numbers = {key: integer_option(options, key) for key in integers}
+    out, work = driver_folders(options, prefix, driver)
+    check_overrides(overrides, work)
+    return DriverArguments(numbers, overrides, out, work, " ".join([usage, *map(shlex.quote, arguments)]))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.benchmarking.options import driver_folders, integer_option, split_arguments
+from recsys.benchmarking.options import driver_folders, integer_option, split_arguments, start_driver
 
 USAGE = "python scripts/some_driver.py"
 
@@ -31,3 +31,18 @@ def test_runs_never_go_to_the_report_folder_unasked():
     out, work = driver_folders({}, "x", "some_driver")
     assert work.parent == out and out.parts[:2] == ("outputs", "some_driver")
     assert driver_folders({"x.work": "/tmp/w"}, "x", "d")[1] == Path("/tmp/w")
+
+
+def test_a_driver_parses_numbers_folders_and_the_command(tmp_path, capsys):
+    assert start_driver(["--help"], "the help", "cross_validate", "cv", {}) is None
+    assert capsys.readouterr().out == "the help\n"
+    args = start_driver(["cv.folds=3", "model=ease", f"cv.out={tmp_path}/my report"], "", "cross_validate", "cv",
+                        {"cv.folds": 5, "cv.parallel": 1})
+    assert args.numbers == {"cv.folds": 3, "cv.parallel": 1}
+    assert args.overrides == ["model=ease"]
+    assert args.out == tmp_path / "my report" and args.work.parts[:2] == ("outputs", "cross_validate")
+    assert args.command == f"python scripts/cross_validate.py cv.folds=3 model=ease 'cv.out={tmp_path}/my report'"
+    with pytest.raises(ValueError, match="bad override"):
+        start_driver(["model=no_such_model"], "", "cross_validate", "cv", {"cv.folds": 5})
+    with pytest.raises(ValueError, match="cv.seed is not an option of python scripts/cross_validate.py"):
+        start_driver(["cv.seed=1"], "", "cross_validate", "cv", {"cv.folds": 5})
