@@ -18,12 +18,12 @@ def recommender_from_config(cfg: DictConfig) -> Recommender:
 
 def render(recommendations: list[Recommendation], title: str) -> Table:
     table = Table(title=title, show_lines=False)
-    for column, justify in (("rank", "right"), ("item", "left"), ("cosine", "right"), ("stars", "right"),
-                            ("explanation", "left")):
+    for column, justify in (("rank", "right"), ("item", "left"), ("score", "right"), ("cosine", "right"),
+                            ("stars", "right"), ("explanation", "left")):
         table.add_column(column, justify=justify)
     for r in recommendations:
-        table.add_row(str(r.rank), f"{r.item_id}\n{r.snippet[:60]}", f"{r.cosine:.3f}", f"{r.predicted_rating:.2f}",
-                      r.explanation)
+        table.add_row(str(r.rank), f"{r.item_id}\n{r.snippet[:60]}", f"{r.score:.3f}", f"{r.cosine:.3f}",
+                      f"{r.predicted_rating:.2f}", r.explanation)
     return table
 
 

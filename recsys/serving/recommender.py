@@ -49,11 +49,19 @@ class ReviewInput:
 
 @dataclass
 class Recommendation:
-    """One recommended item: its rank (1 first), the towers' cosine, the head's predicted stars and
-    like probability, why it was chosen, and a snippet of its document."""
+    """One recommended item: its rank (1 first), the score the list is ordered by, the towers'
+    cosine, the head's predicted stars and like probability, why it was chosen, and a snippet of
+    its document.
+
+    ``score`` is what ``order`` ranks by: under ``cosine`` (the default) the trained retrieval
+    score, which is the cosine itself, its fusion with EASE for an export trained with
+    ``ease_fusion``, or, for a free-text query, its blend with the query's text similarity; under
+    ``like`` or ``rating``, the head's like probability or predicted stars.
+    """
 
     rank: int
     item_id: str
+    score: float
     cosine: float
     predicted_rating: float
     like_probability: float
@@ -232,6 +240,7 @@ class Recommender:
                 Recommendation(
                     rank=rank,
                     item_id=self.item_id_list[item],
+                    score=round(float(key[i]), 6),
                     cosine=round(float(cosine_values[i]), 6),
                     predicted_rating=round(float(rating[i]), 4),
                     like_probability=round(float(like[i]), 4),

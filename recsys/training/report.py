@@ -120,7 +120,8 @@ def _snippet(text: str) -> str:
 def example_recommendations(module, datamodule: ReviewDataModule, split: str = "test", num_users: int = 3,
                             k: int = 10) -> pd.DataFrame:
     """For the first ``num_users`` users of ``split``: their history summaries and their top-k
-    items (excluding training items, ranked as the run's metrics rank) with cosine scores and
+    items (excluding training items, ranked as the run's metrics rank) with their ranking score
+    (the cosine, or its fusion with EASE: :meth:`TwoTowerModule.ranking_scores`), cosine and
     predicted stars."""
     module.eval()
     data = datamodule.data
@@ -131,9 +132,9 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
     users = module.net.user_vectors(batch)
     items = module.net.catalog_vectors(data.num_items)
     ids = batch.user.cpu().numpy()
-    # Ranked as the run's metrics rank (cosine, or its hybrid with EASE: TwoTowerModule.ranking_scores).
-    top = top_k_from_scores(lambda start, stop: module.ranking_scores(users[start:stop], ids[start:stop], items),
-                            ids, k, data.train_items, max(1, len(ids)), data.num_items).to(users.device)
+    scores = module.ranking_scores(users, ids, items)
+    top = top_k_from_scores(lambda start, stop: scores[start:stop], ids, k, data.train_items, max(1, len(ids)),
+                            data.num_items).to(users.device)
     rows = []
     for row, user in enumerate(batch.user.tolist()):
         history = batch.history_reviews[row][batch.history_mask[row]].tolist()
@@ -147,6 +148,7 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
                 "rank": rank,
                 "item_id": data.item_ids[item],
                 "item": _snippet(data.item_documents["document"].iloc[item]),
+                "score": round(float(scores[row, item]), 4),
                 "cosine": round(float(users[row] @ items[item]), 4),
                 "predicted stars": round(float(predicted), 2),
             })

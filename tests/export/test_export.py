@@ -214,7 +214,10 @@ def test_an_ease_fused_export_serves_the_ranking_its_model_was_tested_by(fused_e
     recommender = Recommender.from_export(out, rerank_top=5)
     _, searched = recommender.search(list(datamodule.data.user_ids), k=5)
     assert searched.tolist() == expected.tolist()
-    served_top_k(recommender, datamodule, user_vectors, item_vectors, expected)
+    answers = served_top_k(recommender, datamodule, user_vectors, item_vectors, expected)
+    # Each answer's score is the fused score it was ranked by, not its cosine.
+    for user, answer in enumerate(answers):
+        assert [a.score for a in answer] == pytest.approx(scores[user, expected[user]].tolist(), abs=1e-4)
     # Seen items included on request: the whole catalog comes back.
     _, everything = recommender.search([str(datamodule.data.user_ids[0])], k=datamodule.num_items, exclude_seen=False)
     assert sorted(everything[0].tolist()) == list(range(datamodule.num_items))

@@ -37,8 +37,8 @@ def test_recommend_three_ways(client, tiny_export):
     assert by_user.status_code == 200
     items = by_user.json()["items"]
     assert [i["rank"] for i in items] == [1, 2, 3]
-    assert set(items[0]) == {"rank", "item_id", "cosine", "predicted_rating", "like_probability", "explanation",
-                             "snippet"}
+    assert set(items[0]) == {"rank", "item_id", "score", "cosine", "predicted_rating", "like_probability",
+                             "explanation", "snippet"}
     reviews = [{"text": "great strings", "item_id": str(data.item_ids[2]), "rating": 4}]
     assert len(client.post("/recommend", json={"reviews": reviews, "k": 2}).json()["items"]) == 2
     assert len(client.post("/recommend", json={"query": "bright tone", "k": 4}).json()["items"]) == 4

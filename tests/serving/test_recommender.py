@@ -25,6 +25,8 @@ def test_known_user_excludes_seen_items_and_explains(recommender, tiny_export):
     assert not {a.item_id for a in answer} & seen
     assert [a.rank for a in answer] == list(range(1, len(answer) + 1))
     assert all(a.cosine >= b.cosine for a, b in zip(answer, answer[1:], strict=False))
+    # A plain export ranks known users by the cosine itself: the score is the cosine.
+    assert [a.score for a in answer] == [a.cosine for a in answer]
     for a in answer:
         assert 1.0 <= a.predicted_rating <= 5.0 and 0.0 <= a.like_probability <= 1.0
         assert a.explanation.startswith(f"predicted {a.predicted_rating:.1f} stars; similar to your review of ")
@@ -76,8 +78,11 @@ def test_a_query_blends_the_towers_cosine_with_its_text_similarity_to_each_docum
     for row, text in enumerate(texts):
         asker = recommender._new([ReviewInput(text)], query=True)
         assert torch.allclose(vectors[row], asker.vector, atol=1e-5)
-        top = recommender.query_scores(vectors[row : row + 1], embeddings[row : row + 1])[0].topk(4).indices
-        assert [str(data.item_ids[int(i)]) for i in top] == [a.item_id for a in recommender.recommend_query(text, k=4)]
+        values, top = recommender.query_scores(vectors[row : row + 1], embeddings[row : row + 1])[0].topk(4)
+        answer = recommender.recommend_query(text, k=4)
+        assert [str(data.item_ids[int(i)]) for i in top] == [a.item_id for a in answer]
+        # Each answer's score is the blended score it was ranked by (not the cosine it also reports).
+        assert [a.score for a in answer] == pytest.approx(values.tolist(), abs=1e-4)
     with pytest.raises(ValueError, match="query_text_weight=-1"):
         Recommender(recommender.bundle, query_text_weight=-1.0)
 
@@ -90,6 +95,15 @@ def test_hybrid_index_serves_single_queries_like_exact(recommender, tiny_export)
     for user in users:
         assert [a.item_id for a in hybrid.recommend_user(user, k=3)] == \
             [a.item_id for a in recommender.recommend_user(user, k=3)]
+
+
+@pytest.mark.parametrize("order", ["like", "rating"])
+def test_a_head_order_ranks_and_scores_by_the_head(recommender, tiny_export, order):
+    user = str(tiny_export[2].data.user_ids[2])
+    answer = Recommender(recommender.bundle, order=order).recommend_user(user, k=4)
+    head = [a.like_probability if order == "like" else a.predicted_rating for a in answer]
+    assert [a.score for a in answer] == pytest.approx(head, abs=1e-4)
+    assert all(a.score >= b.score for a, b in zip(answer, answer[1:], strict=False))
 
 
 def test_unknown_ids_are_clear_errors(recommender):

@@ -205,3 +205,33 @@ def test_ease_fusion_ranks_held_out_users_by_cosine_and_teacher(tiny_dataset, tm
         assert benchmark["test/recall@5"] == pytest.approx(expected["recall@5"], abs=1e-6)
         metrics[weight] = logged["test/ndcg@5"]
     assert metrics[0.0] != metrics[0.7]  # the teacher changes the order here
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.7])
+def test_the_runs_example_recommendations_show_the_score_they_are_ranked_by(tiny_dataset, tmp_path, weight):
+    from recsys.training.report import example_recommendations
+
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    module.ease_fusion = weight
+    module.loss_config = LossConfig(retrieval="softmax", teacher_l2=2.0)
+    trainer(epochs=0).test(module, dm, verbose=False)  # attaches the catalog and fits the teacher
+    table = example_recommendations(module, dm, k=3)
+    data = dm.data
+    users = data.user_ids.get_indexer(table["user_id"].unique())
+    assert len(users) == 3 and len(table) == 9
+    with torch.no_grad():
+        user_vectors = module.net.user_vectors(dm.history_batch(users))
+        item_vectors = module.net.catalog_vectors(dm.num_items)
+        scores = module.ranking_scores(user_vectors, users, item_vectors)
+    for row, user in enumerate(users):
+        shown = table[table["user_id"] == data.user_ids[user]]
+        items = data.item_ids.get_indexer(shown["item_id"])
+        assert not set(items) & set(data.train_items.items_of(user))
+        assert shown["score"].tolist() == pytest.approx(scores[row, items].tolist(), abs=1e-4)
+        assert shown["cosine"].tolist() == pytest.approx((item_vectors[items] @ user_vectors[row]).tolist(), abs=1e-4)
+        assert shown["score"].is_monotonic_decreasing
+        unseen = np.setdiff1d(np.arange(dm.num_items), data.train_items.items_of(user))
+        assert shown["score"].iloc[0] == pytest.approx(float(scores[row, unseen].max()), abs=1e-4)
+    # Fused with EASE, the score is not the cosine (cosine ranking: it is).
+    assert (table["score"] == table["cosine"]).all() == (weight == 0)
