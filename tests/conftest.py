@@ -115,9 +115,10 @@ def tiny_bert_config():
     return BertConfig(**TINY_BERT)
 
 
-def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusion: float = 0.0):
+def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusion: float = 0.0,
+                      user: dict | None = None):
     """Train a tiny model for ``epochs`` on a tiny dataset under ``root`` and export it:
-    ``(export_dir, module, datamodule)``; ``item`` overrides the item tower's settings,
+    ``(export_dir, module, datamodule)``; ``item`` and ``user`` override the towers' settings,
     ``ease_fusion`` the module's (hybrid ranking with EASE)."""
     from functools import partial
 
@@ -139,7 +140,7 @@ def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusi
     datamodule.prepare_data()
     datamodule.setup("fit")
     net_config = {"text": {"trainable_layers": 1, "bf16": False}, "dim": 16, "head": {"hidden": 32},
-                  "user": {"pooling": "attention"}, **({"item": item} if item else {})}
+                  "user": {"pooling": "attention", **(user or {})}, **({"item": item} if item else {})}
     net = TwoTowerModel(datamodule.num_items, encoder_config=dict(TINY_BERT), **net_config)
     module = TwoTowerModule(net, loss={"retrieval": "softmax"}, optimizer=partial(torch.optim.AdamW, lr=3e-3),
                             ease_fusion=ease_fusion)
@@ -154,6 +155,13 @@ def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusi
 def tiny_export(tmp_path_factory):
     """A tiny model trained for a few epochs and exported: ``(export_dir, module, datamodule)``."""
     return build_tiny_export(tmp_path_factory.mktemp("tiny_export"))
+
+
+@pytest.fixture(scope="session")
+def tuned_reviews_export(tmp_path_factory):
+    """The same, its user tower reading the reviews through the fine-tuned encoder
+    (``review_encoder=finetune``)."""
+    return build_tiny_export(tmp_path_factory.mktemp("tuned_reviews_export"), user={"review_encoder": "finetune"})
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,9 @@ class TwoTowerModel(RatingScoring, nn.Module):
         item: ``id_embedding``, ``id_dropout``, ``pooling`` of the :class:`ItemTower`.
         user: ``pooling``, ``layers``, ``heads``, ``dropout`` of the :class:`UserTower`, and
             ``review_encoder``: ``frozen`` (review texts embedded once by the pretrained encoder)
-            or ``finetune`` (by the item tower's encoder, with gradients, at every step).
+            or ``finetune`` (by the item tower's encoder as it is fine-tuned: with gradients in
+            training steps; in evaluation from a cache of every training review, re-embedded
+            after the encoder has changed; needs ``text.trainable_layers`` != 0).
         head: ``hidden``, ``dropout`` of the :class:`ScoringHead`.
         biases: add an item bias and the user's shrunk mean rating deviation (from the history,
             ``sum(r - mean) / (n + bias_shrinkage)``, scaled by a learned weight) to the head's rating.
@@ -58,6 +60,10 @@ class TwoTowerModel(RatingScoring, nn.Module):
             pretrained_path=text.get("pretrained_path"), trainable_layers=text.get("trainable_layers", 1),
             bf16=text.get("bf16", True), config=encoder_config,
         )
+        if self.review_encoder == "finetune" and encoder.trainable_layers == 0:
+            raise ValueError("model.net.user.review_encoder=finetune fine-tunes the encoder on the review texts, "
+                             "but model.text.trainable_layers=0 freezes it: set trainable_layers to -1 or 1.."
+                             f"{encoder.num_layers}, or use review_encoder=frozen")
         self.item_tower = ItemTower(encoder, num_items, dim, **(item or {}))
         self.user_tower = UserTower(
             encoder.hidden_size, num_items, dim, item_embedding=self.item_tower.id_embedding, **user
@@ -66,6 +72,11 @@ class TwoTowerModel(RatingScoring, nn.Module):
         self.embedding_cache_dir = embedding_cache_dir
         self.register_buffer("review_text", torch.empty(0), persistent=False)
         self.register_buffer("item_text", torch.empty(0), persistent=False)
+        # review_encoder=finetune: the training reviews embedded by the encoder as it is now, for
+        # evaluation; stale once a training step or a checkpoint load has changed the encoder.
+        self.register_buffer("tuned_review_text", torch.empty(0), persistent=False)
+        self.tuned_review_text_stale = True
+        self.register_load_state_dict_post_hook(TwoTowerModel._mark_tuned_review_text_stale)
         self.review_tokens = None
 
     @property
@@ -84,11 +95,30 @@ class TwoTowerModel(RatingScoring, nn.Module):
         self.review_text, self.item_text = (text.to(device) for text in pretrained_embeddings(
             self.encoder, [catalog.review_tokens, catalog.item_tokens], self.embedding_cache_dir, progress))
         self.review_tokens = catalog.review_tokens
+        self.tuned_review_text_stale = True
         self.item_tower.attach_catalog(catalog.item_tokens, pretrained_text=self.item_text)
 
+    @staticmethod
+    def _mark_tuned_review_text_stale(module: TwoTowerModel, incompatible_keys) -> None:
+        module.tuned_review_text_stale = True
+
+    def tuned_review_embeddings(self) -> torch.Tensor:
+        """[reviews, text_dim] embeddings of every training review by the encoder as it is now
+        (``review_encoder=finetune``), recomputed only when the encoder has changed since."""
+        if self.tuned_review_text_stale or len(self.tuned_review_text) != len(self.review_text):
+            if self.review_tokens is None:
+                raise RuntimeError("attach_catalog() first: the training reviews are not attached")
+            log.info("Embedding %d training reviews with the fine-tuned encoder", len(self.review_tokens))
+            self.tuned_review_text = self.encoder.encode(self.review_tokens).to(self.mean_rating.device)
+            self.tuned_review_text_stale = False
+        return self.tuned_review_text
+
     def _history_review_text(self, batch: PairBatch) -> torch.Tensor:
-        if self.review_encoder == "frozen" or not self.training:
+        if self.review_encoder == "frozen":
             return self.review_text[batch.history_reviews]
+        if not self.training:
+            return self.tuned_review_embeddings()[batch.history_reviews]
+        self.tuned_review_text_stale = True  # this step's update changes the encoder
         unique, inverse = torch.unique(batch.history_reviews[batch.history_mask], return_inverse=True)
         input_ids, attention_mask = self.review_tokens.pad(unique.cpu().numpy())
         encoded = self.encoder(input_ids.to(unique.device), attention_mask.to(unique.device))

@@ -186,11 +186,11 @@ class Recommender:
         unknown = [r.item_id for r in reviews if r.item_id is not None and r.item_id not in self.item_position]
         if unknown:
             raise UnknownItemError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
-        text = self._embed([r.text for r in reviews])
+        text, tower_text = self._embed([r.text for r in reviews])
         items = torch.tensor([self.item_position[r.item_id] if r.item_id is not None else -1 for r in reviews])
         ratings = torch.tensor([float(r.rating) if r.rating is not None else QUERY_RATING for r in reviews])
         mask = torch.ones(1, len(reviews), dtype=torch.bool)
-        vector = self.net.user_vectors_from_texts(text[None], items[None], ratings[None], mask)[0]
+        vector = self.net.user_vectors_from_texts(tower_text[None], items[None], ratings[None], mask)[0]
         offset = self.net.user_offset(ratings[None], mask)[0]
         if query:
             labels = [f'your query "{_short(r.text, 60)}"' for r in reviews]
@@ -271,18 +271,26 @@ class Recommender:
         each read as a one-review history (as :meth:`recommend_query` reads one), in batches."""
         vectors, embeddings = [], []
         for start in range(0, len(texts), batch_size):
-            text = self._embed(texts[start : start + batch_size])
+            text, tower_text = self._embed(texts[start : start + batch_size])
             one = torch.ones(len(text), 1)  # each query: a one-review history of no known item, QUERY_RATING stars
-            vectors.append(self.net.user_vectors_from_texts(text[:, None], -one.long(), QUERY_RATING * one, one.bool()))
+            vectors.append(
+                self.net.user_vectors_from_texts(tower_text[:, None], -one.long(), QUERY_RATING * one, one.bool()))
             embeddings.append(text)
         return torch.cat(vectors), torch.cat(embeddings)
 
-    def _embed(self, texts: list[str]) -> torch.Tensor:
-        """Pretrained text embeddings [N, text_dim] of ``texts`` (truncated as training reviews are)."""
+    @torch.no_grad()
+    def _embed(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pretrained text embeddings [N, text_dim] of ``texts`` (truncated as training reviews are),
+        which explanations and a query's text similarity compare with the items' documents, and
+        the embeddings that the user tower reads: the same, or for a model trained with
+        ``review_encoder=finetune``, the fine-tuned encoder's (in PyTorch, whatever the backend)."""
         encoded = self.bundle.tokenizer(texts, truncation=True, max_length=self.review_max_tokens, padding=True,
                                         return_tensors="pt")
         with self._encoder_lock:
-            return self.encode_texts(encoded["input_ids"], encoded["attention_mask"])
+            pretrained = self.encode_texts(encoded["input_ids"], encoded["attention_mask"])
+            if self.net.review_encoder == "frozen":
+                return pretrained, pretrained
+            return pretrained, self.net.encoder(encoded["input_ids"], encoded["attention_mask"])
 
     def _retrieve(self, queries: np.ndarray, k: int, history: UserItemSets, rows: np.ndarray,
                   exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:

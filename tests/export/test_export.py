@@ -242,3 +242,40 @@ def test_a_fused_export_without_its_ease_weights_is_refused(fused_export, tmp_pa
     (out / fmt.EASE_WEIGHTS).unlink()
     with pytest.raises(ExportError, match=f"ranks with EASE but {fmt.EASE_WEIGHTS} is missing"):
         load_export(out)
+
+
+def test_an_export_that_fine_tuned_its_review_encoder_serves_users_through_it(tuned_reviews_export):
+    out, module, datamodule = tuned_reviews_export
+    net = module.net.eval()
+    users = np.arange(datamodule.num_users)
+    history = datamodule.history_batch(users)
+    with torch.no_grad():
+        user_vectors = net.user_vectors(history)
+        item_vectors = net.catalog_vectors(datamodule.num_items)
+        through_pretrained = net.user_tower(net.review_text[history.history_reviews],
+                                            net.item_text[history.history_items], history.history_items,
+                                            history.history_ratings, history.history_mask)
+    assert not torch.allclose(user_vectors, through_pretrained, atol=1e-3)  # training changed the encoder
+    recommender = Recommender.from_export(out, rerank_top=5, text_backend="fp32")
+    assert recommender.net.review_encoder == "finetune"
+    # Known users: the vectors of the trained encoder.
+    torch.testing.assert_close(recommender.bundle.user_vectors, user_vectors, atol=1e-5, rtol=1e-5)
+    served_top_k(recommender, datamodule, user_vectors, item_vectors, cosine_top_k(user_vectors, item_vectors,
+                                                                                    datamodule))
+    # A new user: the tower reads their reviews through the fine-tuned encoder too; explanations
+    # still compare pretrained embeddings with the pretrained documents'.
+    reviews = [ReviewInput("a warm bright guitar string", str(datamodule.data.item_ids[1]), 5.0),
+               ReviewInput("it broke after a week", str(datamodule.data.item_ids[4]), 2.0)]
+    asker = recommender._new(reviews)
+    tokens = recommender.bundle.tokenizer([r.text for r in reviews], truncation=True, max_length=32, padding=True,
+                                          return_tensors="pt")
+    served_net = recommender.net
+    with torch.no_grad():
+        tuned = served_net.encoder(tokens["input_ids"], tokens["attention_mask"])
+        pretrained = served_net.encoder.forward_pretrained(tokens["input_ids"], tokens["attention_mask"])
+        items, ratings, mask = torch.tensor([[1, 4]]), torch.tensor([[5.0, 2.0]]), torch.ones(1, 2, dtype=torch.bool)
+        by_hand = served_net.user_vectors_from_texts(tuned[None], items, ratings, mask)[0]
+        with_pretrained = served_net.user_vectors_from_texts(pretrained[None], items, ratings, mask)[0]
+    torch.testing.assert_close(asker.vector, by_hand, atol=1e-5, rtol=1e-5)
+    assert (asker.vector - with_pretrained).abs().max() > 1e-4  # 20x the tolerance above
+    torch.testing.assert_close(asker.review_vectors, pretrained, atol=1e-5, rtol=1e-5)

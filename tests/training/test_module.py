@@ -13,7 +13,7 @@ from recsys.training.module import TwoTowerModule, warmup_then_decay
 from tests.conftest import TINY_BERT, review, write_lines
 
 
-def tiny_setup(files, data_dir, cache, trainable_layers=1, seed=0, **data):
+def tiny_setup(files, data_dir, cache, trainable_layers=1, seed=0, review_encoder="frozen", **data):
     pl.seed_everything(seed, workers=True)
     dm = ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=cache, split=SplitSpec(seed=0),
                           batch_size=8, eval_batch_size=16, num_negatives=2, item_max_tokens=32,
@@ -21,7 +21,8 @@ def tiny_setup(files, data_dir, cache, trainable_layers=1, seed=0, **data):
     dm.prepare_data()
     dm.setup("fit")
     net = TwoTowerModel(dm.num_items, text={"trainable_layers": trainable_layers, "bf16": False}, dim=16,
-                        user={"pooling": "attention"}, head={"hidden": 32}, encoder_config=dict(TINY_BERT))
+                        user={"pooling": "attention", "review_encoder": review_encoder}, head={"hidden": 32},
+                        encoder_config=dict(TINY_BERT))
     module = TwoTowerModule(net, loss={"retrieval": "softmax"}, optimizer=partial(torch.optim.AdamW, lr=3e-3),
                             encoder_lr=1e-3, ks=(1, 5))
     return dm, module
