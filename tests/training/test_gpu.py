@@ -21,12 +21,19 @@ class CatalogDevices(pl.Callback):
         self.devices = {net.item_text.device.type, net.review_text.device.type, module.device.type,
                         *([cache.states.device.type] if cache is not None else [])}
 
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if module.net.review_encoder == "finetune":  # the reviews as the trained encoder embeds them
+            self.devices.add(module.net.tuned_review_text.device.type)
+            self.tuned_reviews = len(module.net.tuned_review_text)
 
-@pytest.mark.parametrize("trainable_layers", [0, 1, -1])
+
+@pytest.mark.parametrize(("trainable_layers", "review_encoder"),
+                         [(0, "frozen"), (1, "frozen"), (-1, "frozen"), (1, "finetune")])
 def test_catalog_is_encoded_on_the_gpu_and_training_lowers_the_loss(tiny_dataset, tmp_path, monkeypatch,
-                                                                    trainable_layers):
+                                                                    trainable_layers, review_encoder):
     files, data_dir = tiny_dataset
-    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=trainable_layers)
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=trainable_layers,
+                            review_encoder=review_encoder)
     batch = dm.collator("train")(list(range(len(dm.data.pairs["train"]))))
     devices = CatalogDevices()
     fit = pl.Trainer(max_epochs=15, accelerator="gpu", devices=1, logger=False, enable_checkpointing=False,
@@ -49,6 +56,8 @@ def test_catalog_is_encoded_on_the_gpu_and_training_lowers_the_loss(tiny_dataset
     fit.fit(module, dm)
     assert encoded_on and set(encoded_on) == {"cuda"}
     assert devices.devices == {"cuda"}
+    if review_encoder == "finetune":
+        assert devices.tuned_reviews == len(dm.data.train_reviews)
     module.eval()
     with torch.no_grad():
         after = float(module.model_step(move_data_to_device(batch, module.device))["loss"])
