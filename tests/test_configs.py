@@ -176,3 +176,26 @@ def test_setting_errors_name_an_override_that_exists(model: str, make):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}"])
     assert OmegaConf.select(cfg, named) is not None, f"the error names {named}, which is not a config key"
+
+
+@pytest.mark.parametrize("threshold", [None, 4.0])
+def test_a_run_config_of_the_earlier_layout_is_upgraded_and_instantiates(threshold, tmp_path):
+    from omegaconf import OmegaConf, open_dict
+
+    from recsys.training.run import upgraded_config
+
+    run = compose_run(tmp_path, [])
+    with open_dict(run):
+        del run["hydra"]
+    stored = OmegaConf.to_container(run, resolve=True)
+    del stored["data"]["relevance_min_rating"]
+    stored["model"]["module"]["relevance_min_rating"] = threshold  # where checkpoints before it moved kept it
+    cfg = upgraded_config(OmegaConf.create(stored))
+    assert cfg.data.relevance_min_rating == threshold and "relevance_min_rating" not in cfg.model.module
+    instantiate(cfg.model.module, net=instantiate(cfg.model.net, num_items=7))  # refused before the upgrade
+    with pytest.raises(Exception, match="relevance_min_rating"):
+        instantiate(OmegaConf.create(stored).model.module, net=None)
+    # A current config, and one without a model section, pass through unchanged.
+    current = OmegaConf.create({**stored, "model": cfg.model, "data": {"relevance_min_rating": 3.0}})
+    assert OmegaConf.to_container(upgraded_config(current.copy())) == OmegaConf.to_container(current)
+    assert OmegaConf.to_container(upgraded_config(OmegaConf.create({"seed": 3}))) == {"seed": 3}

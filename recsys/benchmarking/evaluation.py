@@ -22,7 +22,8 @@ def evaluate_scorer(
     """Metrics of a model on ``split`` (keys ``<split>/<metric>``).
 
     ``user_scores(users)`` gives [n, num_items] scores; rankings exclude each user's training items
-    and count the split's held-out items as relevant. Also: ``coverage@10`` (share of the catalog in
+    and count the split's held-out items as relevant (those rated at least the datamodule's
+    ``relevance_min_rating`` when it is set). Also: ``coverage@10`` (share of the catalog in
     anyone's top 10), ``popularity@10`` (mean training count of recommended items), ``recall@K``
     for K = 1..``curve_k``, and RMSE/MAE when ``predict_ratings`` gives stars.
     """
@@ -31,7 +32,7 @@ def evaluate_scorer(
     users = np.unique(pairs.user)
     top = top_k_from_scores(lambda a, b: user_scores(users[a:b]), users, max(curve_k, *ks), data.train_items,
                             USER_CHUNK, data.num_items)
-    relevant = data.held_out_items(split)
+    relevant = datamodule.held_out_items(split)
     metrics = ranking_metrics(top, users, relevant, sorted(set(ks) | set(range(1, curve_k + 1))))
     top10 = top[:, :10].numpy()
     metrics["coverage@10"] = len(np.unique(top10)) / data.num_items

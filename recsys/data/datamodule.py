@@ -48,6 +48,8 @@ class ReviewDataModule(pl.LightningDataModule):
         batch_size / eval_batch_size: pairs per training / evaluation batch.
         num_workers: DataLoader workers (0 keeps batching in the training process).
         seed: seed of training negatives (validation/test negatives are fixed from it).
+        relevance_min_rating: count only held-out items rated at least this as relevant in the
+            ranking metrics of every model (None: all held-out items).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class ReviewDataModule(pl.LightningDataModule):
         eval_batch_size: int = 256,
         num_workers: int = 0,
         seed: int = 0,
+        relevance_min_rating: float | None = None,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -89,6 +92,7 @@ class ReviewDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.relevance_min_rating = relevance_min_rating
         # The training negatives' generator lives here, not in the loader, so that its state is
         # saved in checkpoints (state_dict) and a resumed run draws the same negatives.
         self._train_rng = np.random.default_rng(seed)
@@ -149,8 +153,10 @@ class ReviewDataModule(pl.LightningDataModule):
     def item_train_counts(self) -> np.ndarray:
         return self._require().item_train_counts()
 
-    def held_out_items(self, split: str, min_rating: float | None = None) -> UserItemSets:
-        return self._require().held_out_items(split, min_rating)
+    def held_out_items(self, split: str) -> UserItemSets:
+        """The items that ranking metrics count as relevant on ``split``, per user: its held-out
+        items, only those rated at least ``relevance_min_rating`` when that is set."""
+        return self._require().held_out_items(split, self.relevance_min_rating)
 
     def catalog(self) -> Catalog:
         """The item catalog and training-review tokens that the model caches encodings of."""

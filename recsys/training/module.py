@@ -79,7 +79,6 @@ class TwoTowerModule(pl.LightningModule):
         encoder_lr: learning rate of the fine-tuned encoder layers.
         warmup_ratio / decay: the learning-rate schedule (``cosine`` or ``linear`` decay after warmup).
         ks: cut-offs of the ranking metrics.
-        relevance_min_rating: count only held-out items rated at least this as relevant (None: all).
         peak_flops: FLOP/s that encoder utilisation is reported against.
         embedding_weight_decay: weight decay of embedding tables (None: the optimizer's). AdamW's
             decay shrinks every row at every step, so rows seen rarely (users' ids) fade between
@@ -94,7 +93,7 @@ class TwoTowerModule(pl.LightningModule):
     def __init__(
         self, net: TwoTowerModel, loss: dict | LossConfig | None = None,
         optimizer: Callable[..., Optimizer] | None = None, encoder_lr: float = 5e-5, warmup_ratio: float = 0.1,
-        decay: str = "cosine", ks: tuple[int, ...] | list[int] = (5, 10, 20), relevance_min_rating: float | None = None,
+        decay: str = "cosine", ks: tuple[int, ...] | list[int] = (5, 10, 20),
         peak_flops: float = 1e12, embedding_weight_decay: float | None = None, embedding_lr: float | None = None,
         ease_fusion: float = 0.0,
     ) -> None:
@@ -116,7 +115,6 @@ class TwoTowerModule(pl.LightningModule):
         self.warmup_ratio = warmup_ratio
         self.decay = decay
         self.ks = sorted(int(k) for k in ks)
-        self.relevance_min_rating = relevance_min_rating
         self.peak_flops = peak_flops
         self.embedding_weight_decay = embedding_weight_decay
         self.embedding_lr = embedding_lr
@@ -308,14 +306,14 @@ class TwoTowerModule(pl.LightningModule):
         """Ranking metrics of the users seen in this evaluation (by this process), over the whole catalog."""
         if not self._user_vectors:
             return ranking_metrics(torch.empty(0, max(self.ks), dtype=torch.long), np.empty(0, dtype=np.int64),
-                                   self.trainer.datamodule.held_out_items(stage, self.relevance_min_rating), self.ks)
+                                   self.trainer.datamodule.held_out_items(stage), self.ks)
         users = np.array(sorted(self._user_vectors), dtype=np.int64)
         user_vectors = torch.stack([self._user_vectors[u] for u in users.tolist()]).float()
         item_vectors = self.net.catalog_vectors(self.catalog.num_items).float()
         top = top_k_from_scores(
             lambda start, stop: self.ranking_scores(user_vectors[start:stop], users[start:stop], item_vectors),
             users, max(self.ks), self.catalog.train_items, RANKING_CHUNK, self.catalog.num_items)
-        relevant = self.trainer.datamodule.held_out_items(stage, self.relevance_min_rating)
+        relevant = self.trainer.datamodule.held_out_items(stage)
         return ranking_metrics(top, users, relevant, self.ks)
 
     def ranking_scores(self, user_vectors: torch.Tensor, users: np.ndarray, item_vectors: torch.Tensor) -> torch.Tensor:

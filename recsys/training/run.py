@@ -252,7 +252,18 @@ def load_checkpoint_config(path: Path) -> tuple[DictConfig, dict]:
                          "from the run's checkpoints/ folder") from err
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise ValueError(f"{path} has no recsys config: was it written by scripts/train.py?")
-    return OmegaConf.create(checkpoint[CONFIG_KEY]), checkpoint
+    return upgraded_config(OmegaConf.create(checkpoint[CONFIG_KEY])), checkpoint
+
+
+def upgraded_config(cfg: DictConfig) -> DictConfig:
+    """A run config stored by an earlier version, in the current layout: the relevance threshold
+    of the ranking metrics moved from ``model.module`` to ``data`` (it applies to every model)."""
+    module = OmegaConf.select(cfg, "model.module")
+    if module is not None and "relevance_min_rating" in module:
+        threshold = module.pop("relevance_min_rating")
+        if OmegaConf.select(cfg, "data.relevance_min_rating", default="absent") == "absent":
+            OmegaConf.update(cfg, "data.relevance_min_rating", threshold, force_add=True)
+    return cfg
 
 
 def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | None = None) -> dict[str, float]:

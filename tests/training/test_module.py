@@ -10,7 +10,7 @@ from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
 from recsys.models.two_tower import TwoTowerModel
 from recsys.training.module import TwoTowerModule, warmup_then_decay
-from tests.conftest import TINY_BERT, review, write_lines
+from tests.conftest import TINY_BERT, review, tiny_reviews, write_lines
 
 
 def tiny_setup(files, data_dir, cache, trainable_layers=1, seed=0, review_encoder="frozen", **data):
@@ -192,3 +192,42 @@ def test_logq_correction_is_the_log_probability_that_an_item_is_a_batch_candidat
     # holds each distinct item once, however often it is drawn.
     assert spread(popularity) > 1.5
     assert spread(expected_count) > 0.6
+
+
+def test_a_relevance_threshold_counts_only_well_rated_held_out_items_for_every_model(tmp_path):
+    from recsys.baselines.ease import EASE
+    from recsys.benchmarking.evaluation import evaluate_scorer, network_scorer
+    from recsys.training.ranking import ranking_metrics
+
+    # 16 users x 6 reviews: validation holds users whose held-out ratings are all below 4, all at
+    # or above it, and both.
+    files = DatasetFiles(name="tiny", subdir="tiny", reviews="reviews_tiny.json.gz")
+    write_lines(tmp_path / "data" / "tiny" / files.reviews, tiny_reviews(num_users=16, num_items=12, per_user=6))
+    dm, module = tiny_setup(files, tmp_path / "data", tmp_path, trainable_layers=0, relevance_min_rating=4.0)
+    pairs = dm.data.pairs["val"]
+    well_rated = set(zip(pairs.user[pairs.rating >= 4].tolist(), pairs.item[pairs.rating >= 4].tolist(),
+                         strict=True))
+    relevant = dm.held_out_items("val")
+    assert {(u, i) for u in range(dm.num_users) for i in relevant.items_of(u).tolist()} == well_rated
+    assert 0 < len(well_rated) < len(pairs)  # the threshold drops some held-out items here
+    logged = trainer(epochs=1).fit(module, dm) or module.trainer.callback_metrics
+    # Users whose held-out items are all rated below the threshold have nothing to find: not ranked.
+    assert int(logged["val/ranked_users"]) == len({u for u, _ in well_rated}) < len(np.unique(pairs.user))
+    users = np.unique(pairs.user)
+    module.eval()
+    with torch.no_grad():
+        scores = network_scorer(module, dm)(users)
+    top = scores.masked_fill(torch.from_numpy(dm.data.train_items.rows(users)), float("-inf")).topk(5).indices
+    expected = ranking_metrics(top, users, relevant, (1, 5))
+    assert float(logged["val/recall@5"]) == pytest.approx(expected["recall@5"], abs=1e-6)
+    every_item = ranking_metrics(top, users, dm.data.held_out_items("val"), (1, 5))
+    assert expected["recall@5"] != pytest.approx(every_item["recall@5"])
+    # The baselines' (and benchmark's) evaluation uses the same relevant items.
+    benchmark = evaluate_scorer(network_scorer(module, dm), None, dm, "val", ks=(1, 5), curve_k=5)
+    assert benchmark["val/recall@5"] == pytest.approx(expected["recall@5"], abs=1e-6)
+    ease = EASE(l2=2.0)
+    ease.fit(dm)
+    ease_metrics = evaluate_scorer(ease.user_scores, None, dm, "val", ks=(1, 5), curve_k=5)
+    ease_top = ease.user_scores(users).masked_fill(torch.from_numpy(dm.data.train_items.rows(users)),
+                                                   float("-inf")).topk(5).indices
+    assert ease_metrics["val/ndcg@5"] == pytest.approx(ranking_metrics(ease_top, users, relevant, (1, 5))["ndcg@5"])
