@@ -17,7 +17,7 @@ from recsys.data.batches import PairBatch
 from recsys.data.catalog import Catalog
 from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
 from recsys.models.two_tower import TwoTowerModel
-from recsys.training.ranking import fused_scores, ranking_metrics, standardised, top_k_from_scores
+from recsys.training.ranking import RANKING_METRICS, fused_scores, ranking_metrics, standardised, top_k_from_scores
 from recsys.training.teacher import EaseTeacher
 
 EVAL_STAGES = ("val", "test")
@@ -259,6 +259,13 @@ class TwoTowerModule(pl.LightningModule):
             flops = self.encoder.flops_counter
             self.log("train/encoder_tflops", flops / seconds / 1e12, batch_size=len(batch))
             self.log("train/encoder_flop_utilisation", flops / seconds / self.peak_flops, batch_size=len(batch))
+
+    @staticmethod
+    def evaluation_metric_names(stage: str, ks: tuple[int, ...] | list[int]) -> list[str]:
+        """The metrics that an evaluation of ``stage`` (``val`` or ``test``) logs with cut-offs ``ks``:
+        what ``model.monitor`` can name."""
+        ranking = [f"{name}@{k}" for k in sorted(int(k) for k in ks) for name in RANKING_METRICS]
+        return [f"{stage}/{name}" for name in ("loss", "retrieval_loss", "rmse", "mae", *ranking, "ranked_users")]
 
     def _eval_step(self, batch: PairBatch, stage: str) -> None:
         out = self.model_step(batch)

@@ -84,6 +84,17 @@ def whole_number_setting(cfg: DictConfig, key: str) -> int | None:
     raise ValueError(f"{key}={value!r} is not allowed: give a whole number, e.g. {key}=6")
 
 
+def check_monitor(cfg: DictConfig) -> None:
+    """Refuse a ``model.monitor`` that validation does not log, or a ``model.monitor_mode`` other
+    than min / max, naming what is allowed (Lightning finds out only after the first epoch)."""
+    allowed = TwoTowerModule.evaluation_metric_names("val", cfg.model.module.get("ks", (5, 10, 20)))
+    if cfg.model.monitor not in allowed:
+        raise ValueError(f"model.monitor={cfg.model.monitor} is not a validation metric of this model; "
+                         f"choose one of {', '.join(allowed)}")
+    if cfg.model.monitor_mode not in ("min", "max"):
+        raise ValueError(f"model.monitor_mode={cfg.model.monitor_mode} is not allowed; use min or max")
+
+
 def training_epochs(cfg: DictConfig, datamodule: ReviewDataModule) -> int:
     """``trainer.max_epochs``, raised where needed so that training takes at least ``model.min_steps``
     optimiser steps (batches of ``data.batch_size`` pairs, one process): a schedule set in epochs
@@ -146,6 +157,8 @@ def train(cfg: DictConfig) -> float | None:
     started = time.perf_counter()
     for key in ("trainer.max_epochs", "model.min_steps"):  # before the data, which can take minutes
         whole_number_setting(cfg, key)
+    if "baseline" not in cfg.model:
+        check_monitor(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out = run_dir(cfg)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)

@@ -59,6 +59,8 @@ def test_same_seed_same_metrics(tiny_dataset, tmp_path):
         results.append(fit.test(module, dm, verbose=False)[0])
     assert results[0] == pytest.approx(results[1], abs=1e-6)
     assert {"test/rmse", "test/mae", "test/recall@5", "test/ndcg@1", "test/mrr@5"} <= set(results[0])
+    # What model.monitor may name (checked before a run) is what an evaluation logs.
+    assert set(results[0]) == set(TwoTowerModule.evaluation_metric_names("test", (5, 1)))
 
 
 def test_weight_averaging_callbacks_are_refused_with_a_message(tiny_dataset, tmp_path):
