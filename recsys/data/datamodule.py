@@ -84,6 +84,10 @@ class ReviewDataModule(pl.LightningDataModule):
                             ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {value}")
+        if relevance_min_rating is not None and not 1 <= relevance_min_rating <= 5:
+            raise ValueError(f"data.relevance_min_rating={relevance_min_rating} is not allowed: ratings are read as "
+                             "1 to 5 stars; give a value from 1 to 5 (e.g. 4: liked items), or null for every "
+                             "held-out item")
         self.max_reviews = max_reviews
         self.review_max_tokens = review_max_tokens
         self.item_max_tokens = item_max_tokens

@@ -120,6 +120,11 @@ def test_bad_settings_name_the_config_key(tiny_dataset, tmp_path):
         ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, batch_size=0)
     with pytest.raises(ValueError, match="data.on_bad_line"):
         ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, on_bad_line="warn")
+    for threshold in (0.5, 6.0):  # below 1 it keeps every item (null says so), above 5 none
+        with pytest.raises(ValueError, match=rf"^data.relevance_min_rating={threshold} is not allowed: .*1 to 5"):
+            ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, relevance_min_rating=threshold)
+    assert ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path,
+                            relevance_min_rating=5).relevance_min_rating == 5
 
 
 def test_temporal_split_datamodule_holds_out_each_users_latest(tiny_dataset, tmp_path):
