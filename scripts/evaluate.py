@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on a split and write its metrics (metrics_<split>_<checkpoint>.json beside the run).
 
     python scripts/evaluate.py ckpt=outputs/train/<run>/checkpoints/last.ckpt split=test
+    python scripts/evaluate.py ckpt=... relevance_min_rating=4   # recall etc. of the items rated 4+
 """
 
 import hydra
@@ -13,7 +14,7 @@ from recsys.training.run import evaluate
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    metrics = evaluate(cfg.ckpt, cfg.split, cfg.output_dir)
+    metrics = evaluate(cfg.ckpt, cfg.split, cfg.output_dir, cfg.relevance_min_rating)
     for name, value in sorted(metrics.items()):
         print(f"{name:>24s}  {value:.4f}")
 

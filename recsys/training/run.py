@@ -279,20 +279,36 @@ def upgraded_config(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | None = None) -> dict[str, float]:
+FROM_CHECKPOINT = "checkpoint"
+
+
+def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | None = None,
+             relevance_min_rating: float | str | None = FROM_CHECKPOINT) -> dict[str, float]:
     """Metrics of a checkpoint on ``split`` (``val`` or ``test``), written to ``metrics.json``
     (in ``output_dir``, by default the checkpoint's run directory as ``metrics_<split>_<checkpoint>.json``:
-    one file per checkpoint, as a run keeps a best-ranking and a rating checkpoint)."""
+    one file per checkpoint, as a run keeps a best-ranking and a rating checkpoint).
+
+    ``relevance_min_rating`` counts only held-out items rated at least this as relevant (None:
+    every one); by default the run's own ``data.relevance_min_rating``. Another value than the
+    run's is named in the file (``..._min-rating-4.json``, ``..._every-held-out.json``)."""
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r} is not allowed; use val or test")
     path = Path(ckpt)
     cfg, checkpoint = load_checkpoint_config(path)
+    suffix = ""
+    if relevance_min_rating != FROM_CHECKPOINT and relevance_min_rating != cfg.data.get("relevance_min_rating"):
+        if relevance_min_rating is not None and (isinstance(relevance_min_rating, bool)
+                                                 or not isinstance(relevance_min_rating, int | float)):
+            raise ValueError(f"relevance_min_rating={relevance_min_rating!r} is not allowed; give a rating from 1 "
+                             f"to 5, null (every held-out item) or {FROM_CHECKPOINT} (the run's own)")
+        cfg.data.relevance_min_rating = relevance_min_rating
+        suffix = "_every-held-out" if relevance_min_rating is None else f"_min-rating-{relevance_min_rating:g}"
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup(split)
     metrics = metrics_of_weights(build_module(cfg, datamodule), datamodule, checkpoint["state_dict"], split)
-    beside_run = path.parent.parent / f"metrics_{split}_{path.stem}.json"
+    beside_run = path.parent.parent / f"metrics_{split}_{path.stem}{suffix}.json"
     target = Path(output_dir) / "metrics.json" if output_dir else beside_run
     write_metrics(target, metrics)
     log.info("Wrote %s\n\n%s", target, metrics_table(metrics))

@@ -65,6 +65,13 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
         again = json.loads((out / "metrics_test_epoch00.json").read_text())
         for key in ("test/rmse", "test/mae", "test/recall@10", "test/ndcg@10", "test/precision@5"):
             assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
+        # The same checkpoint, counting only the held-out items rated 4 or 5 as relevant.
+        run("evaluate.py", f"ckpt={best}", "split=test", "relevance_min_rating=4",
+            f"hydra.run.dir={tmp_path / 'eval_liked'}", env=env)
+        liked = json.loads((out / "metrics_test_epoch00_min-rating-4.json").read_text())
+        assert liked["test/rmse"] == pytest.approx(metrics["test/rmse"], abs=1e-6)  # over every held-out pair
+        assert 0.5 * metrics["test/ranked_users"] < liked["test/ranked_users"] < metrics["test/ranked_users"]
+        assert liked["test/recall@10"] != pytest.approx(metrics["test/recall@10"], abs=1e-6)
         rating = out / "checkpoints" / metrics["rating_checkpoint"]
         run("evaluate.py", f"ckpt={rating}", "split=test", f"hydra.run.dir={tmp_path / 'eval2'}", env=env)
         rated = json.loads((out / "metrics_test_rating-epoch00.json").read_text())  # beside the first, not over it
