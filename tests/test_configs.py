@@ -14,6 +14,9 @@ from recsys.data.datamodule import ReviewDataModule
 from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
 from recsys.models.losses import LossConfig
+from recsys.models.scoring_head import ScoringHead
+from recsys.models.two_tower import TwoTowerModel
+from recsys.models.user_tower import UserTower
 from recsys.training.module import TwoTowerModule
 from tests.conftest import REPO_ROOT
 
@@ -165,6 +168,12 @@ def test_baseline_configs_instantiate(model: str, tmp_path):
     ("two_tower", lambda: TwoTowerModule(net=None, peak_flops=-1.0)),
     ("two_tower", lambda: LossConfig(temperature=0.0)),
     ("two_tower", lambda: LossConfig(teacher_l2=0.0)),
+    ("two_tower", lambda: TwoTowerModel(10, dim=0)),
+    ("two_tower", lambda: UserTower(384, 10, 128, pooling="transformer", heads=3)),  # 128 / 3 heads
+    ("two_tower", lambda: UserTower(384, 10, 128, pooling="transformer", layers=0)),
+    ("two_tower", lambda: UserTower(384, 10, 128, dropout=1.0)),
+    ("two_tower", lambda: ScoringHead(128, hidden=0)),
+    ("mf", lambda: ScoringHead(64, dropout=-0.1)),
     ("ease", lambda: EASE(l2=0.0)),
     ("text_ease", lambda: EASE(text_weight=-1.0)),
     ("text_ridge", lambda: TextRidge(l2=-1.0)),

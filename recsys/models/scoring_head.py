@@ -15,6 +15,9 @@ class ScoringHead(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
+        if hidden < 1 or not 0 <= dropout < 1:
+            raise ValueError(f"model.net.head.hidden={hidden} / dropout={dropout} are not allowed: give hidden >= 1 "
+                             "and dropout in [0, 1)")
         self.mlp = nn.Sequential(
             nn.Linear(4 * dim, hidden), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),

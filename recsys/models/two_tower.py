@@ -49,6 +49,8 @@ class TwoTowerModel(RatingScoring, nn.Module):
         embedding_cache_dir: str | Path | None = None, encoder_config: BertConfig | dict | None = None,
     ) -> None:
         super().__init__()
+        if dim < 1:
+            raise ValueError(f"model.net.dim={dim} is not allowed: give the vectors' size, >= 1 (e.g. 128)")
         text = dict(text or {})
         user = dict(user or {})
         self.review_encoder = user.pop("review_encoder", "frozen")

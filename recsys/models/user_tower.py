@@ -26,6 +26,12 @@ class UserTower(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"model.net.user.pooling={pooling!r} is not allowed; use one of: {', '.join(POOLINGS)}")
+        if pooling == "transformer" and (layers < 1 or heads < 1 or dim % heads):
+            raise ValueError(f"model.net.user.layers={layers} / heads={heads} are not allowed with "
+                             f"pooling=transformer: give layers >= 1 and a number of heads that divides "
+                             f"model.net.dim={dim}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"model.net.user.dropout={dropout} must be in [0, 1)")
         self.pooling = pooling
         self.review_projection = nn.Linear(text_dim, dim)
         self.item_text_projection = nn.Linear(text_dim, dim)
@@ -40,7 +46,7 @@ class UserTower(nn.Module):
                                            norm_first=True),
                 num_layers=layers, enable_nested_tensor=False,
             )
-            if pooling == "transformer" and layers > 0 else None
+            if pooling == "transformer" else None
         )
         self.attention_score = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
         self.empty_history = nn.Parameter(torch.zeros(dim))
