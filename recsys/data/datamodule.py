@@ -113,6 +113,11 @@ class ReviewDataModule(pl.LightningDataModule):
         return self._tokenizer
 
     def _build(self) -> None:
+        limit = self.tokenizer.model_max_length  # the encoder's positions; a huge sentinel where unset
+        for name, value in (("item_max_tokens", self.item_max_tokens), ("review_max_tokens", self.review_max_tokens)):
+            if value > limit:
+                raise ValueError(f"data.{name}={value} is more than the encoder reads: {limit} tokens; give at most "
+                                 f"{limit}")
         started = time.perf_counter()
         data = prepare_dataset(
             self.dataset, self.data_dir, self.cache_dir, self.split, self.on_bad_line,

@@ -95,6 +95,16 @@ def check_monitor(cfg: DictConfig) -> None:
         raise ValueError(f"model.monitor_mode={cfg.model.monitor_mode} is not allowed; use min or max")
 
 
+def require_held_out(datamodule: ReviewDataModule, splits: list[str]) -> None:
+    """Refuse a run whose validation (what picks the checkpoints) or test split holds no
+    interactions, before training rather than at its end."""
+    for split in splits:
+        if len(datamodule.data.pairs[split]) == 0:
+            remedy = " or run with test=false" if split == "test" else ""
+            raise ValueError(f"the {split} split holds no interactions (data.split.fractions="
+                             f"{list(datamodule.split.fractions)}): give it a share{remedy}")
+
+
 def training_epochs(cfg: DictConfig, datamodule: ReviewDataModule) -> int:
     """``trainer.max_epochs``, raised where needed so that training takes at least ``model.min_steps``
     optimiser steps (batches of ``data.batch_size`` pairs, one process): a schedule set in epochs
@@ -164,6 +174,7 @@ def train(cfg: DictConfig) -> float | None:
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    require_held_out(datamodule, ["val", "test"] if cfg.get("test", True) else ["val"])
     if "baseline" in cfg.model:
         return fit_baseline(cfg, datamodule, out, started)
     epochs = training_epochs(cfg, datamodule)

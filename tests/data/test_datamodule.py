@@ -125,6 +125,12 @@ def test_bad_settings_name_the_config_key(tiny_dataset, tmp_path):
             ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, relevance_min_rating=threshold)
     assert ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path,
                             relevance_min_rating=5).relevance_min_rating == 5
+    # Past the encoder's 512 positions, refused before the data is read (not an index error when encoding).
+    for name in ("item_max_tokens", "review_max_tokens"):
+        too_long = ReviewDataModule(dataset=files, data_dir=tmp_path / "nowhere", cache_dir=tmp_path, **{name: 513})
+        with pytest.raises(ValueError, match=rf"^data.{name}=513 is more than the encoder reads: 512 tokens"):
+            too_long.prepare_data()
+    ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, item_max_tokens=512).prepare_data()
 
 
 def test_temporal_split_datamodule_holds_out_each_users_latest(tiny_dataset, tmp_path):

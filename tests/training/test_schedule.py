@@ -54,22 +54,3 @@ def test_an_epoch_or_step_count_that_is_not_a_whole_number_is_named(override, tm
     with pytest.raises(ValueError, match=rf"^{key}="):
         train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
 
-
-@pytest.mark.parametrize(("override", "message"), [
-    ("model.monitor=val/recal@10", r"^model.monitor=val/recal@10 is not a validation metric of this model; "
-                                   r"choose one of val/loss, .*val/recall@10, .*val/ranked_users$"),
-    ("model.monitor=val/ndcg@50", "val/ndcg@5, .*val/ndcg@20"),  # the cut-offs are model.module.ks
-    ("model.monitor=test/recall@10", "is not a validation metric"),
-    ("model.monitor_mode=maximum", r"^model.monitor_mode=maximum is not allowed; use min or max$"),
-])
-def test_a_monitor_that_validation_does_not_log_is_refused_before_the_data(override, message, tmp_path):
-    with pytest.raises(ValueError, match=message):
-        train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
-
-
-@pytest.mark.parametrize("model", ["two_tower", "mf"])
-def test_the_default_monitors_are_allowed_and_ks_set_the_cut_offs(model):
-    from recsys.training.run import check_monitor
-
-    check_monitor(config(f"model={model}"))
-    check_monitor(config("model.monitor=val/mrr@3", "model.module.ks=[3]", "model.monitor_mode=max"))

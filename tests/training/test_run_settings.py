@@ -1,0 +1,43 @@
+"""Run settings that cannot work are refused before training, naming what is allowed."""
+
+import pytest
+
+from recsys.training.run import train
+from tests.conftest import tiny_reviews, write_lines
+from tests.training.test_schedule import config
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.monitor=val/recal@10", r"^model.monitor=val/recal@10 is not a validation metric of this model; "
+                                   r"choose one of val/loss, .*val/recall@10, .*val/ranked_users$"),
+    ("model.monitor=val/ndcg@50", "val/ndcg@5, .*val/ndcg@20"),  # the cut-offs are model.module.ks
+    ("model.monitor=test/recall@10", "is not a validation metric"),
+    ("model.monitor_mode=maximum", r"^model.monitor_mode=maximum is not allowed; use min or max$"),
+])
+def test_a_monitor_that_validation_does_not_log_is_refused_before_the_data(override, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize("model", ["two_tower", "mf"])
+def test_the_default_monitors_are_allowed_and_ks_set_the_cut_offs(model):
+    from recsys.training.run import check_monitor
+
+    check_monitor(config(f"model={model}"))
+    check_monitor(config("model.monitor=val/mrr@3", "model.module.ks=[3]", "model.monitor_mode=max"))
+
+
+@pytest.mark.parametrize(("fractions", "test", "message"), [
+    ("[0.9,0.1,0.0]", True, r"^the test split holds no interactions \(data.split.fractions=\[0.9, 0.1, 0.0\]\): "
+                            r"give it a share or run with test=false$"),
+    ("[0.9,0.0,0.1]", False, r"^the val split holds no interactions .*: give it a share$"),
+])
+def test_an_empty_validation_or_test_split_is_refused_before_training(fractions, test, message, tmp_path):
+    write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
+    overrides = ["data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
+                 f"paths.data_dir={tmp_path / 'data'}", f"paths.output_dir={tmp_path}",
+                 f"paths.cache_dir={tmp_path / 'cache'}", f"data.split.fractions={fractions}", f"test={test}",
+                 "logger=none"]
+    for model in ("two_tower", "ease"):
+        with pytest.raises(ValueError, match=message):
+            train(config(*overrides, f"model={model}"))
