@@ -53,4 +53,3 @@ def test_an_epoch_or_step_count_that_is_not_a_whole_number_is_named(override, tm
     # train() refuses it before it reads any data (none exists here).
     with pytest.raises(ValueError, match=rf"^{key}="):
         train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
-
