@@ -77,13 +77,12 @@ class ReviewDataModule(pl.LightningDataModule):
         self.split = split or SplitSpec()
         self.tokenizer_path = tokenizer_path
         self.on_bad_line = BadLinePolicy.parse(on_bad_line)
-        for name, value in (("max_reviews", max_reviews), ("num_negatives", num_negatives)):
-            if value < 0:
-                raise ValueError(f"data.{name} must be >= 0, got {value}")
-        for name, value in (("review_max_tokens", review_max_tokens), ("item_max_tokens", item_max_tokens),
-                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {value}")
+        for name, value, least in (("max_reviews", max_reviews, 0), ("num_negatives", num_negatives, 0),
+                                   ("num_workers", num_workers, 0), ("review_max_tokens", review_max_tokens, 1),
+                                   ("item_max_tokens", item_max_tokens, 1), ("batch_size", batch_size, 1),
+                                   ("eval_batch_size", eval_batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"data.{name} must be a whole number >= {least}, got {value!r}")
         if relevance_min_rating is not None and not 1 <= relevance_min_rating <= 5:
             raise ValueError(f"data.relevance_min_rating={relevance_min_rating} is not allowed: ratings are read as "
                              "1 to 5 stars; give a value from 1 to 5 (e.g. 4: liked items), or null for every "

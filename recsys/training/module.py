@@ -27,6 +27,12 @@ RANKING_CHUNK = 1024  # users scored at a time: memory is RANKING_CHUNK x num_it
 DECAYS = ("cosine", "linear")
 
 
+def check_cutoffs(ks: tuple[int, ...] | list[int]) -> None:
+    """Refuse ranking cut-offs (``model.module.ks``) that are none, or not whole numbers >= 1."""
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"model.module.ks={list(ks)} is not allowed: give cut-offs >= 1, e.g. [5, 10, 20]")
+
+
 def check_schedule(warmup_ratio: float, decay: str) -> None:
     """A ValueError naming the setting, unless ``0 <= warmup_ratio < 1`` and ``decay`` is one of :data:`DECAYS`."""
     if decay not in DECAYS:
@@ -98,8 +104,7 @@ class TwoTowerModule(pl.LightningModule):
         ease_fusion: float = 0.0,
     ) -> None:
         check_schedule(warmup_ratio, decay)
-        if not ks or min(int(k) for k in ks) < 1:
-            raise ValueError(f"model.module.ks={list(ks)} is not allowed: give cut-offs >= 1, e.g. [5, 10, 20]")
+        check_cutoffs(ks)
         if encoder_lr <= 0 or peak_flops <= 0:
             name, value = ("encoder_lr", encoder_lr) if encoder_lr <= 0 else ("peak_flops", peak_flops)
             raise ValueError(f"model.module.{name}={value} is not allowed: it must be > 0")
@@ -361,7 +366,10 @@ class TwoTowerModule(pl.LightningModule):
             groups = [{"params": [p for p in rest if id(p) not in tables], "name": "rest"}, embedding_group]
         if encoder:
             groups.append({"params": encoder, "lr": self.encoder_lr, "name": "encoder"})
-        optimizer = self.optimizer_factory(groups)
+        try:
+            optimizer = self.optimizer_factory(groups)
+        except ValueError as err:  # torch's "Invalid learning rate: -1" names no setting
+            raise ValueError(f"model.module.optimizer: {err}") from err
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = LambdaLR(optimizer, warmup_then_decay(total, self.warmup_ratio, self.decay))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -22,7 +22,7 @@ from recsys.data.datamodule import ReviewDataModule
 from recsys.training.callbacks import RandomStateCheckpoint
 from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
-from recsys.training.module import TwoTowerModule
+from recsys.training.module import TwoTowerModule, check_cutoffs
 from recsys.training.report import (
     example_recommendations,
     metrics_table,
@@ -87,12 +87,24 @@ def whole_number_setting(cfg: DictConfig, key: str) -> int | None:
 def check_monitor(cfg: DictConfig) -> None:
     """Refuse a ``model.monitor`` that validation does not log, or a ``model.monitor_mode`` other
     than min / max, naming what is allowed (Lightning finds out only after the first epoch)."""
-    allowed = TwoTowerModule.evaluation_metric_names("val", cfg.model.module.get("ks", (5, 10, 20)))
+    ks = list(cfg.model.module.get("ks", (5, 10, 20)))
+    check_cutoffs(ks)
+    allowed = TwoTowerModule.evaluation_metric_names("val", ks)
     if cfg.model.monitor not in allowed:
         raise ValueError(f"model.monitor={cfg.model.monitor} is not a validation metric of this model; "
                          f"choose one of {', '.join(allowed)}")
     if cfg.model.monitor_mode not in ("min", "max"):
         raise ValueError(f"model.monitor_mode={cfg.model.monitor_mode} is not allowed; use min or max")
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """Refuse a GPU trainer where torch sees no GPU, with what to do (Lightning says only that
+    no GPU backend was found)."""
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        build = "without CUDA" if torch.version.cuda is None else f"with CUDA {torch.version.cuda}"
+        raise ValueError(f"trainer.accelerator={accelerator} needs a CUDA GPU, and torch sees none (torch "
+                         f"{torch.__version__}, built {build}); use trainer=cpu")
 
 
 def require_held_out(datamodule: ReviewDataModule, splits: list[str]) -> None:
@@ -165,10 +177,11 @@ def train(cfg: DictConfig) -> float | None:
     Returns the monitored metric (``cfg.model.monitor``) of the best checkpoint, for sweeps.
     """
     started = time.perf_counter()
-    for key in ("trainer.max_epochs", "model.min_steps"):  # before the data, which can take minutes
+    for key in ("seed", "trainer.max_epochs", "model.min_steps"):  # before the data, which can take minutes
         whole_number_setting(cfg, key)
     if "baseline" not in cfg.model:
         check_monitor(cfg)
+        check_accelerator(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out = run_dir(cfg)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)

@@ -1,6 +1,7 @@
 """Run settings that cannot work are refused before training, naming what is allowed."""
 
 import pytest
+import torch
 
 from recsys.training.run import train
 from tests.conftest import tiny_reviews, write_lines
@@ -13,8 +14,12 @@ from tests.training.test_schedule import config
     ("model.monitor=val/ndcg@50", "val/ndcg@5, .*val/ndcg@20"),  # the cut-offs are model.module.ks
     ("model.monitor=test/recall@10", "is not a validation metric"),
     ("model.monitor_mode=maximum", r"^model.monitor_mode=maximum is not allowed; use min or max$"),
+    ("model.module.ks=[]", r"^model.module.ks=\[\] is not allowed: give cut-offs >= 1"),  # not "monitor not logged"
+    ("seed=abc", r"^seed='abc' is not allowed: give a whole number"),
+    pytest.param("trainer=gpu", r"^trainer.accelerator=gpu needs a CUDA GPU, and torch sees none .*; use trainer=cpu$",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
 ])
-def test_a_monitor_that_validation_does_not_log_is_refused_before_the_data(override, message, tmp_path):
+def test_a_setting_that_cannot_work_is_refused_before_the_data(override, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
 
@@ -41,3 +46,20 @@ def test_an_empty_validation_or_test_split_is_refused_before_training(fractions,
     for model in ("two_tower", "ease"):
         with pytest.raises(ValueError, match=message):
             train(config(*overrides, f"model={model}"))
+
+
+def test_an_optimizer_setting_torch_refuses_names_the_config_key(tiny_dataset, tmp_path):
+    from functools import partial
+
+    import pytorch_lightning as pl
+
+    from recsys.training.module import TwoTowerModule
+    from tests.training.test_module import tiny_setup
+
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    module = TwoTowerModule(module.net, optimizer=partial(torch.optim.AdamW, lr=-1.0))
+    fit = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(ValueError, match=r"^model.module.optimizer: Invalid learning rate: -1"):
+        fit.fit(module, dm)
