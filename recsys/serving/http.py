@@ -83,7 +83,7 @@ def create_app(recommender: Recommender) -> FastAPI:
                 answer = recommender.recommend_query(body.query, body.k)
         except UnknownUserError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
-        except UnknownItemError as err:  # in a new user's reviews: the request, not the path, is wrong
+        except (UnknownItemError, ValueError) as err:  # in the body (an unknown item, a blank text): 422
             raise HTTPException(status_code=422, detail=str(err)) from None
         return RecommendResponse(items=answer)
 

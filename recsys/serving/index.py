@@ -29,7 +29,7 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
-            raise ValueError(f"index={self.kind!r} is not allowed; use one of: {', '.join(INDEX_KINDS)}")
+            raise ValueError(f"index.kind={self.kind!r} is not allowed; use one of: {', '.join(INDEX_KINDS)}")
 
 
 class ItemIndex:

@@ -111,6 +111,9 @@ class Recommender:
                  ) -> None:
         if order not in RERANK_ORDERS:
             raise ValueError(f"order={order!r} is not allowed; use one of: {', '.join(RERANK_ORDERS)}")
+        if isinstance(rerank_top, bool) or not isinstance(rerank_top, int) or rerank_top < 1:
+            raise ValueError(f"rerank_top={rerank_top!r} is not allowed: give the number of cosine candidates the "
+                             "head re-scores, >= 1 (at least k are always taken)")
         if not query_text_weight >= 0:
             raise ValueError(f"query_text_weight={query_text_weight} is not allowed: use a weight >= 0 "
                              "(0 = rank queries by the towers' cosine alone)")
@@ -182,6 +185,8 @@ class Recommender:
     def _new(self, reviews: list[ReviewInput], query: bool = False) -> _Asker:
         if not reviews:
             raise ValueError("at least one review is needed")
+        if any(not str(r.text).strip() for r in reviews):
+            raise ValueError("a query is empty; give some text" if query else "a review's text is empty; give its text")
         reviews = reviews[-self.max_reviews :]
         unknown = [r.item_id for r in reviews if r.item_id is not None and r.item_id not in self.item_position]
         if unknown:

@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from recsys.data.datamodule import ReviewDataModule
+from recsys.settings import whole_number_setting
 from recsys.training.callbacks import RandomStateCheckpoint
 from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
@@ -74,14 +75,6 @@ def share_cpu_threads(trainer: pl.Trainer) -> None:
         threads = max(1, (os.cpu_count() or 1) // trainer.num_devices)
         torch.set_num_threads(threads)
         log.info("%d processes on CPU: %d threads each", trainer.num_devices, threads)
-
-
-def whole_number_setting(cfg: DictConfig, key: str) -> int | None:
-    """The integer at ``key`` of ``cfg`` (None where unset), or a ValueError that names the override."""
-    value = OmegaConf.select(cfg, key)
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise ValueError(f"{key}={value!r} is not allowed: give a whole number, e.g. {key}=6")
 
 
 def check_monitor(cfg: DictConfig) -> None:

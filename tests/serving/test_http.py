@@ -54,6 +54,15 @@ def test_a_review_of_an_unknown_item_is_422_naming_it(client):
     assert response.status_code == 422 and response.json()["detail"] == "unknown item ids: X1"
 
 
+@pytest.mark.parametrize(("body", "detail"), [
+    ({"query": "   "}, "a query is empty; give some text"),
+    ({"reviews": [{"text": "fine"}, {"text": " \n "}]}, "a review's text is empty; give its text"),
+])
+def test_a_blank_text_is_422_saying_so(client, body, detail):
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 422 and response.json()["detail"] == detail
+
+
 @pytest.mark.parametrize("body", [
     {},
     {"user_id": "U0", "query": "both"},

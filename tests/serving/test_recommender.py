@@ -147,3 +147,42 @@ def test_the_recommend_script_answers_an_unknown_user_with_its_message(tiny_expo
     assert result.returncode == 2, output
     assert "unknown user 'nobody'; ask with the user's reviews instead" in output
     assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output
+
+
+def test_blank_texts_and_a_rerank_depth_below_one_are_refused(tiny_export):
+    recommender = Recommender.from_export(tiny_export[0])
+    with pytest.raises(ValueError, match="^a query is empty; give some text$"):
+        recommender.recommend_query(" \t")
+    with pytest.raises(ValueError, match="^a review's text is empty; give its text$"):
+        recommender.recommend_reviews([ReviewInput("great strings"), ReviewInput("")])
+    for depth in (0, -5, 2.5):
+        with pytest.raises(ValueError, match=rf"^rerank_top={depth!r} is not allowed: give the number"):
+            Recommender(recommender.bundle, rerank_top=depth)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("k=abc", r"^k='abc' is not allowed: give a whole number >= 1, e.g. k=10$"),
+    ("k=0", r"^k=0 is not allowed: give a whole number >= 1"),
+    ("exclude_seen=maybe", r"^exclude_seen='maybe' is not allowed: give true or false$"),
+    ("rerank_top=-5", r"^rerank_top=-5 is not allowed: give a whole number >= 1"),
+])
+def test_the_recommend_entry_names_a_bad_setting(tiny_export, override, message):
+    from hydra import compose, initialize_config_dir
+
+    from recsys.serving.cli import recommend
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("serve", overrides=[f"export={tiny_export[0]}", "user=U0", override])
+    with pytest.raises(ValueError, match=message):
+        recommend(cfg)
+
+
+def test_the_serve_entry_names_a_bad_port(tiny_export):
+    from hydra import compose, initialize_config_dir
+
+    from recsys.serving.cli import serve
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("serve", overrides=[f"export={tiny_export[0]}", "port=abc"])
+    with pytest.raises(ValueError, match=r"^port='abc' is not allowed: give a whole number >= 0, e.g. port=8000$"):
+        serve(cfg)
