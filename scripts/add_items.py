@@ -15,17 +15,19 @@ from recsys.cli import exit_on_user_error
 from recsys.data.readers import read_items
 from recsys.data.texts import metadata_document
 from recsys.export.new_items import add_items
+from recsys.settings import flag_setting
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="add_items")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    overwrite = flag_setting(cfg, "overwrite")  # before reading the items
     fields = hydra.utils.instantiate(cfg.item_fields)
     read = read_items(Path(cfg["items"]), cfg.on_bad_line, fields=fields)  # cfg.items is DictConfig.items()
     read.report.log_summary()
     documents = pd.DataFrame({"item_id": read.table["item_id"],
                               "document": [metadata_document(row) for row in read.table.itertuples(index=False)]})
-    out = add_items(cfg.export, documents, cfg.out, overwrite=cfg.overwrite, skip_empty=cfg.on_bad_line == "skip")
+    out = add_items(cfg.export, documents, cfg.out, overwrite=overwrite, skip_empty=cfg.on_bad_line == "skip")
     print(f"Added {len(documents)} items: {out}")
 
 

@@ -11,13 +11,15 @@ from omegaconf import DictConfig
 from recsys.cli import exit_on_user_error
 from recsys.export import export_checkpoint
 from recsys.export.writer import ServingOptions
+from recsys.settings import flag_setting
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    serving = ServingOptions(quantize=cfg.export.quantize, onnx=bool(cfg.export.onnx))
-    print(f"Exported to {export_checkpoint(cfg.ckpt, cfg.out, overwrite=cfg.overwrite, serving=serving)}")
+    serving = ServingOptions(quantize=cfg.export.quantize, onnx=flag_setting(cfg, "export.onnx"))
+    overwrite = flag_setting(cfg, "overwrite")
+    print(f"Exported to {export_checkpoint(cfg.ckpt, cfg.out, overwrite=overwrite, serving=serving)}")
 
 
 if __name__ == "__main__":

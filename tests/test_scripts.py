@@ -87,3 +87,13 @@ def test_the_benchmark_scripts_answer_user_errors_like_the_others(tmp_path: Path
         assert result.returncode == 2, script
         output = result.stdout + result.stderr
         assert f"No export directory at {tmp_path / 'nope'}" in output and "Traceback" not in output, script
+
+
+def test_a_flag_that_is_not_true_or_false_is_named_before_any_work(tmp_path: Path):
+    for script, args in (("export.py", ["ckpt=absent.ckpt", f"out={tmp_path / 'e'}", "overwrite=maybe"]),
+                         ("add_items.py", ["export=absent", "items=absent.csv", f"out={tmp_path / 'e'}",
+                                           "overwrite=maybe"])):
+        result = run_script(script, *args, f"hydra.run.dir={tmp_path / 'run'}")
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        assert "overwrite='maybe' is not allowed: give true or false" in output and "Traceback" not in output

@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from recsys.data.datamodule import ReviewDataModule
-from recsys.settings import whole_number_setting
+from recsys.settings import flag_setting, whole_number_setting
 from recsys.training.callbacks import RandomStateCheckpoint
 from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
@@ -172,6 +172,7 @@ def train(cfg: DictConfig) -> float | None:
     started = time.perf_counter()
     for key in ("seed", "trainer.max_epochs", "model.min_steps"):  # before the data, which can take minutes
         whole_number_setting(cfg, key)
+    testing = flag_setting(cfg, "test") if "test" in cfg else True
     if "baseline" not in cfg.model:
         check_monitor(cfg)
         check_accelerator(cfg)
@@ -180,9 +181,10 @@ def train(cfg: DictConfig) -> float | None:
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    require_held_out(datamodule, ["val", "test"] if cfg.get("test", True) else ["val"])
+    evaluated = ["val", "test"] if testing else ["val"]
+    require_held_out(datamodule, evaluated)
     if "baseline" in cfg.model:
-        return fit_baseline(cfg, datamodule, out, started)
+        return fit_baseline(cfg, datamodule, out, started, evaluated)
     epochs = training_epochs(cfg, datamodule)
     with open_dict(cfg):  # the run config (logged, and kept in checkpoints) holds the epochs run
         cfg.trainer.max_epochs = epochs
@@ -202,7 +204,7 @@ def train(cfg: DictConfig) -> float | None:
     monitored = float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None
     tested = {}  # which checkpoint files the test metrics are of (read by export.py)
     rating = rating_checkpoint_path(trainer, checkpoint)
-    if cfg.get("test", True):
+    if testing:
         # A single-process test of its own; in a distributed run, evaluate.py tests it afterwards.
         if rating is not None and trainer.world_size == 1:
             # First, so that the best checkpoint's weights stay loaded for the reports.
@@ -250,15 +252,16 @@ def next_steps(best: str | None, monitor: str, rating: str | None) -> str:
     return "\n".join(lines)
 
 
-def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, started: float) -> float | None:
-    """Fit a non-neural baseline (``cfg.model.baseline``), evaluate it on validation and test
-    with the two-tower metrics, and write ``metrics.json``."""
+def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, started: float,
+                 splits: list[str] | tuple[str, ...] = ("val", "test")) -> float | None:
+    """Fit a non-neural baseline (``cfg.model.baseline``), evaluate it on ``splits`` with the
+    two-tower metrics, and write ``metrics.json``."""
     from recsys.benchmarking.evaluation import evaluate_scorer
 
     baseline = hydra.utils.instantiate(cfg.model.baseline)
     baseline.fit(datamodule)
     metrics = {"train_minutes": (time.perf_counter() - started) / 60}
-    for split in ("val", "test"):
+    for split in splits:
         metrics.update(evaluate_scorer(baseline.user_scores, baseline.predict_ratings, datamodule, split,
                                        ks=cfg.model.get("ks", (5, 10, 20))))
     write_metrics(out / "metrics.json", metrics)

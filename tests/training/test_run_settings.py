@@ -16,6 +16,7 @@ from tests.training.test_schedule import config
     ("model.monitor_mode=maximum", r"^model.monitor_mode=maximum is not allowed; use min or max$"),
     ("model.module.ks=[]", r"^model.module.ks=\[\] is not allowed: give cut-offs >= 1"),  # not "monitor not logged"
     ("seed=abc", r"^seed='abc' is not allowed: give a whole number"),
+    ("test=maybe", r"^test='maybe' is not allowed: give true or false$"),  # was taken as true
     pytest.param("trainer=gpu", r"^trainer.accelerator=gpu needs a CUDA GPU, and torch sees none .*; use trainer=cpu$",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
 ])
@@ -63,3 +64,18 @@ def test_an_optimizer_setting_torch_refuses_names_the_config_key(tiny_dataset, t
                      enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(ValueError, match=r"^model.module.optimizer: Invalid learning rate: -1"):
         fit.fit(module, dm)
+
+
+def test_a_baseline_without_a_test_split_runs_with_test_false(tmp_path, monkeypatch):
+    import json
+
+    write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.setattr("recsys.training.run.run_dir", lambda cfg: out)  # wherever an earlier test left Hydra
+    train(config("data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
+                 f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}",
+                 "data.split.fractions=[0.9,0.1,0.0]", "test=false", "logger=none",
+                 "model=ease"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "val/recall@10" in metrics and not any(k.startswith("test/") for k in metrics)
