@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from recsys.benchmarking.harness import MODELS, run_benchmark
+from recsys.benchmarking.options import check_overrides
 from recsys.benchmarking.report import write_report
 from recsys.cli import exit_on_user_error
 
@@ -36,6 +37,7 @@ def main() -> None:
     others = [o for o in args.overrides if not o.startswith("data=")]
     out = Path(args.out) / data
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="recsys-benchmark-"))
+    check_overrides(args.overrides, work)  # a bad one fails here, not after the first models have run
     records = run_benchmark(data, args.seeds, args.models, out, work, others)
     command = "python scripts/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = write_report(records, out, data, command)

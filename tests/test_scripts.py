@@ -97,3 +97,12 @@ def test_a_flag_that_is_not_true_or_false_is_named_before_any_work(tmp_path: Pat
         output = result.stdout + result.stderr
         assert result.returncode == 2, output
         assert "overwrite='maybe' is not allowed: give true or false" in output and "Traceback" not in output
+
+
+def test_the_benchmark_checks_its_overrides_before_any_model_runs(tmp_path: Path):
+    result = run_script("benchmark.py", "data=magazine", "model.module.loss.temprature=0.1", "--work",
+                        str(tmp_path / "runs"), "--out", str(tmp_path / "reports"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "bad override: Could not override 'model.module.loss.temprature'" in output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "reports").exists()  # nothing ran

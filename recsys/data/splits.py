@@ -50,6 +50,10 @@ class SplitSpec:
             raise ValueError(
                 f"data.split.strategy={self.strategy!r} is not allowed; use one of: {', '.join(STRATEGIES)}"
             )
+        for name in ("seed", "folds", "fold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"data.split.{name}={value!r} is not allowed: give a whole number")
         fractions = tuple(float(f) for f in self.fractions)
         if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(

@@ -101,6 +101,9 @@ def test_bad_split_settings_say_what_is_allowed():
         SplitSpec(strategy="kfold", folds=5, fold=5)
     with pytest.raises(ValueError, match="sum to 1"):
         SplitSpec(fractions=(0.8, 0.1, 0.2))
+    for name, value in (("seed", "abc"), ("folds", 2.5), ("fold", True)):  # was a TypeError deep in numpy
+        with pytest.raises(ValueError, match=rf"^data.split.{name}={value!r} is not allowed: give a whole number$"):
+            SplitSpec(**{name: value})
 
 
 def test_fingerprint_follows_content_and_row_order():
