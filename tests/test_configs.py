@@ -168,6 +168,8 @@ def test_baseline_configs_instantiate(model: str, tmp_path):
     ("two_tower", lambda: TwoTowerModule(net=None, peak_flops=-1.0)),
     ("two_tower", lambda: LossConfig(temperature=0.0)),
     ("two_tower", lambda: LossConfig(teacher_l2=0.0)),
+    ("two_tower", lambda: LossConfig(rating_weight=-1.0)),
+    ("mf", lambda: LossConfig(retrieval_weight=-0.5)),
     ("two_tower", lambda: TwoTowerModel(10, dim=0)),
     ("two_tower", lambda: UserTower(384, 10, 128, pooling="transformer", heads=3)),  # 128 / 3 heads
     ("two_tower", lambda: UserTower(384, 10, 128, pooling="transformer", layers=0)),

@@ -34,6 +34,9 @@ class LossConfig:
             )
         if self.temperature <= 0:
             raise ValueError(f"model.module.loss.temperature must be > 0, got {self.temperature}")
+        for name in ("rating_weight", "like_weight", "retrieval_weight"):
+            if getattr(self, name) < 0:  # a negative weight would train the model to get worse at it
+                raise ValueError(f"model.module.loss.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
         if self.distill_weight < 0 or self.distill_temperature <= 0 or self.teacher_l2 <= 0:
             raise ValueError(
                 "model.module.loss: distill_weight must be >= 0, distill_temperature and teacher_l2 > 0; got "

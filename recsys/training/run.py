@@ -173,9 +173,14 @@ def train(cfg: DictConfig) -> float | None:
     for key in ("seed", "trainer.max_epochs", "model.min_steps"):  # before the data, which can take minutes
         whole_number_setting(cfg, key)
     testing = flag_setting(cfg, "test") if "test" in cfg else True
+    resume = None
     if "baseline" not in cfg.model:
         check_monitor(cfg)
         check_accelerator(cfg)
+        resume = _resolve_checkpoint(cfg.get("ckpt_path"), cfg)
+        if resume is not None and not Path(resume).is_file():
+            raise FileNotFoundError(f"ckpt_path={resume}: no checkpoint there; give a run's checkpoints/last.ckpt, "
+                                    "or ckpt_path=last for the newest one")
     pl.seed_everything(cfg.seed, workers=True)
     out = run_dir(cfg)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
@@ -196,7 +201,7 @@ def train(cfg: DictConfig) -> float | None:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(module, datamodule, ckpt_path=_resolve_checkpoint(cfg.get("ckpt_path"), cfg))
+    trainer.fit(module, datamodule, ckpt_path=resume)
     fit_minutes = (time.perf_counter() - started) / 60
     metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("val/")}
     checkpoint = monitoring_checkpoint(trainer, cfg.model.monitor)

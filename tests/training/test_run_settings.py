@@ -17,11 +17,12 @@ from tests.training.test_schedule import config
     ("model.module.ks=[]", r"^model.module.ks=\[\] is not allowed: give cut-offs >= 1"),  # not "monitor not logged"
     ("seed=abc", r"^seed='abc' is not allowed: give a whole number"),
     ("test=maybe", r"^test='maybe' is not allowed: give true or false$"),  # was taken as true
+    ("ckpt_path=/nowhere/last.ckpt", r"^ckpt_path=/nowhere/last.ckpt: no checkpoint there"),  # was after the data
     pytest.param("trainer=gpu", r"^trainer.accelerator=gpu needs a CUDA GPU, and torch sees none .*; use trainer=cpu$",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
 ])
 def test_a_setting_that_cannot_work_is_refused_before_the_data(override, message, tmp_path):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
         train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
 
 
