@@ -5,11 +5,14 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 
-def whole_number_setting(cfg: DictConfig, key: str, least: int | None = None, example: int = 6) -> int | None:
-    """The integer at ``key`` of ``cfg`` (None where unset), or a ValueError that names the
-    override (also when it is below ``least``) with an ``example`` value."""
+def whole_number_setting(cfg: DictConfig, key: str, least: int | None = None, example: int = 6,
+                         required: bool = False) -> int | None:
+    """The integer at ``key`` of ``cfg`` (None where unset, unless ``required``), or a ValueError
+    that names the override (also when it is below ``least``) with an ``example`` value."""
     value = OmegaConf.select(cfg, key)
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)):
+    if value is None and not required:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least):
         return value
     bound = f" >= {least}" if least is not None else ""
     raise ValueError(f"{key}={value!r} is not allowed: give a whole number{bound}, e.g. {key}={example}")

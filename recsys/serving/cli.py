@@ -13,7 +13,7 @@ from recsys.settings import flag_setting, whole_number_setting
 
 def recommender_from_config(cfg: DictConfig) -> Recommender:
     """The :class:`Recommender` of ``cfg.export`` with the serving settings of ``cfg``."""
-    whole_number_setting(cfg, "rerank_top", least=1, example=100)
+    whole_number_setting(cfg, "rerank_top", least=1, example=100, required=True)
     return Recommender.from_export(cfg.export, index=hydra.utils.instantiate(cfg.index), rerank_top=cfg.rerank_top,
                                    order=cfg.order, text_backend=cfg.get("text_backend", "auto"),
                                    query_text_weight=cfg.get("query_text_weight", QUERY_TEXT_WEIGHT))
@@ -34,7 +34,7 @@ def recommend(cfg: DictConfig) -> list[Recommendation]:
     """Print a table of recommendations for ``cfg.user`` or ``cfg.query``."""
     if (cfg.user is None) == (cfg.query is None):
         raise ValueError("give exactly one of user=ID or query=\"text\"")
-    whole_number_setting(cfg, "k", least=1, example=10)
+    whole_number_setting(cfg, "k", least=1, example=10, required=True)
     flag_setting(cfg, "exclude_seen")
     recommender = recommender_from_config(cfg)
     if cfg.user is not None:
@@ -53,7 +53,7 @@ def serve(cfg: DictConfig) -> None:
 
     from recsys.serving.http import create_app
 
-    port = whole_number_setting(cfg, "port", least=0, example=8000)
+    port = whole_number_setting(cfg, "port", least=0, example=8000, required=True)
     access_log = flag_setting(cfg, "access_log") if "access_log" in cfg else True
     uvicorn.run(create_app(recommender_from_config(cfg)), host=cfg.host, port=port, log_level="info",
                 access_log=access_log)

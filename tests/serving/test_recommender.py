@@ -163,6 +163,7 @@ def test_blank_texts_and_a_rerank_depth_below_one_are_refused(tiny_export):
 @pytest.mark.parametrize(("override", "message"), [
     ("k=abc", r"^k='abc' is not allowed: give a whole number >= 1, e.g. k=10$"),
     ("k=0", r"^k=0 is not allowed: give a whole number >= 1"),
+    ("k=null", r"^k=None is not allowed: give a whole number >= 1"),
     ("exclude_seen=maybe", r"^exclude_seen='maybe' is not allowed: give true or false$"),
     ("rerank_top=-5", r"^rerank_top=-5 is not allowed: give a whole number >= 1"),
 ])
