@@ -182,7 +182,18 @@ def _located_files(overrides: list[str], work: Path) -> tuple[LocatedFiles, dict
     cfg = compose_training(overrides, work)
     data = cfg.data
     return locate(hydra.utils.instantiate(data.dataset), data.data_dir), {
-        "on_bad_line": data.on_bad_line, "cache_dir": data.cache_dir, "name": data.dataset.name}
+        "on_bad_line": data.on_bad_line, "cache_dir": data.cache_dir, "name": data.dataset.name,
+        "relevance_min_rating": data.get("relevance_min_rating")}
+
+
+def held_out_reviews(interactions: pd.DataFrame, cold: set[str], min_rating: float | None) -> pd.DataFrame:
+    """``user_id, item_id`` (as strings) of the reviews of the ``cold`` items that count as relevant:
+    all of them, or those rated at least ``min_rating`` (``data.relevance_min_rating``, as in the
+    warm evaluation)."""
+    keep = interactions["item_id"].isin(cold)
+    if min_rating is not None:
+        keep &= interactions["rating"] >= min_rating
+    return interactions.loc[keep, ["user_id", "item_id"]].astype(str)
 
 
 def run_cold_items(overrides: list[str], folds: int, seed: int, work: Path) -> list[dict]:
@@ -211,8 +222,8 @@ def run_cold_items(overrides: list[str], folds: int, seed: int, work: Path) -> l
         checkpoint = best_checkpoint(directory / "run")
         export = export_checkpoint(checkpoint, directory / "export")
         grown = add_items(export, documents[documents["item_id"].isin(cold)], directory / "export_grown")
-        held_out = tables.interactions[tables.interactions["item_id"].isin(cold)]
-        fold_data = ColdFoldData(grown, held_out[["user_id", "item_id"]].astype(str), cold_items)
+        held_out = held_out_reviews(tables.interactions, cold, data["relevance_min_rating"])
+        fold_data = ColdFoldData(grown, held_out, cold_items)
         records.append({
             "fold": fold, "new_items": len(fold_data.cold), "users": len(fold_data.user_ids),
             "pairs": fold_data.pairs, "new_items_only": score_new_items(fold_data),

@@ -71,6 +71,17 @@ def test_the_training_copy_leaves_out_exactly_the_held_out_items(tmp_path: Path,
     pd.testing.assert_frame_equal(warm, full[~full["item_id"].isin(cold)].reset_index(drop=True))
 
 
+def test_held_out_reviews_are_those_of_the_new_items_rated_at_least_the_relevance_threshold():
+    from recsys.benchmarking.cold_items import held_out_reviews
+
+    interactions = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u3"], "item_id": ["a", "b", "a", "c"],
+                                 "rating": [5.0, 5.0, 2.0, 4.0]})
+    every = held_out_reviews(interactions, {"a", "c"}, None)
+    assert list(zip(every["user_id"], every["item_id"], strict=True)) == [("u1", "a"), ("u2", "a"), ("u3", "c")]
+    liked = held_out_reviews(interactions, {"a", "c"}, 4.0)
+    assert list(zip(liked["user_id"], liked["item_id"], strict=True)) == [("u1", "a"), ("u3", "c")]
+
+
 @pytest.fixture(scope="module")
 def grown_export(tiny_export, tmp_path_factory):
     """The tiny export grown by 12 new items (copies of its 10 documents and two new texts), and a
