@@ -5,6 +5,11 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 
+def is_whole_number(value: object) -> bool:
+    """Whether ``value`` is an int (a YAML ``true`` is a bool, which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def whole_number_setting(cfg: DictConfig, key: str, least: int | None = None, example: int = 6,
                          required: bool = False) -> int | None:
     """The integer at ``key`` of ``cfg`` (None where unset, unless ``required``), or a ValueError
@@ -12,7 +17,7 @@ def whole_number_setting(cfg: DictConfig, key: str, least: int | None = None, ex
     value = OmegaConf.select(cfg, key)
     if value is None and not required:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least):
+    if is_whole_number(value) and (least is None or value >= least):
         return value
     bound = f" >= {least}" if least is not None else ""
     raise ValueError(f"{key}={value!r} is not allowed: give a whole number{bound}, e.g. {key}={example}")

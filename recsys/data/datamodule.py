@@ -22,6 +22,7 @@ from recsys.data.splits import SplitSpec
 from recsys.data.tokenization import TokenCache, TokenizedTexts, token_counter
 from recsys.data.validation import BadLinePolicy
 from recsys.pretrained import resolve_encoder_path
+from recsys.settings import is_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ReviewDataModule(pl.LightningDataModule):
                                    ("num_workers", num_workers, 0), ("review_max_tokens", review_max_tokens, 1),
                                    ("item_max_tokens", item_max_tokens, 1), ("batch_size", batch_size, 1),
                                    ("eval_batch_size", eval_batch_size, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not is_whole_number(value) or value < least:
                 raise ValueError(f"data.{name} must be a whole number >= {least}, got {value!r}")
         if relevance_min_rating is not None and not 1 <= relevance_min_rating <= 5:
             raise ValueError(f"data.relevance_min_rating={relevance_min_rating} is not allowed: ratings are read as "

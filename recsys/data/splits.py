@@ -24,6 +24,7 @@ import pandas as pd
 
 from recsys.atomic import atomic_write
 from recsys.data.errors import SplitMismatchError
+from recsys.settings import is_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class SplitSpec:
             )
         for name in ("seed", "folds", "fold"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_whole_number(value):
                 raise ValueError(f"data.split.{name}={value!r} is not allowed: give a whole number")
         fractions = tuple(float(f) for f in self.fractions)
         if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:

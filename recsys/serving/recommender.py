@@ -25,6 +25,7 @@ from recsys.export.reader import ExportBundle, load_export
 from recsys.serving.errors import UnknownItemError, UnknownUserError
 from recsys.serving.index import IndexConfig, ItemIndex
 from recsys.serving.text_backends import ONNX_FILE, build_text_backend
+from recsys.settings import is_whole_number
 from recsys.training.ranking import fused_scores
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class Recommender:
                  ) -> None:
         if order not in RERANK_ORDERS:
             raise ValueError(f"order={order!r} is not allowed; use one of: {', '.join(RERANK_ORDERS)}")
-        if isinstance(rerank_top, bool) or not isinstance(rerank_top, int) or rerank_top < 1:
+        if not is_whole_number(rerank_top) or rerank_top < 1:
             raise ValueError(f"rerank_top={rerank_top!r} is not allowed: give the number of cosine candidates the "
                              "head re-scores, >= 1 (at least k are always taken)")
         if not query_text_weight >= 0:

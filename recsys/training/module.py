@@ -17,6 +17,7 @@ from recsys.data.batches import PairBatch
 from recsys.data.catalog import Catalog
 from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
 from recsys.models.two_tower import TwoTowerModel
+from recsys.settings import is_whole_number
 from recsys.training.ranking import RANKING_METRICS, fused_scores, ranking_metrics, standardised, top_k_from_scores
 from recsys.training.teacher import EaseTeacher
 
@@ -29,7 +30,7 @@ DECAYS = ("cosine", "linear")
 
 def check_cutoffs(ks: tuple[int, ...] | list[int]) -> None:
     """Refuse ranking cut-offs (``model.module.ks``) that are none, or not whole numbers >= 1."""
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+    if not ks or any(not is_whole_number(k) or k < 1 for k in ks):
         raise ValueError(f"model.module.ks={list(ks)} is not allowed: give cut-offs >= 1, e.g. [5, 10, 20]")
 
 
