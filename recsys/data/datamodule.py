@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 EVAL_NEGATIVES_SEED_OFFSET = 1_000_003
 
 
+def check_relevance_min_rating(value: object, key: str) -> None:
+    """Refuse a relevance threshold (set at ``key``) that is not None or a rating from 1 to 5."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if value is not None and not (number and 1 <= value <= 5):
+        raise ValueError(f"{key}={value!r} is not allowed: ratings are read as 1 to 5 stars; give a value from 1 "
+                         "to 5 (e.g. 4: liked items), or null for every held-out item")
+
+
 class ReviewDataModule(pl.LightningDataModule):
     """Review data for the two-tower model.
 
@@ -84,10 +92,7 @@ class ReviewDataModule(pl.LightningDataModule):
                                    ("eval_batch_size", eval_batch_size, 1)):
             if not is_whole_number(value) or value < least:
                 raise ValueError(f"data.{name} must be a whole number >= {least}, got {value!r}")
-        if relevance_min_rating is not None and not 1 <= relevance_min_rating <= 5:
-            raise ValueError(f"data.relevance_min_rating={relevance_min_rating} is not allowed: ratings are read as "
-                             "1 to 5 stars; give a value from 1 to 5 (e.g. 4: liked items), or null for every "
-                             "held-out item")
+        check_relevance_min_rating(relevance_min_rating, "data.relevance_min_rating")
         self.max_reviews = max_reviews
         self.review_max_tokens = review_max_tokens
         self.item_max_tokens = item_max_tokens

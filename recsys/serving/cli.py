@@ -12,8 +12,7 @@ from recsys.settings import flag_setting, whole_number_setting
 
 
 def recommender_from_config(cfg: DictConfig) -> Recommender:
-    """The :class:`Recommender` of ``cfg.export`` with the serving settings of ``cfg``."""
-    whole_number_setting(cfg, "rerank_top", least=1, example=100, required=True)
+    """The :class:`Recommender` of ``cfg.export`` with the serving settings of ``cfg`` (which it checks)."""
     return Recommender.from_export(cfg.export, index=hydra.utils.instantiate(cfg.index), rerank_top=cfg.rerank_top,
                                    order=cfg.order, text_backend=cfg.get("text_backend", "auto"),
                                    query_text_weight=cfg.get("query_text_weight", QUERY_TEXT_WEIGHT))

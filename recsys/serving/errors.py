@@ -1,4 +1,5 @@
-"""Errors of asking an export about ids it does not hold (light: the entry points import it)."""
+"""Errors of asking an export what it cannot answer: ids it does not hold, requests without
+text (light: the entry points import it)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,7 @@ class UnknownUserError(UnknownIdError):
 
 class UnknownItemError(UnknownIdError):
     """An item id that is not in the export's catalog."""
+
+
+class InvalidRequestError(ValueError):
+    """A request that cannot be answered as given (no reviews, a blank text); the message says why."""

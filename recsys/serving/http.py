@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from recsys.serving.errors import UnknownItemError, UnknownUserError
+from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
 from recsys.serving.recommender import Recommendation, Recommender, ReviewInput
 
 MAX_K = 1000
@@ -83,7 +83,7 @@ def create_app(recommender: Recommender) -> FastAPI:
                 answer = recommender.recommend_query(body.query, body.k)
         except UnknownUserError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
-        except (UnknownItemError, ValueError) as err:  # in the body (an unknown item, a blank text): 422
+        except (UnknownItemError, InvalidRequestError) as err:  # in the body (an unknown item, a blank text)
             raise HTTPException(status_code=422, detail=str(err)) from None
         return RecommendResponse(items=answer)
 

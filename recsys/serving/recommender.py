@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from recsys.data.negatives import UserItemSets
 from recsys.export.reader import ExportBundle, load_export
-from recsys.serving.errors import UnknownItemError, UnknownUserError
+from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
 from recsys.serving.index import IndexConfig, ItemIndex
 from recsys.serving.text_backends import ONNX_FILE, build_text_backend
 from recsys.settings import is_whole_number
@@ -185,9 +185,10 @@ class Recommender:
     @torch.no_grad()
     def _new(self, reviews: list[ReviewInput], query: bool = False) -> _Asker:
         if not reviews:
-            raise ValueError("at least one review is needed")
+            raise InvalidRequestError("at least one review is needed")
         if any(not str(r.text).strip() for r in reviews):
-            raise ValueError("a query is empty; give some text" if query else "a review's text is empty; give its text")
+            raise InvalidRequestError("a query is empty; give some text" if query
+                                      else "a review's text is empty; give its text")
         reviews = reviews[-self.max_reviews :]
         unknown = [r.item_id for r in reviews if r.item_id is not None and r.item_id not in self.item_position]
         if unknown:

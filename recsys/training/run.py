@@ -18,7 +18,7 @@ from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from recsys.data.datamodule import ReviewDataModule
+from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.settings import flag_setting, whole_number_setting
 from recsys.training.callbacks import RandomStateCheckpoint
 from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
@@ -258,7 +258,7 @@ def next_steps(best: str | None, monitor: str, rating: str | None) -> str:
 
 
 def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, started: float,
-                 splits: list[str] | tuple[str, ...] = ("val", "test")) -> float | None:
+                 splits: list[str]) -> float | None:
     """Fit a non-neural baseline (``cfg.model.baseline``), evaluate it on ``splits`` with the
     two-tower metrics, and write ``metrics.json``."""
     from recsys.benchmarking.evaluation import evaluate_scorer
@@ -322,10 +322,7 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
     cfg, checkpoint = load_checkpoint_config(path)
     suffix = ""
     if relevance_min_rating != FROM_CHECKPOINT and relevance_min_rating != cfg.data.get("relevance_min_rating"):
-        if relevance_min_rating is not None and (isinstance(relevance_min_rating, bool)
-                                                 or not isinstance(relevance_min_rating, int | float)):
-            raise ValueError(f"relevance_min_rating={relevance_min_rating!r} is not allowed; give a rating from 1 "
-                             f"to 5, null (every held-out item) or {FROM_CHECKPOINT} (the run's own)")
+        check_relevance_min_rating(relevance_min_rating, "relevance_min_rating")
         cfg.data.relevance_min_rating = relevance_min_rating
         suffix = "_every-held-out" if relevance_min_rating is None else f"_min-rating-{relevance_min_rating:g}"
     pl.seed_everything(cfg.seed, workers=True)

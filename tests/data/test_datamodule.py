@@ -123,8 +123,8 @@ def test_bad_settings_name_the_config_key(tiny_dataset, tmp_path):
     for name, value in (("batch_size", "abc"), ("num_workers", -1), ("max_reviews", 2.5)):
         with pytest.raises(ValueError, match=rf"^data.{name} must be a whole number >= [01], got {value!r}$"):
             ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, **{name: value})
-    for threshold in (0.5, 6.0):  # below 1 it keeps every item (null says so), above 5 none
-        with pytest.raises(ValueError, match=rf"^data.relevance_min_rating={threshold} is not allowed: .*1 to 5"):
+    for threshold in (0.5, 6.0, "four"):  # below 1 it keeps every item (null says so), above 5 none
+        with pytest.raises(ValueError, match=rf"^data.relevance_min_rating={threshold!r} is not allowed: .*1 to 5"):
             ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, relevance_min_rating=threshold)
     assert ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path,
                             relevance_min_rating=5).relevance_min_rating == 5

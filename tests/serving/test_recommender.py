@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.serving.errors import UnknownItemError, UnknownUserError
+from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
 from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommender, ReviewInput
 from tests.conftest import REPO_ROOT
 
@@ -151,9 +151,9 @@ def test_the_recommend_script_answers_an_unknown_user_with_its_message(tiny_expo
 
 def test_blank_texts_and_a_rerank_depth_below_one_are_refused(tiny_export):
     recommender = Recommender.from_export(tiny_export[0])
-    with pytest.raises(ValueError, match="^a query is empty; give some text$"):
+    with pytest.raises(InvalidRequestError, match="^a query is empty; give some text$"):
         recommender.recommend_query(" \t")
-    with pytest.raises(ValueError, match="^a review's text is empty; give its text$"):
+    with pytest.raises(InvalidRequestError, match="^a review's text is empty; give its text$"):
         recommender.recommend_reviews([ReviewInput("great strings"), ReviewInput("")])
     for depth in (0, -5, 2.5):
         with pytest.raises(ValueError, match=rf"^rerank_top={depth!r} is not allowed: give the number"):
@@ -165,7 +165,7 @@ def test_blank_texts_and_a_rerank_depth_below_one_are_refused(tiny_export):
     ("k=0", r"^k=0 is not allowed: give a whole number >= 1"),
     ("k=null", r"^k=None is not allowed: give a whole number >= 1"),
     ("exclude_seen=maybe", r"^exclude_seen='maybe' is not allowed: give true or false$"),
-    ("rerank_top=-5", r"^rerank_top=-5 is not allowed: give a whole number >= 1"),
+    ("rerank_top=-5", r"^rerank_top=-5 is not allowed: give the number of cosine candidates"),  # the Recommender's
 ])
 def test_the_recommend_entry_names_a_bad_setting(tiny_export, override, message):
     from hydra import compose, initialize_config_dir

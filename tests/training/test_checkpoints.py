@@ -91,11 +91,11 @@ def test_a_file_that_is_not_a_recsys_checkpoint_says_what_it_is(tmp_path):
         load_checkpoint_config(tensor)
 
 
-@pytest.mark.parametrize("value", ["four", True])
+@pytest.mark.parametrize("value", ["four", True, 6.0])
 def test_evaluate_refuses_a_relevance_threshold_that_is_not_a_rating(tmp_path, value):
     from recsys.training.run import CONFIG_KEY, evaluate
 
     path = tmp_path / "epoch00.ckpt"
     torch.save({CONFIG_KEY: {"seed": 0, "data": {"relevance_min_rating": None}}, "state_dict": {}}, path)
-    with pytest.raises(ValueError, match=rf"^relevance_min_rating={value!r} is not allowed; give a rating from 1 to 5"):
+    with pytest.raises(ValueError, match=rf"^relevance_min_rating={value!r} is not allowed: ratings are read as 1"):
         evaluate(path, "test", relevance_min_rating=value)
