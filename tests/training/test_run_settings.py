@@ -30,8 +30,11 @@ def test_a_setting_that_cannot_work_is_refused_before_the_data(override, message
 def test_the_default_monitors_are_allowed_and_ks_set_the_cut_offs(model):
     from recsys.training.run import check_monitor
 
-    check_monitor(config(f"model={model}"))
-    check_monitor(config("model.monitor=val/mrr@3", "model.module.ks=[3]", "model.monitor_mode=max"))
+    check_monitor(config(f"model={model}"))  # raises if the model's own default monitor were refused
+    check_monitor(config(f"model={model}", "model.monitor=val/mrr@3", "model.module.ks=[3]"))
+    # With ks=[3] validation logs no @10 metric: the default monitor is refused, naming the @3 ones.
+    with pytest.raises(ValueError, match=r"^model.monitor=val/recall@10 is not .*val/recall@3, .*val/mrr@3"):
+        check_monitor(config(f"model={model}", "model.monitor=val/recall@10", "model.module.ks=[3]"))
 
 
 @pytest.mark.parametrize(("fractions", "test", "message"), [
