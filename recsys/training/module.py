@@ -256,6 +256,8 @@ class TwoTowerModule(pl.LightningModule):
         for name in ("loss", "rating_loss", "like_loss", "retrieval_loss", "distill_loss"):
             if name in out:
                 self.log(f"train/{name}", out[name], prog_bar=name == "loss", batch_size=len(batch))
+        # Each epoch's mean too: a run of fewer steps than trainer.log_every_n_steps logs no step.
+        self.log("train/epoch_loss", out["loss"], on_step=False, on_epoch=True, batch_size=len(batch))
         return out["loss"]
 
     def on_train_batch_end(self, outputs, batch: PairBatch, batch_idx: int) -> None:

@@ -76,6 +76,29 @@ def metrics_table(metrics: Mapping[str, float], splits: Sequence[str] = ("val", 
     return "\n\n".join("\n".join(block) for block in blocks)
 
 
+LEARNING_CURVE_PANELS = (
+    ("training loss", "step", ("train/loss", "train/epoch_loss")),
+    ("validation RMSE", "epoch", ("val/rmse",)),
+    ("validation recall@10", "epoch", ("val/recall@10",)),
+)
+
+
+def learning_curve_series(frame: pd.DataFrame) -> list[tuple[str, str, dict[str, pd.DataFrame]]]:
+    """The learning curves' panels of a CSVLogger frame: (title, x column, {metric: rows of x and metric}).
+
+    The training loss panel holds the logged steps and each epoch's mean (``train/epoch_loss``, at
+    the epoch's last step): a run of fewer steps than the logging interval has only the latter.
+    Panels and series without a logged value are left out.
+    """
+    panels = []
+    for title, x, columns in LEARNING_CURVE_PANELS:
+        series = {c: frame[[x, c]].dropna() for c in columns if c in frame.columns and x in frame.columns}
+        series = {c: rows for c, rows in series.items() if len(rows)}
+        if series:
+            panels.append((title, x, series))
+    return panels
+
+
 def plot_learning_curves(metrics_csv: Path, out_png: Path) -> Path | None:
     """PNG of the training loss by step and the validation metrics by epoch, from a CSVLogger file."""
     if not metrics_csv.exists():
@@ -86,21 +109,20 @@ def plot_learning_curves(metrics_csv: Path, out_png: Path) -> Path | None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    frame = pd.read_csv(metrics_csv)
-    panels = [
-        ("train/loss", "step", "training loss"),
-        ("val/rmse", "epoch", "validation RMSE"),
-        ("val/recall@10", "epoch", "validation recall@10"),
-    ]
-    panels = [p for p in panels if p[0] in frame.columns]
+    panels = learning_curve_series(pd.read_csv(metrics_csv))
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.4))
-    for axis, (column, x, title) in zip(np.atleast_1d(axes), panels, strict=False):
-        rows = frame[[x, column]].dropna()
-        axis.plot(rows[x], rows[column], marker="o" if x == "epoch" else None, markersize=3)
+    for axis, (title, x, series) in zip(np.atleast_1d(axes), panels, strict=False):
+        for column, rows in series.items():
+            per_step = column == "train/loss"
+            style = {"alpha": 0.6, "label": "per step"} if per_step else {"marker": "o", "label": "epoch mean"}
+            axis.plot(rows[x], rows[column], markersize=3, **style)
+        if len(series) > 1:
+            axis.legend(fontsize=8)
         axis.set_title(title)
         axis.set_xlabel(x)
-        if x == "epoch" and rows[x].nunique() <= 12:
-            axis.set_xticks(sorted(rows[x].unique()))
+        ticks = sorted(set().union(*(rows[x].unique() for rows in series.values())))
+        if x == "epoch" and len(ticks) <= 12:
+            axis.set_xticks(ticks)
         else:
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)

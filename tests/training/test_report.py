@@ -1,6 +1,9 @@
-"""The console summary of a run's metrics."""
+"""The console summary of a run's metrics, and its learning curves."""
 
-from recsys.training.report import metrics_table
+import numpy as np
+import pandas as pd
+
+from recsys.training.report import learning_curve_series, metrics_table, plot_learning_curves
 
 
 def test_metrics_table_puts_splits_side_by_side_and_ks_in_rows():
@@ -46,3 +49,35 @@ def test_next_steps_name_the_checkpoints_and_the_commands_for_the_best():
     ]
     assert "Rating checkpoint" not in next_steps(best, "val/rmse", None)
     assert next_steps(None, "val/recall@10", rating) == ""  # no checkpoint kept
+
+
+def _logged(rows: list[dict]) -> pd.DataFrame:
+    columns = ["epoch", "step", "train/loss", "train/epoch_loss", "val/rmse", "val/recall@10"]
+    return pd.DataFrame([{c: row.get(c, np.nan) for c in columns} for row in rows])
+
+
+def test_learning_curves_of_a_run_shorter_than_the_logging_interval_show_the_epoch_means():
+    # 9 steps an epoch, logged every 10: one step's loss in two epochs, and each epoch's mean.
+    frame = _logged([
+        {"epoch": 0, "step": 8, "train/epoch_loss": 3.0},
+        {"epoch": 0, "step": 8, "val/rmse": 1.2, "val/recall@10": 0.10},
+        {"epoch": 1, "step": 9, "train/loss": 2.5},
+        {"epoch": 1, "step": 17, "train/epoch_loss": 2.0},
+        {"epoch": 1, "step": 17, "val/rmse": 1.1, "val/recall@10": 0.12},
+    ])
+    panels = {title: (x, series) for title, x, series in learning_curve_series(frame)}
+    x, loss = panels["training loss"]
+    assert x == "step"
+    assert loss["train/loss"].values.tolist() == [[9, 2.5]]
+    assert loss["train/epoch_loss"].values.tolist() == [[8, 3.0], [17, 2.0]]
+    assert panels["validation RMSE"][1]["val/rmse"].values.tolist() == [[0, 1.2], [1, 1.1]]
+    assert panels["validation recall@10"][1]["val/recall@10"]["val/recall@10"].tolist() == [0.10, 0.12]
+
+
+def test_learning_curves_leave_out_what_was_not_logged(tmp_path):
+    frame = _logged([{"epoch": 0, "step": 3, "train/loss": 1.5}]).drop(columns=["train/epoch_loss"])
+    panels = learning_curve_series(frame)
+    assert [(title, list(series)) for title, _, series in panels] == [("training loss", ["train/loss"])]
+    frame.to_csv(tmp_path / "metrics.csv", index=False)
+    assert plot_learning_curves(tmp_path / "metrics.csv", tmp_path / "curves.png").stat().st_size > 5_000
+    assert plot_learning_curves(tmp_path / "absent.csv", tmp_path / "none.png") is None

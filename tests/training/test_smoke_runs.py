@@ -60,6 +60,8 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
     else:
         logged = pd.read_csv(out / "csv" / "version_0" / "metrics.csv")
         assert logged["train/loss"].notna().sum() == 8  # every step of the 8-batch epoch (the loss curve)
+        epoch_loss = logged["train/epoch_loss"].dropna()  # and the epoch's mean, weighted by batch size
+        assert len(epoch_loss) == 1 and logged["train/loss"].min() < epoch_loss.item() < logged["train/loss"].max()
         best = next((out / "checkpoints").glob("epoch*.ckpt"))
         run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", env=env)
         again = json.loads((out / "metrics_test_epoch00.json").read_text())
