@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 ISO_DATE = "iso"
 STARS_MIN, STARS_MAX = 1.0, 5.0
@@ -30,6 +31,8 @@ class ReviewFields:
     1..5 stars that the model predicts (0..10 -> 1..5: 5 becomes 3); a rating outside the range is
     a bad line.
     """
+
+    SETTING: ClassVar[str] = "data.dataset.review_fields"
 
     user: str = "reviewerID"
     item: str = "asin"
@@ -81,6 +84,8 @@ class ItemFields:
     release says ``category``, the 2014 one ``categories``).
     """
 
+    SETTING: ClassVar[str] = "data.dataset.item_fields"
+
     item: str = "asin"
     title: str | None = "title"
     description: str | None = "description"
@@ -97,6 +102,14 @@ class ItemFields:
     def key(self) -> str:
         """A stable text of the mapping, for cache keys."""
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def settings_naming(fields: ReviewFields | ItemFields, names: tuple[str, ...]) -> list[str]:
+    """The config keys that map ``names`` (file field names), e.g. ``data.dataset.review_fields.user``."""
+    return [
+        f"{fields.SETTING}.{role}" for role, value in asdict(fields).items()
+        if (value in names if isinstance(value, str) else isinstance(value, tuple | list) and set(value) & set(names))
+    ]
 
 
 # The Amazon releases' names: the defaults of every reader (frozen, so safe to share).

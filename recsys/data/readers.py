@@ -22,7 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.data.fields import AMAZON_ITEM_FIELDS, AMAZON_REVIEW_FIELDS, ISO_DATE, ItemFields, ReviewFields
+from recsys.data.fields import (
+    AMAZON_ITEM_FIELDS,
+    AMAZON_REVIEW_FIELDS,
+    ISO_DATE,
+    ItemFields,
+    ReviewFields,
+    settings_naming,
+)
 from recsys.data.records import MAX_LINE_BYTES, iter_records
 from recsys.data.schema import INTERACTION_DTYPES, ITEM_DTYPES
 from recsys.data.validation import BadLine, BadLinePolicy, ReadReport
@@ -44,7 +51,7 @@ class ReadResult:
 def _required_id(obj: dict[str, Any], key: str) -> str:
     value = obj.get(key)
     if value is None:
-        raise BadLine("missing_id", f"'{key}' is missing")
+        raise BadLine("missing_id", f"'{key}' is missing", missing=(key,))
     # Whole-number ids (common in exported tables) are read as their decimal text.
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -68,7 +75,7 @@ def _optional_text(obj: dict[str, Any], key: str | None) -> str:
 def _rating(obj: dict[str, Any], fields: ReviewFields) -> float:
     key = fields.rating
     if key not in obj:
-        raise BadLine("missing_field", f"'{key}' (the star rating) is missing")
+        raise BadLine("missing_field", f"'{key}' (the star rating) is missing", missing=(key,))
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadLine("wrong_type", f"'{key}' should be a number, found {value!r}")
@@ -93,8 +100,11 @@ def _timestamp(obj: dict[str, Any], fields: ReviewFields) -> int:
         return int(_as_utc(text).timestamp())
     if isinstance(text, str):
         return _parse_date(text, fields)
-    present = " nor ".join(f"'{name}'" for name in (fields.timestamp, fields.date) if name)
-    raise BadLine("missing_field", f"neither {present} is present" if " nor " in present else f"{present} is missing")
+    names = tuple(name for name in (fields.timestamp, fields.date) if name)
+    present = " nor ".join(f"'{name}'" for name in names)
+    raise BadLine(
+        "missing_field", f"neither {present} is present" if " nor " in present else f"{present} is missing", names
+    )
 
 
 def _parse_date(text: str, fields: ReviewFields) -> int:
@@ -178,12 +188,13 @@ def parse_item(obj: dict[str, Any], fields: ItemFields = AMAZON_ITEM_FIELDS) -> 
 
 def _read_records(
     path: Path, parse: Callable[[dict[str, Any]], tuple], policy: BadLinePolicy, max_line_bytes: int,
-    numeric: tuple[str, ...] = (),
+    fields: ReviewFields | ItemFields,
 ) -> tuple[list[tuple], list[int], ReadReport]:
     report = ReadReport(path=str(path))
     rows: list[tuple] = []
     line_numbers: list[int] = []
     number = 0
+    numeric = fields.numeric if isinstance(fields, ReviewFields) else ()
     try:
         for number, record in iter_records(path, max_line_bytes, numeric):
             report.lines_read += 1
@@ -196,20 +207,25 @@ def _read_records(
                 rows.append(parse(record))
                 line_numbers.append(number)
             except BadLine as bad:
-                report.record_bad_line(number, _with_field_names(bad, record), policy)
+                report.record_bad_line(number, _with_field_names(bad, record, fields), policy)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         report.lines_read += 1
         report.record_bad_line(number + 1, BadLine("truncated_file", str(err) or type(err).__name__), policy)
     return rows, line_numbers, report
 
 
-def _with_field_names(bad: BadLine, record: dict[str, Any] | BadLine) -> BadLine:
-    """A missing field is most often a field mapping that does not match the file: say what it has."""
+def _with_field_names(bad: BadLine, record: dict[str, Any] | BadLine, fields: ReviewFields | ItemFields) -> BadLine:
+    """A missing field is most often a field mapping that does not match the file: say what the
+    record has, and which setting maps the field."""
     if bad.reason not in ("missing_id", "missing_field") or not isinstance(record, dict):
         return bad
     names = sorted(str(name) for name in record)
     shown = ", ".join(names[:MAX_FIELD_NAMES_SHOWN]) + (", ..." if len(names) > MAX_FIELD_NAMES_SHOWN else "")
-    return BadLine(bad.reason, f"{bad.detail} (the record's fields: {shown})")
+    detail = f"{bad.detail} (the record's fields: {shown})"
+    settings = settings_naming(fields, bad.missing)
+    if settings:
+        detail += f"; if the file names it otherwise, set {' or '.join(f'{key}=<its name>' for key in settings)}"
+    return BadLine(bad.reason, detail, bad.missing)
 
 
 def read_reviews(
@@ -226,7 +242,7 @@ def read_reviews(
     path = Path(path)
     policy = BadLinePolicy.parse(on_bad_line)
     rows, line_numbers, report = _read_records(
-        path, lambda record: parse_review(record, fields), policy, max_line_bytes, fields.numeric
+        path, lambda record: parse_review(record, fields), policy, max_line_bytes, fields
     )
     columns = list(INTERACTION_DTYPES)
     table = pd.DataFrame(rows, columns=columns).astype(INTERACTION_DTYPES)
@@ -249,7 +265,7 @@ def read_items(
     """Read a metadata file into the items table; repeated item ids keep their first row."""
     path = Path(path)
     policy = BadLinePolicy.parse(on_bad_line)
-    rows, _, report = _read_records(path, lambda record: parse_item(record, fields), policy, max_line_bytes)
+    rows, _, report = _read_records(path, lambda record: parse_item(record, fields), policy, max_line_bytes, fields)
     table = pd.DataFrame(rows, columns=list(ITEM_DTYPES)).astype(ITEM_DTYPES)
     unique = table.drop_duplicates("item_id", keep="first").reset_index(drop=True)
     report.duplicates_dropped = len(table) - len(unique)

@@ -55,11 +55,12 @@ class BadLinePolicy(str, Enum):
 class BadLine(Exception):
     """Raised by line parsers; the reader adds the file and line number."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, missing: tuple[str, ...] = ()) -> None:
         if reason not in BAD_LINE_REASONS:
             raise KeyError(f"unknown bad-line reason {reason!r}")
         self.reason = reason
         self.detail = detail
+        self.missing = missing  # the file's field names that the record lacks, for a missing field
         super().__init__(f"{reason}: {detail}")
 
 

@@ -195,7 +195,32 @@ def test_a_mapping_that_misses_the_file_names_the_fields_the_file_has(tmp_path: 
     with pytest.raises(DataFormatError) as caught:
         read_reviews(path, fields=ReviewFields(user="user_id", item="product", rating="stars", text="body"))
     assert caught.value.line_number == 2 and caught.value.reason == "missing_id"
-    assert "'user_id' is missing (the record's fields: body, customer, product, stars, timestamp)" in str(caught.value)
+    assert "'user_id' is missing (the record's fields: body, customer, product, stars, timestamp); if the file " \
+        "names it otherwise, set data.dataset.review_fields.user=<its name>" in str(caught.value)
+
+
+@pytest.mark.parametrize(("mapping", "setting"), [
+    ({"rating": "overall"}, "data.dataset.review_fields.rating=<its name>"),
+    ({"timestamp": "time"}, "data.dataset.review_fields.timestamp=<its name>"),
+    ({"timestamp": "time", "date": "day"},
+     "data.dataset.review_fields.timestamp=<its name> or data.dataset.review_fields.date=<its name>"),
+])
+def test_a_missing_field_names_the_setting_that_maps_it(tmp_path: Path, mapping: dict, setting: str):
+    path = tmp_path / "reviews.csv"
+    path.write_text("customer,product,stars,body,timestamp\nC1,P1,5,great,100\n")
+    fields = {"user": "customer", "item": "product", "rating": "stars", "text": "body", "date": None, **mapping}
+    with pytest.raises(DataFormatError) as caught:
+        read_reviews(path, fields=ReviewFields(**fields))
+    assert caught.value.reason == "missing_field"
+    assert str(caught.value).splitlines()[0].endswith(f"; if the file names it otherwise, set {setting}")
+
+
+def test_a_missing_item_id_in_the_item_file_names_the_item_mapping(tmp_path: Path):
+    path = tmp_path / "items.csv"
+    path.write_text("sku,name\n1,Strings\n")
+    with pytest.raises(DataFormatError) as caught:
+        read_items(path, fields=ItemFields(item="id", title="name"))
+    assert "set data.dataset.item_fields.item=<its name>" in str(caught.value)
 
 
 def test_custom_config_without_a_reviews_file_says_what_to_set():
