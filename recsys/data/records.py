@@ -59,9 +59,16 @@ def iter_records(
 
     ``max_line_bytes`` bounds a JSON line; a CSV field is bounded by :mod:`csv`'s field size
     limit (131,072 characters), and a longer one is reported as ``invalid_csv``. ``numeric``
-    names the fields that hold numbers: CSV and TSV store them as text, and they are converted
-    where they parse (a value that does not is left as text for the parser to refuse).
+    names the fields that hold numbers: CSV and TSV store them as text, and JSON and Parquet
+    exports often do too (``"4.0"``), so a text value of such a field is converted where it parses
+    (a value that does not is left as text for the parser to refuse).
     """
+    numbers = frozenset(numeric)
+    for number, record in _records(path, max_line_bytes):
+        yield number, _with_numbers(record, numbers)
+
+
+def _records(path: Path, max_line_bytes: int) -> Iterator[tuple[int, Record]]:
     kind = file_format(path)
     elements = _array_elements(path) if kind == "jsonl" else None
     if elements is not None:
@@ -80,7 +87,15 @@ def iter_records(
     elif kind == "parquet":
         yield from _parquet_records(path)
     else:
-        yield from _delimited_records(path, "\t" if kind == "tsv" else ",", frozenset(numeric))
+        yield from _delimited_records(path, "\t" if kind == "tsv" else ",")
+
+
+def _with_numbers(record: Record, numeric: frozenset[str]) -> Record:
+    if isinstance(record, dict):
+        for name in numeric.intersection(record):
+            if isinstance(record[name], str):
+                record[name] = _number(record[name])
+    return record
 
 
 def iter_raw_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
@@ -151,7 +166,7 @@ def _python_literal(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _delimited_records(path: Path, delimiter: str, numeric: frozenset[str]) -> Iterator[tuple[int, Record]]:
+def _delimited_records(path: Path, delimiter: str) -> Iterator[tuple[int, Record]]:
     # surrogateescape keeps undecodable bytes as lone surrogates, so that one bad row is reported
     # instead of the whole file failing to decode; utf-8-sig drops the byte-order mark that
     # spreadsheet programs write, which would otherwise become part of the first field's name.
@@ -173,10 +188,10 @@ def _delimited_records(path: Path, delimiter: str, numeric: frozenset[str]) -> I
             if header is None:
                 header = [name.strip() for name in row]
                 continue
-            yield start, _row_record(row, header, numeric)
+            yield start, _row_record(row, header)
 
 
-def _row_record(row: list[str], header: list[str], numeric: frozenset[str]) -> Record:
+def _row_record(row: list[str], header: list[str]) -> Record:
     if not any(field.strip() for field in row):
         return None
     if len(row) != len(header):
@@ -190,7 +205,7 @@ def _row_record(row: list[str], header: list[str], numeric: frozenset[str]) -> R
     for name, field in zip(header, row, strict=True):
         if field == "":
             continue  # an empty CSV field is a missing value
-        record[name] = _number(field) if name in numeric else field
+        record[name] = field
     return record
 
 

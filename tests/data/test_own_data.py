@@ -52,6 +52,22 @@ def test_csv_tsv_and_parquet_with_own_field_names_read_as_the_json_original(tmp_
     assert original["text"].str.endswith('a "quote"\nand a second line').sum() == 1
 
 
+def test_numbers_stored_as_text_in_json_and_parquet_read_as_numbers(tmp_path: Path):
+    rows = tiny_reviews()
+    original = read_reviews(write_lines(tmp_path / "reviews.json", rows)).table
+    as_text = [{**row, "overall": f"{row['overall']:.1f}", "unixReviewTime": str(row["unixReviewTime"])}
+               for row in rows]
+    as_json = read_reviews(write_lines(tmp_path / "text.json", as_text)).table
+    pd.testing.assert_frame_equal(as_json, original)
+    pd.DataFrame(as_text).to_parquet(tmp_path / "text.parquet", index=False)
+    pd.testing.assert_frame_equal(read_reviews(tmp_path / "text.parquet").table, original)
+    # Text that is no number is still refused, with the line.
+    as_text[2]["overall"] = "five"
+    with pytest.raises(DataFormatError) as caught:
+        read_reviews(write_lines(tmp_path / "bad.json", as_text))
+    assert caught.value.line_number == 3 and "'overall' should be a number, found 'five'" in str(caught.value)
+
+
 def test_bad_csv_rows_are_reported_with_the_line_they_start_on(tmp_path: Path):
     path = tmp_path / "reviews.csv"
     path.write_bytes(
