@@ -99,6 +99,11 @@ class ItemFields:
         names = (self.categories,) if isinstance(self.categories, str) else tuple(self.categories or ())
         object.__setattr__(self, "categories", tuple(str(name) for name in names))
 
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        """The fields that hold numbers: none."""
+        return ()
+
     def key(self) -> str:
         """A stable text of the mapping, for cache keys."""
         return json.dumps(asdict(self), sort_keys=True)

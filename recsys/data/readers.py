@@ -194,9 +194,8 @@ def _read_records(
     rows: list[tuple] = []
     line_numbers: list[int] = []
     number = 0
-    numeric = fields.numeric if isinstance(fields, ReviewFields) else ()
     try:
-        for number, record in iter_records(path, max_line_bytes, numeric):
+        for number, record in iter_records(path, max_line_bytes, fields.numeric):
             report.lines_read += 1
             if record is None:
                 report.blank_lines += 1
