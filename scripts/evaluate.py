@@ -14,9 +14,7 @@ from recsys.training.run import evaluate
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    metrics = evaluate(cfg.ckpt, cfg.split, cfg.output_dir, cfg.relevance_min_rating)
-    for name, value in sorted(metrics.items()):
-        print(f"{name:>24s}  {value:.4f}")
+    evaluate(cfg.ckpt, cfg.split, cfg.output_dir, cfg.relevance_min_rating)  # logs the metrics as tables
 
 
 if __name__ == "__main__":

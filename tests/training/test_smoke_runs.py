@@ -63,10 +63,15 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
         epoch_loss = logged["train/epoch_loss"].dropna()  # and the epoch's mean, weighted by batch size
         assert len(epoch_loss) == 1 and logged["train/loss"].min() < epoch_loss.item() < logged["train/loss"].max()
         best = next((out / "checkpoints").glob("epoch*.ckpt"))
-        run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", env=env)
+        evaluated = run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", env=env)
         again = json.loads((out / "metrics_test_epoch00.json").read_text())
         for key in ("test/rmse", "test/mae", "test/recall@10", "test/ndcg@10", "test/precision@5"):
             assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
+        # Printed once, as the two tables of train.py's summary.
+        printed = [line.split() for line in evaluated.stdout.splitlines() if line.startswith("test ")]
+        assert [row[:2] for row in printed] == [["test", f"{again['test/loss']:.4f}"], ["test", "5"], ["test", "10"],
+                                                ["test", "20"]]
+        assert f"{again['test/recall@10']:.4f}" in printed[2] and "test/recall@10" not in evaluated.stdout
         # The same checkpoint, counting only the held-out items rated 4 or 5 as relevant.
         run("evaluate.py", f"ckpt={best}", "split=test", "relevance_min_rating=4",
             f"hydra.run.dir={tmp_path / 'eval_liked'}", env=env)
