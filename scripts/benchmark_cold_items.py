@@ -26,7 +26,8 @@ def main(arguments: list[str]) -> None:
         return
     from recsys.benchmarking.cold_items import cold_items_report, run_cold_items
 
-    records = run_cold_items(args.overrides, args.numbers["cold.folds"], args.numbers["cold.seed"], args.work)
+    records = run_cold_items(args.overrides, args.numbers["cold.folds"], args.numbers["cold.seed"], args.work,
+                             args.group)
     report = cold_items_report(records, args.command)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cold_items.md").write_text(report)

@@ -22,7 +22,8 @@ def main(arguments: list[str]) -> None:
     args = start_driver(arguments, __doc__, "cross_validate", "cv", {"cv.folds": 5, "cv.parallel": 1})
     if args is None:
         return
-    records = run_cross_validation(args.overrides, args.numbers["cv.folds"], args.work, args.numbers["cv.parallel"])
+    records = run_cross_validation(args.overrides, args.numbers["cv.folds"], args.work, args.numbers["cv.parallel"],
+                                   args.group)
     print(write_cv_report(records, args.out, args.command).read_text())
 
 

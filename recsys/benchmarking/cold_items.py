@@ -196,10 +196,10 @@ def held_out_reviews(interactions: pd.DataFrame, cold: set[str], min_rating: flo
     return interactions.loc[keep, ["user_id", "item_id"]].astype(str)
 
 
-def run_cold_items(overrides: list[str], folds: int, seed: int, work: Path) -> list[dict]:
+def run_cold_items(overrides: list[str], folds: int, seed: int, work: Path, group: str | None = None) -> list[dict]:
     """Train, export, grow and score one run per fold of the items (files under ``work/fold<k>``);
     returns one record per fold: ``{"fold", "new_items", "users", "pairs", "new_items_only",
-    "whole_catalog", "warm_test", "minutes"}``."""
+    "whole_catalog", "warm_test", "minutes"}``. ``group``: the W&B group of the runs, when they log there."""
     require_fresh([work / f"fold{fold}" for fold in range(folds)], "cold.work")
     files, data = _located_files(overrides, work)
     if files.meta is None:
@@ -218,7 +218,7 @@ def run_cold_items(overrides: list[str], folds: int, seed: int, work: Path) -> l
                  len(cold), dropped, kept)
         run = run_training([*overrides, f"data.dataset.name={data['name']}_cold{folds}_{fold}_seed{seed}",
                             f"data.dataset.reviews={warm_reviews}", f"data.dataset.meta={files.meta.resolve()}"],
-                           directory / "run", f"cold-item fold {fold}")
+                           directory / "run", f"cold-item fold {fold}", group=group)
         checkpoint = best_checkpoint(directory / "run")
         export = export_checkpoint(checkpoint, directory / "export")
         grown = add_items(export, documents[documents["item_id"].isin(cold)], directory / "export_grown")

@@ -24,11 +24,13 @@ def fold_overrides(folds: int, fold: int) -> list[str]:
     return ["data.split.strategy=kfold", f"data.split.folds={folds}", f"data.split.fold={fold}"]
 
 
-def run_cross_validation(overrides: list[str], folds: int, work: Path, parallel: int = 1) -> list[dict]:
+def run_cross_validation(overrides: list[str], folds: int, work: Path, parallel: int = 1,
+                         group: str | None = None) -> list[dict]:
     """Train and test ``overrides`` once per fold (each in its own process, files in
     ``work/fold<k>``); returns one record per fold, in fold order: ``{"fold", "metrics", "minutes",
     "peak_mb"}``. ``parallel`` folds run at once, each with its share of the CPU cores (for a
-    machine with many cores, or one GPU that a single small run leaves mostly idle)."""
+    machine with many cores, or one GPU that a single small run leaves mostly idle). ``group``: the
+    W&B group of the folds' runs, when they log there."""
     if folds < 2:
         raise ValueError(f"cv.folds={folds} is not allowed; use 2 or more")
     if parallel < 1:
@@ -48,7 +50,7 @@ def run_cross_validation(overrides: list[str], folds: int, work: Path, parallel:
         log.info("Fold %d of %d", fold + 1, folds)
         try:
             result = run_training([*overrides, *fold_overrides(folds, fold)], work / f"fold{fold}", f"fold {fold}",
-                                  threads=threads)
+                                  threads=threads, group=group)
         except BaseException:
             stop.set()  # before this worker takes the next fold
             raise

@@ -51,14 +51,17 @@ def compose_training(overrides: list[str], out: Path, config_dir: Path = CONF_DI
                        return_hydra_config=True)
 
 
-def _train_in_child(overrides: list[str], out: Path, threads: int | None, connection: Connection) -> None:
+def _train_in_child(overrides: list[str], out: Path, threads: int | None, group: str | None,
+                    connection: Connection) -> None:
     """Train/evaluate one run; send its metrics, time and peak RSS through ``connection``.
-    ``threads``: torch's CPU threads in this process (its share of the cores when runs go side by side)."""
+    ``threads``: torch's CPU threads in this process (its share of the cores when runs go side by side);
+    ``group``: the W&B group of the run, if it logs there."""
     import torch
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
     from recsys.cli import quiet_library_noise
+    from recsys.training.loggers import set_dashboard_group
     from recsys.training.run import train
 
     if threads is not None:
@@ -71,6 +74,8 @@ def _train_in_child(overrides: list[str], out: Path, threads: int | None, connec
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg["hydra"]  # registered above; a run config does not carry it (as in a Hydra app)
+            if group is not None:
+                set_dashboard_group(cfg, group)
         started = time.perf_counter()
         with quiet_library_noise():  # as scripts/train.py runs it
             train(cfg)
@@ -153,18 +158,20 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
-def run_training(overrides: list[str], out: Path, name: str, threads: int | None = None) -> dict:
+def run_training(overrides: list[str], out: Path, name: str, threads: int | None = None,
+                 group: str | None = None) -> dict:
     """``scripts/train.py`` with ``overrides`` in a fresh process (clean peak memory), files under
     ``out``; returns ``{"metrics", "minutes", "peak_mb"}`` or raises with the run's error.
-    ``threads``: torch's CPU threads in that process (default: torch's own choice, all cores)."""
-    result = run_in_process(_train_in_child, (list(overrides), out, threads), name)
+    ``threads``: torch's CPU threads in that process (default: torch's own choice, all cores);
+    ``group``: the W&B group of the run when it logs there (``logger=wandb``)."""
+    result = run_in_process(_train_in_child, (list(overrides), out, threads, group), name)
     log.info("%s: %.2f min, %.0f MB", name, result["minutes"], result["peak_mb"])
     return result
 
 
-def run(spec: RunSpec, out: Path, data: str) -> dict:
-    """Run ``spec`` in a fresh process; its record for the report."""
-    result = run_training(run_overrides(spec, data), out, spec.name)
+def run(spec: RunSpec, out: Path, data: str, group: str | None = None) -> dict:
+    """Run ``spec`` in a fresh process (in the W&B group ``group``, if it logs there); its record for the report."""
+    result = run_training(run_overrides(spec, data), out, spec.name, group=group)
     return {"model": spec.model, "split": spec.split, "seed": spec.seed, **result}
 
 
@@ -184,7 +191,8 @@ def run_benchmark(data: str, seeds: list[int], models: list[str], out: Path, wor
     records = []
     for spec in specs:
         run_dir = work / spec.name
-        records.append(run(spec, run_dir, data))
+        # One W&B group per model and split: its seeds side by side.
+        records.append(run(spec, run_dir, data, group=f"benchmark/{work.name}/{spec.model}-{spec.split}"))
         curves = run_dir / "learning_curves.png"
         if curves.exists():
             out.mkdir(parents=True, exist_ok=True)

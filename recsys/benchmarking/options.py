@@ -62,14 +62,15 @@ def driver_folders(options: dict[str, str], prefix: str, driver: str) -> tuple[P
 @dataclass(frozen=True)
 class DriverArguments:
     """What a benchmark driver's command line asks for: its integer options by key (e.g.
-    ``cv.folds``), the ``train`` overrides, the report and runs' folders, and the command as typed
-    (for the report)."""
+    ``cv.folds``), the ``train`` overrides, the report and runs' folders, the command as typed
+    (for the report) and the W&B group of its runs (``<driver>/<report folder's name>``)."""
 
     numbers: dict[str, int]
     overrides: list[str]
     out: Path
     work: Path
     command: str
+    group: str
 
 
 def start_driver(arguments: list[str], doc: str, driver: str, prefix: str,
@@ -89,4 +90,5 @@ def start_driver(arguments: list[str], doc: str, driver: str, prefix: str,
     numbers = {key: integer_option(options, key) for key in integers}
     out, work = driver_folders(options, prefix, driver)
     check_overrides(overrides, work)
-    return DriverArguments(numbers, overrides, out, work, " ".join([usage, *map(shlex.quote, arguments)]))
+    return DriverArguments(numbers, overrides, out, work, " ".join([usage, *map(shlex.quote, arguments)]),
+                           f"{driver}/{out.name}")

@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback
-from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import Logger, WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -25,27 +30,108 @@ def wandb_account_configured() -> bool:
         return False
 
 
-def instantiate_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
+# The WandbLogger settings that place a run in the dashboard, filled by dashboard_identity when unset.
+DASHBOARD_KEYS = ("name", "group", "tags")
+
+
+def is_wandb_entry(entry: Any) -> bool:
+    """True for a ``logger`` group entry that instantiates Lightning's WandbLogger."""
+    return isinstance(entry, Mapping) and str(entry.get("_target_", "")).endswith("WandbLogger")
+
+
+def dashboard_identity(cfg: DictConfig, run_directory: Path) -> dict[str, Any]:
+    """How a run is found and compared in the dashboard: its ``name`` (the run directory, relative
+    to ``paths.output_dir`` when under it, e.g. ``mi_full/2026-12-05_15-16-04``), its ``tags`` (the
+    dataset, the model's class and the split strategy) and, in a Hydra multirun (``-m``), its
+    ``group`` (the sweep's folder), so that a sweep's runs are averaged and compared together."""
+    task = cfg.get("task_name", "train")
+    sweep = HydraConfig.get().sweep.dir if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN \
+        else None
+    run_directory = Path(run_directory).resolve()
+    output_dir = Path(cfg.paths.output_dir).resolve()
+    if run_directory.is_relative_to(output_dir) and run_directory != output_dir:
+        name = run_directory.relative_to(output_dir).as_posix()
+    elif sweep is not None:
+        name = f"{task}/{Path(sweep).name}/{run_directory.name}"
+    else:
+        name = f"{task}/{run_directory.name}"
+    model = OmegaConf.select(cfg, "model.baseline._target_") or OmegaConf.select(cfg, "model.net._target_")
+    tags = [str(cfg.data.dataset.name), str(model).rsplit(".", 1)[-1], f"{cfg.data.split.strategy} split"]
+    identity: dict[str, Any] = {"name": name, "tags": tags}
+    if sweep is not None:
+        identity["group"] = f"{task}/{Path(sweep).name}"
+    return identity
+
+
+def set_dashboard_group(cfg: DictConfig, group: str) -> None:
+    """Put the runs of ``cfg`` in the W&B group ``group`` (the folds of a cross-validation, the
+    seeds of a benchmarked model), unless its config names one."""
+    for entry in (cfg.get("logger") or {}).values():
+        if is_wandb_entry(entry) and not entry.get("group"):
+            entry.group = group
+
+
+def instantiate_loggers(logger_cfg: DictConfig | None, identity: Mapping[str, Any] | None = None) -> list[Logger]:
     """One logger per entry of the ``logger`` group; a WandbLogger with ``offline: null`` runs
-    offline (no network, no prompt) unless an account is configured or WANDB_MODE says otherwise."""
+    offline (no network, no prompt) unless an account is configured or WANDB_MODE says otherwise.
+    ``identity`` (see :func:`dashboard_identity`) fills a WandbLogger's name, group and tags where
+    the config leaves them unset."""
     loggers: list[Logger] = []
     for name, entry in (logger_cfg or {}).items():
         if not isinstance(entry, DictConfig) or "_target_" not in entry:
             continue
         entry = OmegaConf.to_container(entry, resolve=True)
-        if entry["_target_"].endswith("WandbLogger"):
+        if is_wandb_entry(entry):
+            for key in DASHBOARD_KEYS:
+                if not entry.get(key) and (identity or {}).get(key):
+                    entry[key] = identity[key]
+            # Lightning's offline WandbLogger sets WANDB_MODE=dryrun (wandb's old word for offline):
+            # a second run in the same process (a Hydra multirun's next job) reads it.
+            mode = os.environ.get("WANDB_MODE")
             if entry.get("offline") is None:
-                mode = os.environ.get("WANDB_MODE")
-                entry["offline"] = mode == "offline" or (mode is None and not wandb_account_configured())
+                entry["offline"] = mode in ("offline", "dryrun") or (mode is None and not wandb_account_configured())
             if entry["offline"]:
                 os.environ["WANDB_MODE"] = "offline"
             os.environ.setdefault("WANDB_SILENT", "true")
             Path(entry.get("save_dir", ".")).mkdir(parents=True, exist_ok=True)
-            log.info("wandb logger %s (%s)", name, "offline" if entry["offline"] else "online")
+            state = "offline" if entry["offline"] else "disabled by WANDB_MODE" if mode == "disabled" else "online"
+            log.info("wandb logger %s (%s): run %s", name, state, entry.get("name"))
         logger = hydra.utils.instantiate(entry)
         drop_unset_wandb_anonymous(logger)
         loggers.append(logger)
     return loggers
+
+
+@contextmanager
+def closing_loggers(loggers: list[Logger]) -> Iterator[list[Logger]]:
+    """``loggers``, whose W&B runs end with the block: marked failed if it raises. Lightning leaves
+    a W&B run open, and a later WandbLogger in the same process (the next job of a Hydra
+    multirun, or of a notebook) would log into it instead of starting its own."""
+    try:
+        yield loggers
+    except BaseException:
+        finish_loggers(loggers, succeeded=False)
+        raise
+    finish_loggers(loggers, succeeded=True)
+
+
+def finish_loggers(loggers: list[Logger], succeeded: bool) -> None:
+    """End the W&B run of each WandbLogger that started one, with its exit status."""
+    for logger in loggers:
+        # Lightning starts the run on first use (a private attribute holds it): do not start one to end it.
+        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish(exit_code=0 if succeeded else 1)
+
+
+def log_final_metrics(loggers: list[Logger], config: dict[str, Any], metrics: Mapping[str, float]) -> None:
+    """A run without a Lightning trainer (a fitted baseline) to ``loggers``: its config, and its
+    metrics as one step (and as the W&B run's summary, where trained runs keep their final figures)."""
+    for logger in loggers:
+        logger.log_hyperparams(config)
+        logger.log_metrics(dict(metrics), step=0)
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(dict(metrics))
+        logger.save()
 
 
 def drop_unset_wandb_anonymous(logger: Logger) -> None:

@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -16,12 +17,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.settings import flag_setting, whole_number_setting
 from recsys.training.callbacks import RandomStateCheckpoint
-from recsys.training.loggers import instantiate_callbacks, instantiate_loggers, usable_callbacks
+from recsys.training.loggers import (
+    closing_loggers,
+    dashboard_identity,
+    instantiate_callbacks,
+    instantiate_loggers,
+    log_final_metrics,
+    usable_callbacks,
+)
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 from recsys.training.module import TwoTowerModule, check_cutoffs
 from recsys.training.report import (
@@ -194,39 +202,67 @@ def train(cfg: DictConfig) -> float | None:
     with open_dict(cfg):  # the run config (logged, and kept in checkpoints) holds the epochs run
         cfg.trainer.max_epochs = epochs
     module = build_module(cfg, datamodule)
-    loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = [*usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers), RandomStateCheckpoint()]
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    share_cpu_threads(trainer)
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
+        callbacks = [*usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers), RandomStateCheckpoint()]
+        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        share_cpu_threads(trainer)
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        trainer.fit(module, datamodule, ckpt_path=resume)
+        fit_minutes = (time.perf_counter() - started) / 60
+        outcome = fit_outcome(trainer, module, datamodule, cfg.model.monitor, testing)
+        outcome.metrics["train_minutes"] = fit_minutes
+        outcome.metrics["total_minutes"] = (time.perf_counter() - started) / 60
+        if outcome.monitored is not None:
+            outcome.metrics[f"best_{cfg.model.monitor}"] = outcome.monitored
+        if trainer.is_global_zero:  # in a distributed run, one process writes the reports
+            write_reports(outcome, module, datamodule, loggers, out, cfg.model.monitor)
+    return outcome.monitored if outcome.monitored is not None else outcome.metrics.get(cfg.model.monitor)
 
-    trainer.fit(module, datamodule, ckpt_path=resume)
-    fit_minutes = (time.perf_counter() - started) / 60
-    metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("val/")}
-    checkpoint = monitoring_checkpoint(trainer, cfg.model.monitor)
+
+@dataclass
+class FitOutcome:
+    """What a fit left: its metrics (validation at the last epoch, the test figures of its
+    checkpoints), the best checkpoint by the monitored metric and its value, the rating checkpoint,
+    and the checkpoint files that the test metrics are of (``tested``, read by export.py)."""
+
+    metrics: dict[str, float]
+    best: str | None
+    monitored: float | None
+    rating: str | None
+    tested: dict[str, str] = field(default_factory=dict)
+
+
+def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewDataModule, monitor: str,
+                testing: bool) -> FitOutcome:
+    """The fitted run's outcome; when ``testing``, with the test metrics of its best checkpoint
+    (by ``monitor``) and of its rating checkpoint."""
+    checkpoint = monitoring_checkpoint(trainer, monitor)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-    monitored = float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None
-    tested = {}  # which checkpoint files the test metrics are of (read by export.py)
-    rating = rating_checkpoint_path(trainer, checkpoint)
+    outcome = FitOutcome(
+        metrics={k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("val/")},
+        best=best,
+        monitored=float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        rating=rating_checkpoint_path(trainer, checkpoint),
+    )
     if testing:
         # A single-process test of its own; in a distributed run, evaluate.py tests it afterwards.
-        if rating is not None and trainer.world_size == 1:
+        if outcome.rating is not None and trainer.world_size == 1:
             # First, so that the best checkpoint's weights stay loaded for the reports.
-            metrics.update(evaluate_rating_checkpoint(module, datamodule, rating))
-            tested[RATING_CHECKPOINT_KEY] = Path(rating).name
+            outcome.metrics.update(evaluate_rating_checkpoint(module, datamodule, outcome.rating))
+            outcome.tested[RATING_CHECKPOINT_KEY] = Path(outcome.rating).name
         results = trainer.test(module, datamodule, ckpt_path=best, verbose=False)
-        metrics.update(results[0] if results else {})
+        outcome.metrics.update(results[0] if results else {})
         if best:
-            tested[CHECKPOINT_KEY] = Path(best).name
-    metrics["train_minutes"] = fit_minutes
-    metrics["total_minutes"] = (time.perf_counter() - started) / 60
-    if monitored is not None:
-        metrics[f"best_{cfg.model.monitor}"] = monitored
-    if not trainer.is_global_zero:  # in a distributed run, one process writes the reports
-        return monitored if monitored is not None else metrics.get(cfg.model.monitor)
+            outcome.tested[CHECKPOINT_KEY] = Path(best).name
+    return outcome
 
-    write_metrics(out / "metrics.json", {**metrics, **tested})
+
+def write_reports(outcome: FitOutcome, module: TwoTowerModule, datamodule: ReviewDataModule, loggers: list[Logger],
+                  out: Path, monitor: str) -> None:
+    """``metrics.json``, the learning curves (from the CSV log, when there is one) and example
+    recommendations in ``out``; the last two and the metrics to W&B too; a summary on the console."""
+    write_metrics(out / "metrics.json", {**outcome.metrics, **outcome.tested})
     csv = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
     curves = plot_learning_curves(Path(csv.log_dir) / "metrics.csv", out / "learning_curves.png") if csv else None
     examples = example_recommendations(module, datamodule)
@@ -236,11 +272,9 @@ def train(cfg: DictConfig) -> float | None:
             logger.log_table("recommendations", dataframe=examples)
             if curves is not None:
                 logger.log_image("learning_curves", [str(curves)])
-            logger.experiment.summary.update(metrics)
-    log.info("Run directory: %s\n\n%s%s", out, metrics_table(metrics), next_steps(best, cfg.model.monitor, rating))
-    if monitored is not None:
-        return monitored
-    return metrics.get(cfg.model.monitor)
+            logger.experiment.summary.update(outcome.metrics)
+    log.info("Run directory: %s\n\n%s%s", out, metrics_table(outcome.metrics),
+             next_steps(outcome.best, monitor, outcome.rating))
 
 
 def next_steps(best: str | None, monitor: str, rating: str | None) -> str:
@@ -260,7 +294,7 @@ def next_steps(best: str | None, monitor: str, rating: str | None) -> str:
 def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, started: float,
                  splits: list[str]) -> float | None:
     """Fit a non-neural baseline (``cfg.model.baseline``), evaluate it on ``splits`` with the
-    two-tower metrics, and write ``metrics.json``."""
+    two-tower metrics, write ``metrics.json`` and log the run config and metrics to the loggers."""
     from recsys.benchmarking.evaluation import evaluate_scorer
 
     baseline = hydra.utils.instantiate(cfg.model.baseline)
@@ -270,6 +304,9 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
         metrics.update(evaluate_scorer(baseline.user_scores, baseline.predict_ratings, datamodule, split,
                                        ks=cfg.model.get("ks", (5, 10, 20))))
     write_metrics(out / "metrics.json", metrics)
+    # To the dashboards too, so that a baseline is compared with trained models there.
+    with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
+        log_final_metrics(loggers, OmegaConf.to_container(cfg, resolve=True), metrics)
     log.info("Wrote %s\n\n%s", out / "metrics.json", metrics_table(metrics))
     return metrics.get(cfg.model.get("monitor", "val/recall@10"))
 

@@ -16,6 +16,7 @@ import pytest
 from recsys.benchmarking import cross_validation
 from recsys.benchmarking.cross_validation import fold_overrides, summarize_folds, write_cv_report
 from tests.conftest import REPO_ROOT, script_env
+from tests.wandb_records import offline_run
 
 
 def records() -> list[dict]:
@@ -60,11 +61,14 @@ class _FakeFolds:
         self.running = self.most_running = 0
         self.threads: list[int | None] = []
         self.started: list[int] = []
+        self.groups: set[str | None] = set()
         self.lock = threading.Lock()
 
-    def __call__(self, overrides: list[str], out: Path, name: str, threads: int | None = None) -> dict:
+    def __call__(self, overrides: list[str], out: Path, name: str, threads: int | None = None,
+                 group: str | None = None) -> dict:
         fold = int(overrides[-1].rsplit("=", 1)[1])
         with self.lock:
+            self.groups.add(group)
             self.running += 1
             self.most_running = max(self.most_running, self.running)
             self.threads.append(threads)
@@ -81,8 +85,10 @@ def test_parallel_folds_run_side_by_side_with_a_share_of_the_cores(tmp_path: Pat
     fake = _FakeFolds(5)
     monkeypatch.setattr(cross_validation, "run_training", fake)
     monkeypatch.setattr(cross_validation.os, "cpu_count", lambda: 16)
-    records = cross_validation.run_cross_validation(["model=ease"], 5, tmp_path, parallel=3)
+    records = cross_validation.run_cross_validation(["model=ease"], 5, tmp_path, parallel=3,
+                                                    group="cross_validate/cv_mi")
     assert [r["fold"] for r in records] == [0, 1, 2, 3, 4]  # fold order, not the order of completion
+    assert fake.groups == {"cross_validate/cv_mi"}  # every fold in the one W&B group
     assert [r["metrics"]["test/recall@10"] for r in records] == [0.0, 0.1, 0.2, 0.3, 0.4]
     assert fake.most_running == 3 and fake.threads == [5] * 5  # 16 cores // 3
 
@@ -158,15 +164,20 @@ def test_cross_validate_script_runs_every_fold(tmp_path: Path, real_data_dir: Pa
 
     # The folds side by side (sharing the caches that the first run filled): EASE does not run
     # through torch, whose thread count (the cores' share of each fold) changes summation order,
-    # so its figures are the same as one fold at a time.
+    # so its figures are the same as one fold at a time. Logged to W&B, the folds are one group there.
     side_by_side = tmp_path / "cv_parallel"
     result = _script("cv.folds=3", "cv.parallel=3", "data=magazine", "model=ease", f"cv.out={side_by_side}",
-                     f"cv.work={side_by_side / 'runs'}", cache=tmp_path / "cache", data_dir=real_data_dir)
+                     f"cv.work={side_by_side / 'runs'}", "logger=wandb", cache=tmp_path / "cache",
+                     data_dir=real_data_dir)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     for k, fold in enumerate(folds):
         again = json.loads((side_by_side / "runs" / f"fold{k}" / "metrics.json").read_text())
         assert {m: again[m] for m in fold if m.startswith("test/")} == {m: v for m, v in fold.items()
                                                                          if m.startswith("test/")}
+        (wandb_run,) = (side_by_side / "runs" / f"fold{k}" / "wandb").glob("offline-run-*")
+        logged = offline_run(wandb_run)
+        assert (logged.name, logged.group) == (f"train/fold{k}", "cross_validate/cv_parallel")
+        assert logged.summary["test/recall@10"] == pytest.approx(fold["test/recall@10"])
 
 
 def test_the_cross_validation_driver_does_not_import_torch():

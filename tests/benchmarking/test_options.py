@@ -42,6 +42,7 @@ def test_a_driver_parses_numbers_folders_and_the_command(tmp_path, capsys):
     assert args.overrides == ["model=ease"]
     assert args.out == tmp_path / "my report" and args.work.parts[:2] == ("outputs", "cross_validate")
     assert args.command == f"python scripts/cross_validate.py cv.folds=3 model=ease 'cv.out={tmp_path}/my report'"
+    assert args.group == "cross_validate/my report"  # the W&B group of its runs, named by the report folder
     with pytest.raises(ValueError, match="bad override"):
         start_driver(["model=no_such_model"], "", "cross_validate", "cv", {"cv.folds": 5})
     with pytest.raises(ValueError, match="cv.seed is not an option of python scripts/cross_validate.py"):
