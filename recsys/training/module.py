@@ -256,8 +256,10 @@ class TwoTowerModule(pl.LightningModule):
         for name in ("loss", "rating_loss", "like_loss", "retrieval_loss", "distill_loss"):
             if name in out:
                 self.log(f"train/{name}", out[name], prog_bar=name == "loss", batch_size=len(batch))
-        # Each epoch's mean too: a run of fewer steps than trainer.log_every_n_steps logs no step.
-        self.log("train/epoch_loss", out["loss"], on_step=False, on_epoch=True, batch_size=len(batch))
+        # Each epoch's mean too (over every process): a run of fewer steps than
+        # trainer.log_every_n_steps logs no step.
+        self.log("train/epoch_loss", out["loss"], on_step=False, on_epoch=True, batch_size=len(batch),
+                 sync_dist=True)
         return out["loss"]
 
     def on_train_batch_end(self, outputs, batch: PairBatch, batch_idx: int) -> None:
@@ -292,9 +294,11 @@ class TwoTowerModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_epoch_end(self, stage: str) -> None:
-        # torchmetrics sums over every process before computing.
-        self.log(f"{stage}/rmse", self.rmse[stage].compute())
-        self.log(f"{stage}/mae", self.mae[stage].compute())
+        # torchmetrics sums over every process before computing, and the ranking metrics are merged
+        # below: every process holds the same values, which sync_dist keeps (their mean) and tells
+        # Lightning about (it warned of unsynchronised epoch metrics for each of them).
+        self.log(f"{stage}/rmse", self.rmse[stage].compute(), sync_dist=True)
+        self.log(f"{stage}/mae", self.mae[stage].compute(), sync_dist=True)
         self.rmse[stage].reset()
         self.mae[stage].reset()
         distributed = self.trainer.world_size > 1
@@ -303,7 +307,7 @@ class TwoTowerModule(pl.LightningModule):
             if distributed:
                 metrics = self._mean_over_processes(metrics)
             for name, value in metrics.items():
-                self.log(f"{stage}/{name}", float(value))
+                self.log(f"{stage}/{name}", float(value), sync_dist=True)
         self._user_vectors = {}
 
     def _mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:

@@ -39,6 +39,7 @@ from recsys.training.report import (
     write_metrics,
     write_recommendations,
 )
+from recsys.training.summary import ComponentSummary
 
 log = logging.getLogger(__name__)
 CONFIG_KEY = "recsys_config"
@@ -204,7 +205,10 @@ def train(cfg: DictConfig) -> float | None:
     module = build_module(cfg, datamodule)
     with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
         callbacks = [*usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers), RandomStateCheckpoint()]
-        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        if cfg.trainer.get("enable_model_summary", True):
+            callbacks.append(ComponentSummary())  # in place of Lightning's (see ComponentSummary)
+        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                                                      enable_model_summary=False)
         share_cpu_threads(trainer)
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

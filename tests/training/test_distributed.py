@@ -84,6 +84,8 @@ def test_ddp_two_processes_validation_equals_single_process(tmp_path: Path, real
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "MEMBER: 2/2" in output  # two processes joined the process group
+    # Every epoch metric is synchronised (Lightning warned of each one that was not).
+    assert "sync_dist=True" not in output
     distributed = json.loads((run / "metrics.json").read_text())
 
     checkpoint = run / "checkpoints" / "last.ckpt"

@@ -35,6 +35,9 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
     # Two trainers (fit + test, and the rating checkpoint's test), one device line: recsys.cli.LightningInfoFilter
     assert output.count("GPU available: False, used: False") == 1
     assert "anonymous setting" not in output  # recsys.training.loggers.drop_unset_wandb_anonymous
+    # recsys.training.summary.ComponentSummary, not Lightning's summary and its column of zero FLOPs.
+    assert "FLOPs" not in output
+    assert "Text encoder: all-MiniLM-L6-v2 (bundled): top 1 of 6 layers fine-tuned" in output
     metrics = json.loads((out / "metrics.json").read_text())
     # The console summary (recsys.training.report.metrics_table) shows the test figures at K = 10.
     summary = [line.split() for line in output.splitlines() if line.startswith("test ")]
