@@ -84,10 +84,11 @@ LEARNING_CURVE_PANELS = (
 
 
 def learning_curve_series(frame: pd.DataFrame) -> list[tuple[str, str, dict[str, pd.DataFrame]]]:
-    """The learning curves' panels of a CSVLogger frame: (title, x column, {metric: rows of x and metric}).
+    """The learning curves' panels of a frame of logged rows (``epoch``, ``step`` and metric
+    columns): (title, x column, {metric: rows of x and metric}).
 
-    The training loss panel holds the logged steps and each epoch's mean (``train/epoch_loss``, at
-    the epoch's last step): a run of fewer steps than the logging interval has only the latter.
+    The training loss panel holds the steps' losses and each epoch's mean (``train/epoch_loss``, at
+    the epoch's last step; a CSV log of fewer steps than its logging interval has only the latter).
     Panels and series without a logged value are left out.
     """
     panels = []
@@ -99,9 +100,12 @@ def learning_curve_series(frame: pd.DataFrame) -> list[tuple[str, str, dict[str,
     return panels
 
 
-def plot_learning_curves(metrics_csv: Path, out_png: Path) -> Path | None:
-    """PNG of the training loss by step and the validation metrics by epoch, from a CSVLogger file."""
-    if not metrics_csv.exists():
+def plot_learning_curves(frame: pd.DataFrame, out_png: Path) -> Path | None:
+    """PNG of the training loss by step and the validation metrics by epoch, from the rows of
+    :class:`~recsys.training.callbacks.LearningCurves` (or a CSVLogger file read as a frame);
+    None, and no file, when nothing was recorded."""
+    panels = learning_curve_series(frame)
+    if not panels:
         return None
     import matplotlib
 
@@ -109,8 +113,7 @@ def plot_learning_curves(metrics_csv: Path, out_png: Path) -> Path | None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    panels = learning_curve_series(pd.read_csv(metrics_csv))
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.4))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4))
     for axis, (title, x, series) in zip(np.atleast_1d(axes), panels, strict=False):
         for column, rows in series.items():
             per_step = column == "train/loss"
@@ -157,13 +160,16 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
     scores = module.ranking_scores(users, ids, items)
     top = top_k_from_scores(lambda start, stop: scores[start:stop], ids, k, data.train_items, max(1, len(ids)),
                             data.num_items).to(users.device)
+    known = torch.from_numpy(data.train_items.rows(ids)).to(top.device)
     rows = []
     for row, user in enumerate(batch.user.tolist()):
         history = batch.history_reviews[row][batch.history_mask[row]].tolist()
         summaries = " / ".join(str(s) for s in data.train_reviews["summary"].iloc[history].tolist()[-5:])
+        # Fewer than k where the catalog holds fewer unseen items (the top-k is filled with seen ones).
+        shown = top[row][~known[row, top[row]]]
         offset = module.net.user_offset(batch.history_ratings[row : row + 1], batch.history_mask[row : row + 1])
-        stars, _ = module.net.score(users[row].expand(k, -1), items[top[row]], top[row], offset.expand(k))
-        for rank, (item, predicted) in enumerate(zip(top[row].tolist(), stars.tolist(), strict=True), start=1):
+        stars, _ = module.net.score(users[row].expand(len(shown), -1), items[shown], shown, offset.expand(len(shown)))
+        for rank, (item, predicted) in enumerate(zip(shown.tolist(), stars.tolist(), strict=True), start=1):
             rows.append({
                 "user_id": data.user_ids[user],
                 "history (latest summaries)": summaries,

@@ -11,17 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers import Logger, WandbLogger
 
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.settings import flag_setting, whole_number_setting
-from recsys.training.callbacks import RandomStateCheckpoint
+from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
 from recsys.training.loggers import (
     closing_loggers,
     dashboard_identity,
@@ -204,7 +205,9 @@ def train(cfg: DictConfig) -> float | None:
         cfg.trainer.max_epochs = epochs
     module = build_module(cfg, datamodule)
     with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
-        callbacks = [*usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers), RandomStateCheckpoint()]
+        curves = LearningCurves()
+        callbacks = [*usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers), RandomStateCheckpoint(),
+                     curves]
         if cfg.trainer.get("enable_model_summary", True):
             callbacks.append(ComponentSummary())  # in place of Lightning's (see ComponentSummary)
         trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
@@ -215,6 +218,7 @@ def train(cfg: DictConfig) -> float | None:
         trainer.fit(module, datamodule, ckpt_path=resume)
         fit_minutes = (time.perf_counter() - started) / 60
         outcome = fit_outcome(trainer, module, datamodule, cfg.model.monitor, testing)
+        outcome.curves = curves.frame
         outcome.metrics["train_minutes"] = fit_minutes
         outcome.metrics["total_minutes"] = (time.perf_counter() - started) / 60
         if outcome.monitored is not None:
@@ -228,13 +232,15 @@ def train(cfg: DictConfig) -> float | None:
 class FitOutcome:
     """What a fit left: its metrics (validation at the last epoch, the test figures of its
     checkpoints), the best checkpoint by the monitored metric and its value, the rating checkpoint,
-    and the checkpoint files that the test metrics are of (``tested``, read by export.py)."""
+    the checkpoint files that the test metrics are of (``tested``, read by export.py), and the
+    learning curves' rows (:class:`~recsys.training.callbacks.LearningCurves`)."""
 
     metrics: dict[str, float]
     best: str | None
     monitored: float | None
     rating: str | None
     tested: dict[str, str] = field(default_factory=dict)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewDataModule, monitor: str,
@@ -264,11 +270,12 @@ def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewD
 
 def write_reports(outcome: FitOutcome, module: TwoTowerModule, datamodule: ReviewDataModule, loggers: list[Logger],
                   out: Path, monitor: str) -> None:
-    """``metrics.json``, the learning curves (from the CSV log, when there is one) and example
-    recommendations in ``out``; the last two and the metrics to W&B too; a summary on the console."""
+    """``metrics.json``, the learning curves (``learning_curves.png`` and the rows it draws,
+    ``learning_curves.csv``) and example recommendations in ``out``; the last two and the metrics
+    to W&B too; a summary on the console."""
     write_metrics(out / "metrics.json", {**outcome.metrics, **outcome.tested})
-    csv = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
-    curves = plot_learning_curves(Path(csv.log_dir) / "metrics.csv", out / "learning_curves.png") if csv else None
+    outcome.curves.to_csv(out / "learning_curves.csv", index=False)
+    curves = plot_learning_curves(outcome.curves, out / "learning_curves.png")
     examples = example_recommendations(module, datamodule)
     write_recommendations(examples, out / "recommendations.md")
     for logger in loggers:

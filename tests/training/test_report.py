@@ -78,6 +78,6 @@ def test_learning_curves_leave_out_what_was_not_logged(tmp_path):
     frame = _logged([{"epoch": 0, "step": 3, "train/loss": 1.5}]).drop(columns=["train/epoch_loss"])
     panels = learning_curve_series(frame)
     assert [(title, list(series)) for title, _, series in panels] == [("training loss", ["train/loss"])]
-    frame.to_csv(tmp_path / "metrics.csv", index=False)
-    assert plot_learning_curves(tmp_path / "metrics.csv", tmp_path / "curves.png").stat().st_size > 5_000
-    assert plot_learning_curves(tmp_path / "absent.csv", tmp_path / "none.png") is None
+    assert plot_learning_curves(frame, tmp_path / "curves.png").stat().st_size > 5_000
+    assert plot_learning_curves(pd.DataFrame(), tmp_path / "none.png") is None  # nothing recorded: no file
+    assert not (tmp_path / "none.png").exists()

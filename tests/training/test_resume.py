@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -84,3 +85,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     assert {"val/rmse", "val/recall@10", "test/rmse", "test/recall@10", "test/ndcg@10"} <= set(compared)
     for key in compared:
         assert got[key] == pytest.approx(expected[key], abs=TOLERANCE), key
+    # The learning curves came with the checkpoint: the resumed run draws epoch 0 too.
+    curves = pd.read_csv(resumed / "learning_curves.csv")
+    pd.testing.assert_frame_equal(curves, pd.read_csv(full / "learning_curves.csv"), atol=TOLERANCE)
+    assert set(curves["epoch"]) == {0, 1, 2}

@@ -65,6 +65,10 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
         assert logged["train/loss"].notna().sum() == 8  # every step of the 8-batch epoch (the loss curve)
         epoch_loss = logged["train/epoch_loss"].dropna()  # and the epoch's mean, weighted by batch size
         assert len(epoch_loss) == 1 and logged["train/loss"].min() < epoch_loss.item() < logged["train/loss"].max()
+        # The learning curves' own record (recsys.training.callbacks.LearningCurves) holds the same figures.
+        curves = pd.read_csv(out / "learning_curves.csv")
+        for column in ("train/loss", "train/epoch_loss", "val/rmse", "val/recall@10"):
+            assert curves[column].dropna().tolist() == pytest.approx(logged[column].dropna().tolist(), rel=1e-6)
         best = next((out / "checkpoints").glob("epoch*.ckpt"))
         evaluated = run("evaluate.py", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", env=env)
         again = json.loads((out / "metrics_test_epoch00.json").read_text())

@@ -235,3 +235,19 @@ def test_the_runs_example_recommendations_show_the_score_they_are_ranked_by(tiny
         assert shown["score"].iloc[0] == pytest.approx(float(scores[row, unseen].max()), abs=1e-4)
     # Fused with EASE, the score is not the cosine (cosine ranking: it is).
     assert (table["score"] == table["cosine"]).all() == (weight == 0)
+
+
+def test_example_recommendations_of_a_catalog_smaller_than_k_list_each_unseen_item_once(tiny_dataset, tmp_path):
+    from recsys.training.report import example_recommendations
+
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
+    trainer(epochs=0).test(module, dm, verbose=False)
+    assert dm.num_items < 10  # the run's reports ask for a top-10: they failed on a shape mismatch
+    table = example_recommendations(module, dm, k=10)
+    data = dm.data
+    for user_id, shown in table.groupby("user_id", sort=False):
+        user = data.user_ids.get_loc(user_id)
+        unseen = set(range(dm.num_items)) - set(data.train_items.items_of(user))
+        assert sorted(data.item_ids.get_indexer(shown["item_id"])) == sorted(unseen)  # no training item, none twice
+        assert shown["rank"].tolist() == list(range(1, len(unseen) + 1))
