@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +126,44 @@ def finish_loggers(loggers: list[Logger], succeeded: bool) -> None:
 
 def log_final_metrics(loggers: list[Logger], config: dict[str, Any], metrics: Mapping[str, float]) -> None:
     """A run without a Lightning trainer (a fitted baseline) to ``loggers``: its config, and its
-    metrics as one step (and as the W&B run's summary, where trained runs keep their final figures)."""
+    metrics as one step (and as the W&B run's summary and TensorBoard's hyperparameters, where
+    trained runs keep their final figures)."""
     for logger in loggers:
-        logger.log_hyperparams(config)
-        logger.log_metrics(dict(metrics), step=0)
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(config, metrics=dict(metrics), step=0)
+        else:
+            logger.log_hyperparams(config)
+            logger.log_metrics(dict(metrics), step=0)
         if isinstance(logger, WandbLogger):
             logger.experiment.summary.update(dict(metrics))
         logger.save()
+
+
+def log_run_reports(loggers: list[Logger], config: dict[str, Any], metrics: Mapping[str, float], step: int,
+                    recommendations: pd.DataFrame, curves: Path | None) -> None:
+    """A trained run's reports to the dashboards: the final ``metrics`` (W&B: the run's summary;
+    TensorBoard: the HParams tab, the run's config beside them, so that runs compare by their
+    results), the example ``recommendations`` (a W&B table; TensorBoard text) and the ``curves``
+    PNG. ``step`` is the run's last, where its test metrics are logged: TensorBoard logs the
+    HParams tab's figures as scalars again, so the validation metrics, logged one step earlier,
+    are left to their charts (``best_val/...`` stands for them)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_table("recommendations", dataframe=recommendations)
+            if curves is not None:
+                logger.log_image("learning_curves", [str(curves)])
+            logger.experiment.summary.update(dict(metrics))
+        elif isinstance(logger, TensorBoardLogger):
+            from recsys.training.report import markdown_table
+
+            final = {k: v for k, v in metrics.items() if not k.startswith("val/")}
+            logger.log_hyperparams(config, metrics=final, step=step)
+            logger.experiment.add_text("recommendations", markdown_table(recommendations), step)
+            if curves is not None:
+                from matplotlib.image import imread
+
+                logger.experiment.add_image("learning_curves", imread(curves)[..., :3], step, dataformats="HWC")
+            logger.save()
 
 
 def drop_unset_wandb_anonymous(logger: Logger) -> None:

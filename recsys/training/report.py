@@ -183,9 +183,15 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
     return pd.DataFrame(rows)
 
 
-def write_recommendations(frame: pd.DataFrame, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a Markdown table (``|`` in a cell written as ``/``)."""
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in frame.itertuples(index=False)]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_recommendations(frame: pd.DataFrame, path: Path) -> Path:
+    """The example recommendations ``frame`` as a Markdown table at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown_table(frame))
     return path

@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import Logger
 
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.settings import flag_setting, whole_number_setting
@@ -29,6 +29,7 @@ from recsys.training.loggers import (
     instantiate_callbacks,
     instantiate_loggers,
     log_final_metrics,
+    log_run_reports,
     usable_callbacks,
 )
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
@@ -217,14 +218,17 @@ def train(cfg: DictConfig) -> float | None:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         trainer.fit(module, datamodule, ckpt_path=resume)
         fit_minutes = (time.perf_counter() - started) / 60
+        # Taken before testing: a test from the best checkpoint restores the callbacks' states too.
+        trained_curves, last_step = curves.frame, trainer.global_step
         outcome = fit_outcome(trainer, module, datamodule, cfg.model.monitor, testing)
-        outcome.curves = curves.frame
+        outcome.curves, outcome.step = trained_curves, last_step
         outcome.metrics["train_minutes"] = fit_minutes
         outcome.metrics["total_minutes"] = (time.perf_counter() - started) / 60
         if outcome.monitored is not None:
             outcome.metrics[f"best_{cfg.model.monitor}"] = outcome.monitored
         if trainer.is_global_zero:  # in a distributed run, one process writes the reports
-            write_reports(outcome, module, datamodule, loggers, out, cfg.model.monitor)
+            write_reports(outcome, module, datamodule, loggers, out, cfg.model.monitor,
+                          OmegaConf.to_container(cfg, resolve=True))
     return outcome.monitored if outcome.monitored is not None else outcome.metrics.get(cfg.model.monitor)
 
 
@@ -233,7 +237,7 @@ class FitOutcome:
     """What a fit left: its metrics (validation at the last epoch, the test figures of its
     checkpoints), the best checkpoint by the monitored metric and its value, the rating checkpoint,
     the checkpoint files that the test metrics are of (``tested``, read by export.py), and the
-    learning curves' rows (:class:`~recsys.training.callbacks.LearningCurves`)."""
+    learning curves' rows (:class:`~recsys.training.callbacks.LearningCurves`) and the last step."""
 
     metrics: dict[str, float]
     best: str | None
@@ -241,6 +245,7 @@ class FitOutcome:
     rating: str | None
     tested: dict[str, str] = field(default_factory=dict)
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    step: int = 0  # the last optimiser step, where the last validation and the test are logged
 
 
 def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewDataModule, monitor: str,
@@ -269,21 +274,16 @@ def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewD
 
 
 def write_reports(outcome: FitOutcome, module: TwoTowerModule, datamodule: ReviewDataModule, loggers: list[Logger],
-                  out: Path, monitor: str) -> None:
+                  out: Path, monitor: str, config: dict) -> None:
     """``metrics.json``, the learning curves (``learning_curves.png`` and the rows it draws,
-    ``learning_curves.csv``) and example recommendations in ``out``; the last two and the metrics
-    to W&B too; a summary on the console."""
+    ``learning_curves.csv``) and example recommendations in ``out``; the last two and the metrics,
+    with the run ``config``, to the dashboards too (:func:`log_run_reports`); a summary on the console."""
     write_metrics(out / "metrics.json", {**outcome.metrics, **outcome.tested})
     outcome.curves.to_csv(out / "learning_curves.csv", index=False)
     curves = plot_learning_curves(outcome.curves, out / "learning_curves.png")
     examples = example_recommendations(module, datamodule)
     write_recommendations(examples, out / "recommendations.md")
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_table("recommendations", dataframe=examples)
-            if curves is not None:
-                logger.log_image("learning_curves", [str(curves)])
-            logger.experiment.summary.update(outcome.metrics)
+    log_run_reports(loggers, config, outcome.metrics, outcome.step, examples, curves)
     log.info("Run directory: %s\n\n%s%s", out, metrics_table(outcome.metrics),
              next_steps(outcome.best, monitor, outcome.rating))
 

@@ -1,6 +1,7 @@
 """The learning curves are recorded by a callback, whatever the loggers (recsys.training.callbacks.LearningCurves)."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -76,17 +77,26 @@ def test_a_resumed_run_has_the_curves_of_an_uninterrupted_one(tmp_path):
     pd.testing.assert_frame_equal(resumed.frame, whole.frame)
 
 
-def test_a_run_without_a_csv_logger_still_draws_its_learning_curves(tmp_path, monkeypatch):
+def train_tiny(tmp_path: Path, monkeypatch, *overrides: str) -> Path:
+    """``train()`` on a tiny dataset with a tiny random encoder (seconds); its run directory."""
     write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
     out = tmp_path / "run"
     out.mkdir()
     monkeypatch.setattr("recsys.training.run.run_dir", lambda cfg: out)  # wherever an earlier test left Hydra
     encoder = ",".join(f"{key}:{value}" for key, value in TINY_BERT.items())
     train(config("data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
-                 f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}", "logger=none",
+                 f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}",
                  f"+model.net.encoder_config={{{encoder}}}", "trainer.max_epochs=2", "data.batch_size=8",
                  "data.item_max_tokens=32", "data.review_max_tokens=32", "model.module.ease_fusion=0",
-                 "model.module.loss.distill_weight=0", "callbacks=none", f"trainer.default_root_dir={out}"))
+                 "model.module.loss.distill_weight=0", f"trainer.default_root_dir={out}",
+                 f"callbacks.checkpoint.dirpath={out / 'checkpoints'}",
+                 f"callbacks.rating_checkpoint.dirpath={out / 'checkpoints'}",
+                 *overrides))
+    return out
+
+
+def test_a_run_without_a_csv_logger_still_draws_its_learning_curves(tmp_path, monkeypatch):
+    out = train_tiny(tmp_path, monkeypatch, "logger=none")
     assert not (out / "csv").exists()
     assert (out / "learning_curves.png").stat().st_size > 10_000
     curves = pd.read_csv(out / "learning_curves.csv")

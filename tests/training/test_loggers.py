@@ -111,3 +111,64 @@ def test_each_job_of_a_multirun_is_its_own_wandb_run_in_the_sweeps_group(tmp_pat
         metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
         for key in ("test/recall@10", "test/ndcg@10", "val/recall@10", "val/mrr@10"):
             assert run.summary[key] == pytest.approx(metrics[key]), key
+
+
+def tensorboard_records(log_dir: Path) -> dict:
+    """What TensorBoard shows of a run: the last value of each scalar, image and text tags, the
+    HParams tab's metrics and hyperparameters."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    runs = EventMultiplexer({"run": str(log_dir)})
+    runs.Reload()
+    run = runs.GetAccumulator("run")
+    tags = run.Tags()
+    records = {"scalars": {t: run.Scalars(t)[-1].value for t in tags["scalars"]}, "images": tags["images"],
+               "texts": {t: b"".join(run.Tensors(t)[-1].tensor_proto.string_val).decode()
+                         for t in tags["tensors"] if t.endswith("text_summary")}}
+    for content in run.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("experiment"):
+            records["hparam_metrics"] = [info.name.tag for info in data.experiment.metric_infos]
+        if data.HasField("session_start_info"):
+            hparams = data.session_start_info.hparams.items()
+            records["hparams"] = {k: v.string_value or v.number_value for k, v in hparams}
+    return records
+
+
+def test_tensorboard_compares_runs_by_their_results_and_shows_their_reports(tmp_path, monkeypatch):
+    from tests.training.test_learning_curves import train_tiny
+
+    out = train_tiny(tmp_path, monkeypatch, "logger=tensorboard", f"logger.tensorboard.save_dir={tmp_path / 'tb'}",
+                     "trainer.log_every_n_steps=1", "seed=3")
+    metrics = json.loads((out / "metrics.json").read_text())
+    (log_dir,) = (tmp_path / "tb" / "tensorboard").iterdir()
+    records = tensorboard_records(log_dir)
+    assert "hp_metric" not in records["scalars"]  # Lightning's placeholder -1
+    # The HParams tab: the test figures, the rating checkpoint's and the best validation figure.
+    assert {"test/recall@10", "test/rmse", "rating_checkpoint/test/rmse", "best_val/recall@10",
+            "train_minutes"} <= set(records["hparam_metrics"])
+    assert not [tag for tag in records["hparam_metrics"] if tag.startswith("val/")]
+    for tag in ("test/recall@10", "test/rmse", "rating_checkpoint/test/rmse", "best_val/recall@10"):
+        assert records["scalars"][tag] == pytest.approx(metrics[tag], abs=1e-6), tag
+    assert records["hparams"]["seed"] == 3 and records["hparams"]["data/dataset/name"] == "tiny"
+    assert records["images"] == ["learning_curves"]
+    (recommendations,) = records["texts"].values()
+    assert recommendations == (out / "recommendations.md").read_text()
+
+
+def test_a_baseline_reaches_tensorboards_hparams_tab(tmp_path, monkeypatch):
+    write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
+    monkeypatch.setattr("recsys.training.run.run_dir", lambda cfg: tmp_path / "run")
+    from recsys.training.run import train
+    from tests.training.test_schedule import config
+
+    train(config("data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
+                 f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}", "model=ease",
+                 "logger=tensorboard", f"logger.tensorboard.save_dir={tmp_path / 'tb'}",
+                 f"trainer.default_root_dir={tmp_path}", "callbacks=none"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    (log_dir,) = (tmp_path / "tb" / "tensorboard").iterdir()
+    records = tensorboard_records(log_dir)
+    assert "test/recall@10" in records["hparam_metrics"]
+    assert records["scalars"]["test/recall@10"] == pytest.approx(metrics["test/recall@10"], abs=1e-6)
