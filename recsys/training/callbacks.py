@@ -44,8 +44,8 @@ CURVE_METRICS = ("val/rmse", "val/recall@10")
 
 
 class LearningCurves(Callback):
-    """Record what the learning curves show, whatever the loggers (the curves were drawn from the
-    CSV log, so ``logger=tensorboard`` or ``none`` left none): the training loss of every batch,
+    """Record what the learning curves show, so that every run draws them whatever its loggers
+    (``logger=tensorboard`` or ``none`` included): the training loss of every batch,
     each epoch's mean (weighted by batch size, as ``train/epoch_loss``) and the validation
     metrics of :data:`CURVE_METRICS` by epoch, as rows of ``epoch``, ``step`` (batches seen, from
     0) and the metric. Kept in checkpoints, so that a resumed run's curves start at its first

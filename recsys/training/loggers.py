@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
+from recsys.training.report import markdown_table
+
 log = logging.getLogger(__name__)
 
 
@@ -154,8 +156,6 @@ def log_run_reports(loggers: list[Logger], config: dict[str, Any], metrics: Mapp
                 logger.log_image("learning_curves", [str(curves)])
             logger.experiment.summary.update(dict(metrics))
         elif isinstance(logger, TensorBoardLogger):
-            from recsys.training.report import markdown_table
-
             final = {k: v for k, v in metrics.items() if not k.startswith("val/")}
             logger.log_hyperparams(config, metrics=final, step=step)
             logger.experiment.add_text("recommendations", markdown_table(recommendations), step)

@@ -245,7 +245,7 @@ class FitOutcome:
     rating: str | None
     tested: dict[str, str] = field(default_factory=dict)
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
-    step: int = 0  # the last optimiser step, where the last validation and the test are logged
+    step: int = 0  # the last optimiser step, where the test metrics are logged
 
 
 def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewDataModule, monitor: str,
