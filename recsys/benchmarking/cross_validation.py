@@ -112,7 +112,7 @@ def write_cv_report(records: list[dict], directory: Path, command: str) -> Path:
         "|---|---:|" + "---:|" * len(folds),
     ]
     for metric, row in table.iterrows():
-        digits = 1 if metric in ("peak_mb",) or "popularity" in metric else 4
+        digits = 1 if metric == "peak_mb" or metric.endswith("ranked_users") or "popularity" in metric else 4
         cells = " | ".join(f"{row[f]:.{digits}f}" for f in folds)
         lines.append(f"| {metric} | {row['mean']:.{digits}f} ± {row['std']:.{digits}f} | {cells} |")
     path = directory / "cv_results.md"

@@ -40,9 +40,13 @@ def test_summary_has_each_fold_mean_and_sample_std():
 
 
 def test_report_writes_markdown_and_csv(tmp_path: Path):
-    path = write_cv_report(records(), tmp_path, "python scripts/cross_validate.py cv.folds=3")
+    folds = records()
+    for fold, users in zip(folds, (340.0, 342.0, 341.0), strict=True):
+        fold["metrics"]["test/ranked_users"] = users
+    path = write_cv_report(folds, tmp_path, "python scripts/cross_validate.py cv.folds=3")
     text = path.read_text()
     assert "| test/recall@10 | 0.1200 ± 0.0200 | 0.1000 | 0.1400 | 0.1200 |" in text
+    assert "| test/ranked_users | 341.0 ± 1.0 | 340.0 | 342.0 | 341.0 |" in text  # counts: one decimal
     assert "cv.folds=3" in text
     frame = pd.read_csv(tmp_path / "cv_results.csv", index_col="metric")
     assert frame.loc["test/rmse", "mean"] == pytest.approx(0.88)
