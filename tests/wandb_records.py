@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def records(path: Path) -> list:
         if length == 0 and kind == 0:  # zero padding up to the block's end
             position += left_in_block
             continue
+        if position + HEADER + length > len(data):  # a chunk still being written
+            break
         pending += data[position + HEADER:position + HEADER + length]
         position += HEADER + length
         if kind in (FULL, LAST):
@@ -62,9 +65,24 @@ def _key(item) -> str:
     return item.key or ".".join(item.nested_key)
 
 
-def offline_run(run_folder: Path) -> OfflineRun:
-    """The run recorded in ``run_folder`` (``wandb/offline-run-<time>-<id>``)."""
+def offline_run(run_folder: Path, timeout: float = 30.0) -> OfflineRun:
+    """The finished run recorded in ``run_folder`` (``wandb/offline-run-<time>-<id>``). wandb's core
+    (another process) writes the file and may still be flushing it when ``finish()`` has returned
+    (seen once in CI: a file without its run record), so it is read again until it holds the run
+    and its exit, for up to ``timeout`` seconds."""
     (log,) = Path(run_folder).glob("*.wandb")
+    deadline = time.monotonic() + timeout
+    while True:
+        run = _read_run(log)
+        if (run is not None and run.exit_code is not None) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert run is not None, f"{log} holds no run record after {timeout:.0f} s"
+    return run
+
+
+def _read_run(log: Path) -> OfflineRun | None:
+    """The run as ``log`` records it so far (None before its run record); ``exit_code`` None before its end."""
     run = None
     config: dict[str, Any] = {}
     summary: dict[str, Any] = {}
@@ -79,5 +97,6 @@ def offline_run(run_folder: Path) -> OfflineRun:
             summary.update({_key(item): json.loads(item.value_json) for item in record.summary.update})
         elif kind == "exit":
             exit_code = record.exit.exit_code
-    assert run is not None, f"{log} holds no run record"
+    if run is None:
+        return None
     return OfflineRun(run.display_name, run.run_group, list(run.tags), config, summary, exit_code)
