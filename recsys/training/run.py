@@ -214,8 +214,9 @@ def train(cfg: DictConfig) -> float | None:
         trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                                                       enable_model_summary=False)
         share_cpu_threads(trainer)
+        run_config = OmegaConf.to_container(cfg, resolve=True)
         for logger in loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            logger.log_hyperparams(run_config)
         trainer.fit(module, datamodule, ckpt_path=resume)
         fit_minutes = (time.perf_counter() - started) / 60
         # Taken before testing: a test from the best checkpoint restores the callbacks' states too.
@@ -227,8 +228,7 @@ def train(cfg: DictConfig) -> float | None:
         if outcome.monitored is not None:
             outcome.metrics[f"best_{cfg.model.monitor}"] = outcome.monitored
         if trainer.is_global_zero:  # in a distributed run, one process writes the reports
-            write_reports(outcome, module, datamodule, loggers, out, cfg.model.monitor,
-                          OmegaConf.to_container(cfg, resolve=True))
+            write_reports(outcome, module, datamodule, loggers, out, cfg.model.monitor, run_config)
     return outcome.monitored if outcome.monitored is not None else outcome.metrics.get(cfg.model.monitor)
 
 
