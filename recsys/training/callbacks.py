@@ -12,6 +12,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning import Callback
 
+from recsys.training.report import LEARNING_CURVE_PANELS
+
 
 class RandomStateCheckpoint(Callback):
     """Keep the process-wide random generators (torch, NumPy, Python) in every checkpoint.
@@ -39,8 +41,8 @@ class RandomStateCheckpoint(Callback):
         random.setstate((version, tuple(internal), gauss_next))
 
 
-# Validation metrics drawn by epoch (recsys.training.report.LEARNING_CURVE_PANELS).
-CURVE_METRICS = ("val/rmse", "val/recall@10")
+# Validation metrics drawn by epoch.
+CURVE_METRICS = tuple(column for _, x, columns in LEARNING_CURVE_PANELS if x == "epoch" for column in columns)
 
 
 class LearningCurves(Callback):
@@ -48,34 +50,31 @@ class LearningCurves(Callback):
     (``logger=tensorboard`` or ``none`` included): the training loss of every batch,
     each epoch's mean (weighted by batch size, as ``train/epoch_loss``) and the validation
     metrics of :data:`CURVE_METRICS` by epoch, as rows of ``epoch``, ``step`` (batches seen, from
-    0) and the metric. Kept in checkpoints, so that a resumed run's curves start at its first
-    epoch. In a distributed run, the training losses are the first process's batches'.
+    0) and the metric; an epoch's batches join the rows when it closes. Kept in checkpoints, so
+    that a resumed run's curves start at its first epoch. In a distributed run, the training
+    losses are the first process's batches'.
     """
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
         self.batches = 0
-        self._epoch_loss = (0.0, 0)  # sum of loss x batch size, and pairs, of the epoch so far
+        # The open epoch's batches: (step, loss, pairs). The losses stay tensors on the module's
+        # device until the epoch closes, so that no training step waits for a copy to the host.
+        self._open_epoch: list[tuple[int, torch.Tensor, int]] = []
         self._closed_epoch = -1
 
     @property
     def frame(self) -> pd.DataFrame:
-        """The rows as a table (columns ``epoch``, ``step`` and the metrics; empty when none)."""
+        """The closed epochs' rows as a table (columns ``epoch``, ``step`` and the metrics; empty when none)."""
         return pd.DataFrame(self.rows)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_loss = (0.0, 0)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if loss is None:  # a skipped step
             return
-        value, pairs = float(loss), len(batch)
-        self.rows.append({"epoch": trainer.current_epoch, "step": self.batches, "train/loss": value})
+        self._open_epoch.append((self.batches, loss.detach(), len(batch)))
         self.batches += 1
-        total, count = self._epoch_loss
-        self._epoch_loss = (total + value * pairs, count + pairs)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -90,15 +89,25 @@ class LearningCurves(Callback):
         self._close_epoch(trainer.current_epoch)  # an epoch without validation
 
     def _close_epoch(self, epoch: int) -> None:
-        total, count = self._epoch_loss
-        if epoch != self._closed_epoch and count:
-            self.rows.append({"epoch": epoch, "step": self.batches - 1, "train/epoch_loss": total / count})
-            self._closed_epoch = epoch
+        if epoch == self._closed_epoch or not self._open_epoch:
+            return
+        steps, losses, pairs = zip(*self._open_epoch, strict=True)
+        device = losses[-1].device  # (losses restored from a checkpoint come on the CPU)
+        values = torch.stack([loss.to(device) for loss in losses]).double().cpu()  # one copy to the host an epoch
+        self.rows += [{"epoch": epoch, "step": step, "train/loss": value}
+                      for step, value in zip(steps, values.tolist(), strict=True)]
+        weights = torch.tensor(pairs, dtype=torch.float64)
+        mean = float((values * weights).sum() / weights.sum())
+        self.rows.append({"epoch": epoch, "step": steps[-1], "train/epoch_loss": mean})
+        self._open_epoch, self._closed_epoch = [], epoch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "batches": self.batches, "closed_epoch": self._closed_epoch}
+        open_epoch = [[step, float(loss), pairs] for step, loss, pairs in self._open_epoch]
+        return {"rows": self.rows, "batches": self.batches, "closed_epoch": self._closed_epoch,
+                "open_epoch": open_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict["rows"])
         self.batches = state_dict["batches"]
         self._closed_epoch = state_dict["closed_epoch"]
+        self._open_epoch = [(step, torch.tensor(loss), pairs) for step, loss, pairs in state_dict["open_epoch"]]

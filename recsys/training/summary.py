@@ -31,13 +31,17 @@ def component_parameters(module: nn.Module, depth: int = 3) -> list[ComponentPar
     reads from the item tower) counts in both."""
     rows = []
     for name, submodule in module.named_modules():
-        if not name or name.count(".") >= depth:
-            continue
-        trainable = sum(p.numel() for p in submodule.parameters() if p.requires_grad)
-        frozen = sum(p.numel() for p in submodule.parameters() if not p.requires_grad)
-        if trainable or frozen:
-            rows.append(ComponentParameters(name, type(submodule).__name__, trainable, frozen))
+        if name and name.count(".") < depth:
+            trainable, frozen = parameter_counts(submodule)
+            if trainable or frozen:
+                rows.append(ComponentParameters(name, type(submodule).__name__, trainable, frozen))
     return rows
+
+
+def parameter_counts(module: nn.Module) -> tuple[int, int]:
+    """(trainable, frozen) parameter counts of ``module``, each shared parameter counted once."""
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in module.parameters()) - trainable
 
 
 def encoder_description(encoder: TextEncoder) -> str:
@@ -95,11 +99,9 @@ class ComponentSummary(ModelSummary):
                           readable_count(row.frozen))
         console = get_console()
         console.print(table)
-        parameters = list(pl_module.parameters())
-        trainable = sum(p.numel() for p in parameters if p.requires_grad)
-        total = sum(p.numel() for p in parameters)
-        console.print(f"[bold]Parameters[/]: {readable_count(trainable)} trainable, "
-                      f"{readable_count(total - trainable)} frozen", soft_wrap=True)
+        trainable, frozen = parameter_counts(pl_module)
+        console.print(f"[bold]Parameters[/]: {readable_count(trainable)} trainable, {readable_count(frozen)} frozen",
+                      soft_wrap=True)
         encoder = getattr(pl_module, "encoder", None)
         if isinstance(encoder, TextEncoder):
             console.print(f"[bold]Text encoder[/]: {encoder_description(encoder)}", soft_wrap=True)

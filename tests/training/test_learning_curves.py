@@ -105,3 +105,20 @@ def test_a_run_without_a_csv_logger_still_draws_its_learning_curves(tmp_path, mo
     metrics = json.loads((out / "metrics.json").read_text())
     assert curves["val/rmse"].dropna().iloc[-1] == pytest.approx(metrics["val/rmse"])
     assert curves["val/recall@10"].dropna().iloc[-1] == pytest.approx(metrics["val/recall@10"])
+
+
+def test_a_checkpoint_inside_an_epoch_keeps_its_open_batches():
+    from types import SimpleNamespace
+
+    curves = LearningCurves()
+    trainer = SimpleNamespace(current_epoch=0)
+    for loss, pairs in ((2.0, 3), (4.0, 1)):
+        curves.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, torch.zeros(pairs), 0)
+    assert curves.frame.empty  # the epoch is still open
+    restored = LearningCurves()
+    restored.load_state_dict(curves.state_dict())
+    restored.on_train_batch_end(trainer, None, {"loss": torch.tensor(6.0)}, torch.zeros(2), 0)
+    restored.on_train_epoch_end(trainer, None)
+    assert restored.frame["train/loss"].dropna().tolist() == [2.0, 4.0, 6.0]
+    # (2 x 3 + 4 x 1 + 6 x 2) / 6 pairs
+    assert restored.frame[["step", "train/epoch_loss"]].dropna().values.tolist() == [[2, 22 / 6]]
