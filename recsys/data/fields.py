@@ -71,6 +71,13 @@ class ReviewFields:
         """The fields that hold numbers (a CSV file stores them as text)."""
         return tuple(name for name in (self.rating, self.timestamp) if name)
 
+    @property
+    def optional(self) -> dict[str, tuple[str, ...]]:
+        """The mapped fields that a record may lack, by role: a file in which no record holds one
+        is read as if the field were ``None``, so the mapping is checked against the whole file.
+        (``timestamp`` and ``date`` are left out: a record with neither is a bad line already.)"""
+        return {role: (name,) for role, name in (("text", self.text), ("summary", self.summary)) if name}
+
     def key(self) -> str:
         """A stable text of the mapping, for cache keys."""
         return json.dumps(asdict(self), sort_keys=True)
@@ -103,6 +110,15 @@ class ItemFields:
     def numeric(self) -> tuple[str, ...]:
         """The fields that hold numbers: none."""
         return ()
+
+    @property
+    def optional(self) -> dict[str, tuple[str, ...]]:
+        """The mapped fields that a record may lack, by role (``categories``: any of its names)."""
+        roles = {role: (name,) for role, name in
+                 (("title", self.title), ("description", self.description), ("brand", self.brand)) if name}
+        if self.categories:
+            roles["categories"] = tuple(self.categories)
+        return roles
 
     def key(self) -> str:
         """A stable text of the mapping, for cache keys."""

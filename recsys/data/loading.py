@@ -71,6 +71,8 @@ def load_tables(files: LocatedFiles, on_bad_line: BadLinePolicy | str, cache_roo
         items = pd.read_parquet(items_path).astype(ITEM_DTYPES) if items_path.exists() else None
         reports = [ReadReport.from_dict(r) for r in json.loads(reports_path.read_text())]
         log.info("Read parsed tables from %s", directory)
+        for report in reports:
+            report.warn_absent_fields()
         return LoadedTables(interactions, items, reports, directory)
 
     reviews = read_reviews(files.reviews, policy, fields=files.review_fields)

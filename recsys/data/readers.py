@@ -9,6 +9,7 @@ summary, unixReviewTime`` or ``reviewTime``; metadata: ``asin, title, descriptio
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import html
 import math
@@ -135,8 +136,12 @@ def parse_review(
     rating = _rating(obj, fields)
     text, summary = _optional_text(obj, fields.text), _optional_text(obj, fields.summary)
     if not text and not summary:
-        names = " and ".join(f"'{name}'" for name in (fields.text, fields.summary) if name)
-        raise BadLine("empty_text", f"{names} {'are both' if ' and ' in names else 'is'} missing, empty or whitespace")
+        named = tuple(name for name in (fields.text, fields.summary) if name)
+        names = " and ".join(f"'{name}'" for name in named)
+        raise BadLine(
+            "empty_text", f"{names} {'are both' if ' and ' in names else 'is'} missing, empty or whitespace",
+            missing=tuple(name for name in named if name not in obj),
+        )
     return user_id, item_id, rating, text, summary, _timestamp(obj, fields)
 
 
@@ -194,12 +199,17 @@ def _read_records(
     rows: list[tuple] = []
     line_numbers: list[int] = []
     number = 0
+    unseen = dict(fields.optional)  # mapped fields that no record has held so far, by role
+    file_fields: set[str] = set()
     try:
         for number, record in iter_records(path, max_line_bytes, fields.numeric):
             report.lines_read += 1
             if record is None:
                 report.blank_lines += 1
                 continue
+            if unseen and isinstance(record, dict):
+                file_fields.update(str(name) for name in record)
+                unseen = {role: names for role, names in unseen.items() if file_fields.isdisjoint(names)}
             try:
                 if isinstance(record, BadLine):
                     raise record
@@ -210,17 +220,31 @@ def _read_records(
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         report.lines_read += 1
         report.record_bad_line(number + 1, BadLine("truncated_file", str(err) or type(err).__name__), policy)
+    if rows:
+        for role, names in unseen.items():
+            report.absent_fields[f"{fields.SETTING}.{role}"] = _absent_field_detail(names, sorted(file_fields))
     return rows, line_numbers, report
+
+
+def _absent_field_detail(names: tuple[str, ...], file_fields: list[str]) -> str:
+    """What a warning says of a mapped field that no record holds: most often a typo in the
+    mapping, which reads that text as empty in every record."""
+    close = difflib.get_close_matches(names[0], file_fields, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    looked_for = " or ".join(repr(name) for name in names)
+    return f"{looked_for} ({hint}the file's fields: {_field_list(file_fields) or 'none'})"
+
+
+def _field_list(names: list[str]) -> str:
+    return ", ".join(names[:MAX_FIELD_NAMES_SHOWN]) + (", ..." if len(names) > MAX_FIELD_NAMES_SHOWN else "")
 
 
 def _with_field_names(bad: BadLine, record: dict[str, Any] | BadLine, fields: ReviewFields | ItemFields) -> BadLine:
     """A missing field is most often a field mapping that does not match the file: say what the
     record has, and which setting maps the field."""
-    if bad.reason not in ("missing_id", "missing_field") or not isinstance(record, dict):
+    if (bad.reason not in ("missing_id", "missing_field") and not bad.missing) or not isinstance(record, dict):
         return bad
-    names = sorted(str(name) for name in record)
-    shown = ", ".join(names[:MAX_FIELD_NAMES_SHOWN]) + (", ..." if len(names) > MAX_FIELD_NAMES_SHOWN else "")
-    detail = f"{bad.detail} (the record's fields: {shown})"
+    detail = f"{bad.detail} (the record's fields: {_field_list(sorted(str(name) for name in record))})"
     settings = settings_naming(fields, bad.missing)
     if settings:
         detail += f"; if the file names it otherwise, set {' or '.join(f'{key}=<its name>' for key in settings)}"

@@ -77,6 +77,8 @@ class ReadReport:
     rows_unused: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    # Mapped fields that no record holds (read as empty in every row): setting -> what was looked for.
+    absent_fields: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows_skipped(self) -> int:
@@ -108,6 +110,7 @@ class ReadReport:
             "rows_unused": self.rows_unused,
             "skipped": dict(self.skipped),
             "examples": self.examples,
+            "absent_fields": self.absent_fields,
         }
 
     @classmethod
@@ -121,6 +124,7 @@ class ReadReport:
             rows_unused=d.get("rows_unused", 0),
             skipped=Counter(d["skipped"]),
             examples=d["examples"],
+            absent_fields=d.get("absent_fields", {}),
         )
 
     def log_summary(self) -> None:
@@ -134,4 +138,15 @@ class ReadReport:
             log.warning(
                 "%s: skipped %d lines (%s), e.g. %s",
                 name, count, BAD_LINE_REASONS[reason], "; ".join(self.examples.get(reason, [])),
+            )
+        self.warn_absent_fields()
+
+    def warn_absent_fields(self) -> None:
+        """One warning per mapped field that no record of the file holds."""
+        name = Path(self.path).name
+        for setting, looked_for in self.absent_fields.items():
+            log.warning(
+                "%s: %s names %s, a field that no record has a value for, so every row's %s reads as "
+                "empty; set it to the field that holds it, or to null if the file has none",
+                name, setting, looked_for, setting.rsplit(".", 1)[-1],
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from datetime import datetime, timezone
@@ -237,6 +238,61 @@ def test_a_missing_item_id_in_the_item_file_names_the_item_mapping(tmp_path: Pat
     with pytest.raises(DataFormatError) as caught:
         read_items(path, fields=ItemFields(item="id", title="name"))
     assert "set data.dataset.item_fields.item=<its name>" in str(caught.value)
+
+
+def test_a_mistyped_text_field_names_the_file_fields_at_the_first_line_that_needs_it(tmp_path: Path):
+    # The summary carries the first row, so only the second row shows that 'bodyy' is not the text.
+    path = tmp_path / "reviews.csv"
+    path.write_text("customer,product,stars,body,headline,timestamp\nC1,P1,5,great,Nice,100\nC2,P1,4,good,,101\n")
+    with pytest.raises(DataFormatError) as caught:
+        read_reviews(path, fields=dataclasses.replace(SHOP_FIELDS, text="bodyy", timestamp="timestamp"))
+    assert caught.value.line_number == 3 and caught.value.reason == "empty_text"
+    assert "(the record's fields: body, customer, product, stars, timestamp); if the file names it otherwise, " \
+        "set data.dataset.review_fields.text=<its name> or data.dataset.review_fields.summary=<its name>" \
+        in str(caught.value)
+
+
+def test_a_mapped_field_that_no_record_holds_is_reported_and_warned_of(tmp_path: Path, caplog):
+    rows = tiny_reviews()
+    table = shop_table(rows)
+    table.loc[0, "headline"] = ""
+    table.to_parquet(tmp_path / "reviews.parquet", index=False)
+    # Under 'skip' the row without a summary is counted; every other row silently lost its text.
+    typo = dataclasses.replace(SHOP_FIELDS, text="bodyy")
+    read = read_reviews(tmp_path / "reviews.parquet", on_bad_line="skip", fields=typo)
+    assert read.report.skipped == {"empty_text": 1} and read.report.is_balanced()
+    assert (read.table["text"] == "").all()
+    assert read.report.absent_fields == {"data.dataset.review_fields.text": (
+        "'bodyy' (did you mean 'body'? the file's fields: body, customer, headline, product, stars, written)")}
+    assert read_reviews(tmp_path / "reviews.parquet", fields=SHOP_FIELDS).report.absent_fields == {}
+
+    items = tmp_path / "items.csv"
+    pd.DataFrame({"sku": ["P1", "P2"], "name": ["Strings", "Amp"], "kind": ["Guitar", ""]}).to_csv(items, index=False)
+    # 'description' is in no record (no such column); 'kind' is one of the category names and is held.
+    fields = ItemFields(item="sku", title="nmae", description="description", categories=("category", "kind"),
+                        brand=None)
+    report = read_items(items, fields=fields).report
+    assert report.absent_fields == {
+        "data.dataset.item_fields.title": "'nmae' (did you mean 'name'? the file's fields: kind, name, sku)",
+        "data.dataset.item_fields.description": "'description' (the file's fields: kind, name, sku)",
+    }
+    # The warning is given again when the parsed tables come from the cache.
+    write_lines(tmp_path / "reviews.json", rows)
+    files = locate(DatasetFiles(name="shop", subdir="", reviews=str(tmp_path / "reviews.json"), meta=str(items),
+                                item_fields=fields), tmp_path)
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="recsys.data.validation"):
+            load_tables(files, "error", tmp_path / "cache")
+        warnings = [record.getMessage() for record in caplog.records]
+        assert warnings == [
+            "items.csv: data.dataset.item_fields.title names 'nmae' (did you mean 'name'? the file's fields: kind, "
+            "name, sku), a field that no record has a value for, so every row's title reads as empty; set it to "
+            "the field that holds it, or to null if the file has none",
+            "items.csv: data.dataset.item_fields.description names 'description' (the file's fields: kind, name, "
+            "sku), a field that no record has a value for, so every row's description reads as empty; set it to "
+            "the field that holds it, or to null if the file has none",
+        ]
 
 
 def test_custom_config_without_a_reviews_file_says_what_to_set():
