@@ -24,15 +24,12 @@ def main() -> None:
     parser.add_argument("--out", default="reports/inference_benchmark.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    import hydra
 
-    from recsys.training.run import build_module, load_checkpoint_config
+    from recsys.training.run import build_module, checkpoint_datamodule, load_checkpoint_config
 
     ckpt = Path(args.ckpt.removeprefix("ckpt="))
     cfg, checkpoint = load_checkpoint_config(ckpt)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test")
     module = build_module(cfg, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     module.attach(datamodule.catalog())

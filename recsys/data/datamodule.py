@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from recsys.data.batches import HistoryBatch, PairCollator, PairIndexDataset, pad_histories
 from recsys.data.catalog import Catalog
 from recsys.data.distributed import UserShardSampler
+from recsys.data.errors import ChangedDataError
 from recsys.data.negatives import UserItemSets, sample_negatives
 from recsys.data.prepared import PreparedData, prepare_dataset
 from recsys.data.sources import DatasetFiles
@@ -27,6 +28,8 @@ from recsys.settings import is_whole_number
 log = logging.getLogger(__name__)
 
 EVAL_NEGATIVES_SEED_OFFSET = 1_000_003
+FINGERPRINTS_KEY = "data_fingerprints"
+RESUME_ON_CHANGED_DATA = "Resuming on it would validate and test on interactions that the model has trained on."
 
 
 def check_relevance_min_rating(value: object, key: str) -> None:
@@ -214,13 +217,31 @@ class ReviewDataModule(pl.LightningDataModule):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """The training negatives' generator state (Lightning stores it in checkpoints)."""
-        return {"train_negatives_rng": self._train_rng.bit_generator.state}
+        """The training negatives' generator state and the data's fingerprints (Lightning stores
+        them in checkpoints)."""
+        state: dict[str, Any] = {"train_negatives_rng": self._train_rng.bit_generator.state}
+        if self.data is not None:
+            state[FINGERPRINTS_KEY] = dict(self.data.fingerprints)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the training negatives' generator from a checkpoint (in place: loaders keep it)."""
+        """Restore the training negatives' generator from a checkpoint (in place: loaders keep it),
+        after checking that the checkpoint was trained on this data."""
+        self.check_trained_on(state_dict, "The checkpoint to resume", RESUME_ON_CHANGED_DATA)
         if "train_negatives_rng" in state_dict:
             self._train_rng.bit_generator.state = state_dict["train_negatives_rng"]
+
+    def check_trained_on(self, state_dict: dict[str, Any], checkpoint: str | Path, consequence: str) -> bool:
+        """Raise :class:`ChangedDataError` (saying ``consequence``) when ``state_dict``, this class's
+        entry of a checkpoint, records other data than this module has read: another split would
+        hold out interactions that the model trained on. False where the checkpoint records none
+        (written before recsys kept it)."""
+        saved = state_dict.get(FINGERPRINTS_KEY)
+        if saved is None or self.data is None:
+            return False
+        if saved != self.data.fingerprints:
+            raise ChangedDataError(self.dataset.name, checkpoint, saved, self.data.fingerprints, consequence)
+        return True
 
     def _process_shard(self) -> tuple[int, int]:
         """(rank, number of processes) of the running trainer; (0, 1) outside a distributed run."""

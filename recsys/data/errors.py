@@ -62,3 +62,20 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class SplitMismatchError(RuntimeError):
     """A split saved on disk does not belong to the data or settings it is loaded for."""
+
+
+class ChangedDataError(SplitMismatchError):
+    """A checkpoint meets data other than the data it was trained on; ``consequence`` says what
+    that would do."""
+
+    def __init__(self, dataset: str, checkpoint: Path | str, saved: dict[str, str], now: dict[str, str],
+                 consequence: str) -> None:
+        if saved.get("data") != now.get("data"):
+            what, key = "the interactions it was trained on have changed", "data"
+        else:
+            what, key = "the same interactions are split otherwise", "split"
+        super().__init__(
+            f"{checkpoint} does not match dataset '{dataset}' as it is read now: {what} "
+            f"(fingerprint {str(saved.get(key))[:12]} at training, {now[key][:12]} now). {consequence}\n"
+            "Point recsys at the files it was trained on, or train again on the new data."
+        )

@@ -15,7 +15,7 @@ import pandas as pd
 from recsys.data.loading import load_tables
 from recsys.data.negatives import UserItemSets
 from recsys.data.sources import DatasetFiles, locate
-from recsys.data.splits import SPLIT_NAMES, SplitSpec, load_or_create_split
+from recsys.data.splits import SPLIT_NAMES, SplitSpec, load_or_create_split, split_fingerprints
 from recsys.data.texts import (
     TokenCounter,
     UserHistories,
@@ -59,6 +59,9 @@ class PreparedData:
     review_texts: list[str]
     reports: list[ReadReport]
     cache_dir: Path
+    # sha256 of the interactions ("data") and of their split assignment ("split"): what a checkpoint
+    # records, so that it is never evaluated or resumed on other data.
+    fingerprints: dict[str, str]
 
     @property
     def num_users(self) -> int:
@@ -108,6 +111,7 @@ def prepare_dataset(
     tables = load_tables(files, on_bad_line, Path(cache_dir))
     interactions = tables.interactions.copy()
     interactions["split"] = load_or_create_split(interactions, split, tables.cache_dir / "splits").to_numpy()
+    fingerprints = split_fingerprints(split, tables.cache_dir / "splits")
 
     user_ids = pd.Index(np.sort(interactions["user_id"].unique().astype(str)), name="user_id")
     item_ids = pd.Index(np.sort(interactions["item_id"].unique().astype(str)), name="item_id")
@@ -130,4 +134,5 @@ def prepare_dataset(
         review_texts=review_documents(train),
         reports=tables.reports,
         cache_dir=tables.cache_dir,
+        fingerprints=fingerprints,
     )

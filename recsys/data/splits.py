@@ -223,6 +223,13 @@ def load_or_create_split(interactions: pd.DataFrame, spec: SplitSpec, directory:
     return pd.Series(split, index=interactions.index, name="split")
 
 
+def split_fingerprints(spec: SplitSpec, directory: Path) -> dict[str, str]:
+    """The data and assignment fingerprints of the split that :func:`load_or_create_split` keeps in
+    ``directory`` for ``spec`` (checked against the data whenever it is reused)."""
+    manifest = json.loads((Path(directory) / f"{spec.file_stem()}.json").read_text())
+    return {"data": manifest["data_fingerprint"], "split": manifest["split_fingerprint"]}
+
+
 def _read_split(
     interactions: pd.DataFrame, spec: SplitSpec, table_path: Path, manifest_path: Path, data_fingerprint: str
 ) -> pd.Series:

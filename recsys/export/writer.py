@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
@@ -187,13 +186,13 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     """Export a checkpoint written by ``scripts/train.py`` (its data is prepared again from the
     run config stored in it; the test metrics of the run are included when found)."""
     serving = serving or ServingOptions()  # checked before the slow part
-    from recsys.training.run import build_module, load_checkpoint_config
+    from recsys.training.run import build_module, checkpoint_datamodule, load_checkpoint_config
 
     ckpt = Path(ckpt)
     cfg, checkpoint = load_checkpoint_config(ckpt)
-    datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    # Data changed since training is exported with a warning: users' histories are then the
+    # training reviews of the data as it is now, which serving can use.
+    datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", on_changed_data=None)
     module = build_module(cfg, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     module.attach(datamodule.catalog())

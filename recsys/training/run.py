@@ -21,6 +21,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
+from recsys.data.errors import ChangedDataError
 from recsys.settings import flag_setting, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
 from recsys.training.loggers import (
@@ -352,6 +353,29 @@ def upgraded_config(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+EVALUATE_ON_CHANGED_DATA = "Evaluating on it would count interactions that the model trained on as held out."
+
+
+def checkpoint_datamodule(cfg: DictConfig, checkpoint: dict, path: Path, stage: str,
+                          on_changed_data: str | None = EVALUATE_ON_CHANGED_DATA) -> ReviewDataModule:
+    """The data of a checkpoint's run, prepared again from its run config ``cfg`` and checked to
+    be the data the checkpoint was trained on (the fingerprints that it records): other data is
+    refused with :class:`~recsys.data.errors.ChangedDataError` saying ``on_changed_data``, or,
+    where that is None, logged as a warning that the caller goes on from."""
+    datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    state = checkpoint.get(type(datamodule).__qualname__, {})
+    try:
+        if not datamodule.check_trained_on(state, path, on_changed_data or "The export reads the data as it is now."):
+            log.info("%s records no fingerprint of its data (written by an earlier recsys); not checked", path)
+    except ChangedDataError as err:
+        if on_changed_data is not None:
+            raise
+        log.warning("%s", err)
+    return datamodule
+
+
 FROM_CHECKPOINT = "checkpoint"
 
 
@@ -374,9 +398,7 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
         cfg.data.relevance_min_rating = relevance_min_rating
         suffix = "_every-held-out" if relevance_min_rating is None else f"_min-rating-{relevance_min_rating:g}"
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup(split)
+    datamodule = checkpoint_datamodule(cfg, checkpoint, path, split)
     metrics = metrics_of_weights(build_module(cfg, datamodule), datamodule, checkpoint["state_dict"], split)
     beside_run = path.parent.parent / f"metrics_{split}_{path.stem}{suffix}.json"
     target = Path(output_dir) / "metrics.json" if output_dir else beside_run
