@@ -14,7 +14,7 @@ from recsys.training.run import evaluate
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg.ckpt, cfg.split, cfg.output_dir, cfg.relevance_min_rating)  # logs the metrics as tables
+    evaluate(cfg.ckpt, cfg.split, cfg.output_dir, cfg.relevance_min_rating, paths=cfg.paths)  # logs the metrics
 
 
 if __name__ == "__main__":

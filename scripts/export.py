@@ -19,7 +19,8 @@ from recsys.settings import flag_setting
 def main(cfg: DictConfig) -> None:
     serving = ServingOptions(quantize=cfg.export.quantize, onnx=flag_setting(cfg, "export.onnx"))
     overwrite = flag_setting(cfg, "overwrite")
-    print(f"Exported to {export_checkpoint(cfg.ckpt, cfg.out, overwrite=overwrite, serving=serving)}")
+    out = export_checkpoint(cfg.ckpt, cfg.out, overwrite=overwrite, serving=serving, paths=cfg.paths)
+    print(f"Exported to {out}")
 
 
 if __name__ == "__main__":

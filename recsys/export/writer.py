@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 import recsys
@@ -182,9 +182,10 @@ def recorded_test_metrics(ckpt: Path) -> dict[str, float]:
 
 
 def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False,
-                      serving: ServingOptions | None = None) -> Path:
+                      serving: ServingOptions | None = None, paths: DictConfig | None = None) -> Path:
     """Export a checkpoint written by ``scripts/train.py`` (its data is prepared again from the
-    run config stored in it; the test metrics of the run are included when found)."""
+    run config stored in it, in this machine's ``paths`` where the run's folders are not here;
+    the test metrics of the run are included when found)."""
     serving = serving or ServingOptions()  # checked before the slow part
     from recsys.training.run import build_module, checkpoint_datamodule, load_checkpoint_config
 
@@ -192,7 +193,7 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     cfg, checkpoint = load_checkpoint_config(ckpt)
     # Data changed since training is exported with a warning: users' histories are then the
     # training reviews of the data as it is now, which serving can use.
-    datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", on_changed_data=None)
+    datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", on_changed_data=None, paths=paths)
     module = build_module(cfg, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     module.attach(datamodule.catalog())

@@ -15,13 +15,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
-from recsys.data.errors import ChangedDataError
+from recsys.data.errors import ChangedDataError, DatasetNotFoundError
+from recsys.data.sources import locate
 from recsys.settings import flag_setting, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
 from recsys.training.loggers import (
@@ -356,12 +357,50 @@ def upgraded_config(cfg: DictConfig) -> DictConfig:
 EVALUATE_ON_CHANGED_DATA = "Evaluating on it would count interactions that the model trained on as held out."
 
 
+def use_local_folders(cfg: DictConfig, paths: DictConfig | None) -> None:
+    """Point a checkpoint's run config ``cfg``, which holds the data and cache folders of the
+    machine that trained it, at this invocation's ``paths`` (``paths.data_dir``, ``paths.cache_dir``)
+    where its own do not serve: the data is read from the run's folder where the dataset is there,
+    else from ``paths.data_dir``; caches go to the run's folder where it exists and is writable,
+    else to ``paths.cache_dir``."""
+    if paths is None:
+        return
+    files = hydra.utils.instantiate(cfg.data.dataset)
+    try:
+        locate(files, cfg.data.data_dir)
+    except DatasetNotFoundError:
+        locate(files, paths.data_dir)  # raises, naming this machine's folder and how to point at another
+        log.info("Reading %s from %s (the run read it from %s)", files.name, paths.data_dir, cfg.data.data_dir)
+        _move_folder(cfg, str(cfg.data.data_dir), str(paths.data_dir))
+    cache = Path(cfg.data.cache_dir).expanduser()
+    if not (cache.is_dir() and os.access(cache, os.W_OK)):
+        _move_folder(cfg, str(cfg.data.cache_dir), str(paths.cache_dir))
+
+
+def _move_folder(node: DictConfig | ListConfig, old: str, new: str) -> None:
+    """Replace the folder ``old`` with ``new`` in every value of a resolved config that is or lies
+    under it (the cache folder is also in ``paths`` and in ``model.module.embedding_cache_dir``)."""
+    old, new = old.rstrip("/"), new.rstrip("/")
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
+        if OmegaConf.is_missing(node, key):  # ??? (sizes filled in by build_module)
+            continue
+        value = node[key]
+        if isinstance(value, DictConfig | ListConfig):
+            _move_folder(value, old, new)
+        elif isinstance(value, str) and (value == old or value.startswith(old + "/")):
+            node[key] = new + value[len(old):]
+
+
 def checkpoint_datamodule(cfg: DictConfig, checkpoint: dict, path: Path, stage: str,
-                          on_changed_data: str | None = EVALUATE_ON_CHANGED_DATA) -> ReviewDataModule:
-    """The data of a checkpoint's run, prepared again from its run config ``cfg`` and checked to
-    be the data the checkpoint was trained on (the fingerprints that it records): other data is
-    refused with :class:`~recsys.data.errors.ChangedDataError` saying ``on_changed_data``, or,
-    where that is None, logged as a warning that the caller goes on from."""
+                          on_changed_data: str | None = EVALUATE_ON_CHANGED_DATA,
+                          paths: DictConfig | None = None) -> ReviewDataModule:
+    """The data of a checkpoint's run, prepared again from its run config ``cfg`` (in this
+    machine's folders, :func:`use_local_folders`) and checked to be the data the checkpoint was
+    trained on (the fingerprints that it records): other data is refused with
+    :class:`~recsys.data.errors.ChangedDataError` saying ``on_changed_data``, or, where that is
+    None, logged as a warning that the caller goes on from."""
+    use_local_folders(cfg, paths)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup(stage)
@@ -380,14 +419,17 @@ FROM_CHECKPOINT = "checkpoint"
 
 
 def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | None = None,
-             relevance_min_rating: float | str | None = FROM_CHECKPOINT) -> dict[str, float]:
+             relevance_min_rating: float | str | None = FROM_CHECKPOINT,
+             paths: DictConfig | None = None) -> dict[str, float]:
     """Metrics of a checkpoint on ``split`` (``val`` or ``test``), written to ``metrics.json``
     (in ``output_dir``, by default the checkpoint's run directory as ``metrics_<split>_<checkpoint>.json``:
     one file per checkpoint, as a run keeps a best-ranking and a rating checkpoint).
 
     ``relevance_min_rating`` counts only held-out items rated at least this as relevant (None:
     every one); by default the run's own ``data.relevance_min_rating``. Another value than the
-    run's is named in the file (``..._min-rating-4.json``, ``..._every-held-out.json``)."""
+    run's is named in the file (``..._min-rating-4.json``, ``..._every-held-out.json``). ``paths``
+    (this invocation's ``paths`` config) is where to look for the data and caches where the run's
+    own folders are not on this machine."""
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r} is not allowed; use val or test")
     path = Path(ckpt)
@@ -398,7 +440,7 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
         cfg.data.relevance_min_rating = relevance_min_rating
         suffix = "_every-held-out" if relevance_min_rating is None else f"_min-rating-{relevance_min_rating:g}"
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = checkpoint_datamodule(cfg, checkpoint, path, split)
+    datamodule = checkpoint_datamodule(cfg, checkpoint, path, split, paths=paths)
     metrics = metrics_of_weights(build_module(cfg, datamodule), datamodule, checkpoint["state_dict"], split)
     beside_run = path.parent.parent / f"metrics_{split}_{path.stem}{suffix}.json"
     target = Path(output_dir) / "metrics.json" if output_dir else beside_run

@@ -1,15 +1,18 @@
 """A checkpoint records the fingerprints of the data it was trained on, and is never evaluated or
-resumed on other data: a new split of changed data holds out interactions the model trained on."""
+resumed on other data: a new split of changed data holds out interactions the model trained on.
+On another machine, its data and caches are looked for in that machine's folders."""
 
 import json
 import logging
+import shutil
 
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from recsys.data.datamodule import FINGERPRINTS_KEY
-from recsys.data.errors import ChangedDataError
+from recsys.data.errors import ChangedDataError, DatasetNotFoundError
 from recsys.data.readers import read_reviews
 from recsys.data.splits import SplitSpec, assign_split
 from recsys.export.writer import export_checkpoint
@@ -28,20 +31,21 @@ def split_pairs(rows: list[dict], path) -> dict[str, set[tuple[str, str]]]:
 
 def test_a_checkpoint_is_refused_on_changed_data_and_accepted_on_its_own(tmp_path, monkeypatch, caplog):
     run = train_tiny(tmp_path / "a", monkeypatch, "logger=none")
-    last = run / "checkpoints" / "last.ckpt"
+    (last,) = (run / "checkpoints").glob("epoch*.ckpt")  # the best one, which the run tested
     recorded = torch.load(last, weights_only=True)["ReviewDataModule"][FINGERPRINTS_KEY]
     (manifest,) = (tmp_path / "a" / "cache").glob("tiny/*/splits/random-*.json")
     written = json.loads(manifest.read_text())
     assert recorded == {"data": written["data_fingerprint"], "split": written["split_fingerprint"]}
     own = evaluate(last, "test")
-    assert own == pytest.approx(json.loads((run / "metrics_test_last.json").read_text()))
+    tested = json.loads((run / "metrics.json").read_text())
+    assert own == pytest.approx({name: tested[name] for name in own}, abs=1e-6)
 
     # The same reviews in another order: the seeded split is another, and holds out training pairs.
     rows = tiny_reviews()
     before, after = split_pairs(rows, tmp_path / "before.json"), split_pairs(rows[::-1], tmp_path / "after.json")
     assert after["test"] & before["train"]
     write_lines(tmp_path / "a" / "data" / "tiny" / "reviews.json.gz", rows[::-1])
-    with pytest.raises(ChangedDataError, match=r"last\.ckpt does not match dataset 'tiny' as it is read now: the "
+    with pytest.raises(ChangedDataError, match=rf"{last.name} does not match dataset 'tiny' as it is read now: the "
                        r"interactions it was trained on have changed \(fingerprint [0-9a-f]{12} at training, "
                        r"[0-9a-f]{12} now\)\. Evaluating on it would count interactions that the model trained on"):
         evaluate(last, "test")
@@ -69,3 +73,26 @@ def test_a_checkpoint_is_refused_on_changed_data_and_accepted_on_its_own(tmp_pat
     with caplog.at_level(logging.INFO, logger="recsys.training.run"):
         evaluate(tmp_path / "older.ckpt", "test", output_dir=tmp_path / "older")
     assert any("records no fingerprint of its data" in record.getMessage() for record in caplog.records)
+
+
+def test_a_checkpoint_from_another_machine_reads_this_machines_folders(tmp_path, monkeypatch):
+    run = train_tiny(tmp_path / "a", monkeypatch, "logger=none")
+    (best,) = (run / "checkpoints").glob("epoch*.ckpt")
+    tested = json.loads((run / "metrics.json").read_text())
+    # The training machine's data and cache folders are not here; this machine's paths say where they are.
+    (tmp_path / "here").mkdir()
+    (tmp_path / "a" / "data").rename(tmp_path / "here" / "data")
+    with pytest.raises(DatasetNotFoundError, match=rf"Looked in: {tmp_path / 'a' / 'data'}"):
+        evaluate(best, "test")
+    shutil.rmtree(tmp_path / "a" / "cache")
+    here = OmegaConf.create({"data_dir": str(tmp_path / "here" / "data"),
+                             "cache_dir": str(tmp_path / "here" / "cache")})
+    metrics = evaluate(best, "test", paths=here)
+    assert metrics == pytest.approx({name: tested[name] for name in metrics}, abs=1e-6)
+    assert list((tmp_path / "here" / "cache").glob("tiny/*/splits/random-*.json"))
+    assert not (tmp_path / "a" / "cache").exists()
+    exported = export_checkpoint(best, tmp_path / "export", paths=here)
+    assert len(pd.read_parquet(exported / "users.parquet")) == 6
+    nowhere = OmegaConf.create({"data_dir": str(tmp_path / "nowhere"), "cache_dir": str(tmp_path / "here" / "cache")})
+    with pytest.raises(DatasetNotFoundError, match=rf"Looked in: {tmp_path / 'nowhere'}"):
+        evaluate(best, "test", paths=nowhere)
