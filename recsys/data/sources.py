@@ -75,9 +75,10 @@ def locate(files: DatasetFiles, data_dir: str | Path | None) -> LocatedFiles:
     :class:`DatasetNotFoundError` saying where it looked and how to get them."""
     root = resolve_data_dir(data_dir)
     folder = root / files.subdir
-    expected = [files.reviews] + ([files.meta] if files.meta else [])
     reviews = _find(folder, files.reviews)
     meta = _find(folder, files.meta) if files.meta else None
     if reviews is None or (files.meta and meta is None):
+        found = [(files.reviews, reviews)] + ([(files.meta, meta)] if files.meta else [])
+        expected = [f"{name} ({'found' if path else 'missing'})" for name, path in found]
         raise DatasetNotFoundError(files.name, folder, expected, files.how_to_get)
     return LocatedFiles(files.name, reviews, meta, files.review_fields, files.item_fields)

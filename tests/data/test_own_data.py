@@ -154,7 +154,13 @@ def test_missing_own_file_says_which_setting_to_change(tmp_path: Path):
     with pytest.raises(DatasetNotFoundError) as caught:
         locate(instantiate(cfg.data.dataset), tmp_path)
     message = str(caught.value)
-    assert "absent.csv" in message and "data.dataset.reviews" in message and "McAuley" not in message
+    assert "absent.csv (missing)" in message and "data.dataset.reviews" in message and "McAuley" not in message
+    # Of two files, the message says which one is missing.
+    (tmp_path / "items.csv").write_text("item_id,title\nI1,Strings\n")
+    with pytest.raises(DatasetNotFoundError) as caught:
+        locate(DatasetFiles(name="shop", subdir="", reviews=str(tmp_path / "reviews.csv"),
+                            meta=str(tmp_path / "items.csv")), tmp_path)
+    assert f"  - {tmp_path / 'reviews.csv'} (missing)\n  - {tmp_path / 'items.csv'} (found)\n" in str(caught.value)
 
 
 def test_field_mapping_is_part_of_the_cache_key(tmp_path: Path):
