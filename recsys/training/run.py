@@ -308,19 +308,20 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
                  splits: list[str]) -> float | None:
     """Fit a non-neural baseline (``cfg.model.baseline``), evaluate it on ``splits`` with the
     two-tower metrics, write ``metrics.json`` and log the run config and metrics to the loggers."""
-    from recsys.benchmarking.evaluation import evaluate_scorer
+    from recsys.benchmarking.evaluation import at_cutoffs, evaluate_scorer
 
     baseline = hydra.utils.instantiate(cfg.model.baseline)
     baseline.fit(datamodule)
+    ks = cfg.model.get("ks", (5, 10, 20))
     metrics = {"train_minutes": (time.perf_counter() - started) / 60}
     for split in splits:
-        metrics.update(evaluate_scorer(baseline.user_scores, baseline.predict_ratings, datamodule, split,
-                                       ks=cfg.model.get("ks", (5, 10, 20))))
-    write_metrics(out / "metrics.json", metrics)
+        metrics.update(evaluate_scorer(baseline.user_scores, baseline.predict_ratings, datamodule, split, ks=ks))
+    write_metrics(out / "metrics.json", metrics)  # with the recall curve, which the benchmark plots
     # To the dashboards too, so that a baseline is compared with trained models there.
+    shown = at_cutoffs(metrics, ks)
     with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
-        log_final_metrics(loggers, OmegaConf.to_container(cfg, resolve=True), metrics)
-    log.info("Wrote %s\n\n%s", out / "metrics.json", metrics_table(metrics))
+        log_final_metrics(loggers, OmegaConf.to_container(cfg, resolve=True), shown)
+    log.info("Wrote %s\n\n%s", out / "metrics.json", metrics_table(shown))
     return metrics.get(cfg.model.get("monitor", "val/recall@10"))
 
 

@@ -172,3 +172,9 @@ def test_a_baseline_reaches_tensorboards_hparams_tab(tmp_path, monkeypatch):
     records = tensorboard_records(log_dir)
     assert "test/recall@10" in records["hparam_metrics"]
     assert records["scalars"]["test/recall@10"] == pytest.approx(metrics["test/recall@10"], abs=1e-6)
+    # The recall curve (K = 1..50) stays in metrics.json for the benchmark's plots; the dashboard
+    # gets the configured K (5, 10, 20), as for a trained model.
+    assert {f"test/recall@{k}" for k in range(1, 51)} <= set(metrics)
+    ranked = {key for key in records["hparam_metrics"] if key.startswith("test/recall@")}
+    assert ranked == {"test/recall@5", "test/recall@10", "test/recall@20"}
+    assert {"test/coverage@10", "test/popularity@10"} <= set(records["hparam_metrics"])
