@@ -15,8 +15,10 @@ from recsys.training.metrics_keys import RATING_CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 
-# Recall@K for every K is kept in the per-fold records but would swamp the table.
-SUMMARY_RECALL_KS = (5, 10, 20, 50)
+# Ranking metrics at every K (a baseline's evaluation gives K = 1..50) are kept in the per-fold
+# records but would swamp the table: it shows these K, and recall@50 too.
+SUMMARY_KS = (5, 10, 20)
+SUMMARY_RECALL_KS = (*SUMMARY_KS, 50)
 
 
 def fold_overrides(folds: int, fold: int) -> list[str]:
@@ -67,17 +69,21 @@ def run_cross_validation(overrides: list[str], folds: int, work: Path, parallel:
 
 
 def _kept(metric: str) -> bool:
-    if metric.startswith("test/recall@"):
-        return int(metric.rsplit("@", 1)[1]) in SUMMARY_RECALL_KS
-    return metric.startswith(("test/", "val/", f"{RATING_CHECKPOINT_KEY}/"))
+    if not metric.startswith(("test/", "val/", f"{RATING_CHECKPOINT_KEY}/")):
+        return False
+    base, _, k = metric.rpartition("@")
+    if not k.isdigit() or base.endswith(("coverage", "popularity")):
+        return True
+    return int(k) in (SUMMARY_RECALL_KS if base.endswith("/recall") else SUMMARY_KS)
 
 
-def _row_group(metric: str) -> int:
-    """Test metrics first, then the rating checkpoint's, minutes and memory, validation last."""
-    for rank, prefix in enumerate(("test/", f"{RATING_CHECKPOINT_KEY}/")):
-        if metric.startswith(prefix):
-            return rank
-    return 3 if metric.startswith("val/") else 2
+def _row_order(metric: str) -> tuple[int, str, int]:
+    """Test metrics first, then the rating checkpoint's, minutes and memory, validation last;
+    by name, and by K in numeric order (recall@5 before recall@10)."""
+    group = next((rank for rank, prefix in enumerate(("test/", f"{RATING_CHECKPOINT_KEY}/"))
+                  if metric.startswith(prefix)), 3 if metric.startswith("val/") else 2)
+    base, _, k = metric.rpartition("@")
+    return (group, base, int(k)) if k.isdigit() else (group, metric, -1)
 
 
 def summarize_folds(records: list[dict]) -> pd.DataFrame:
@@ -89,7 +95,7 @@ def summarize_folds(records: list[dict]) -> pd.DataFrame:
         values.update(minutes=record["minutes"], peak_mb=record["peak_mb"])
         columns[f"fold{record['fold']}"] = values
     table = pd.DataFrame(columns)
-    order = sorted(table.index, key=lambda k: (_row_group(k), k))
+    order = sorted(table.index, key=_row_order)
     table = table.loc[order]
     table["mean"] = table[list(columns)].mean(axis=1)
     table["std"] = table[list(columns)].std(axis=1, ddof=1)

@@ -39,6 +39,17 @@ def test_summary_has_each_fold_mean_and_sample_std():
     assert table.loc["rating_checkpoint/test/rmse", "mean"] == pytest.approx(0.87)
 
 
+def test_summary_keeps_the_usual_cutoffs_of_a_baselines_every_k_in_numeric_order():
+    # A baseline's evaluation gives every ranking metric at K = 1..50.
+    folds = [{"fold": k, "minutes": 0.1, "peak_mb": 500.0,
+              "metrics": {f"test/{name}@{cutoff}": cutoff / 100 for name in ("recall", "ndcg", "mrr")
+                          for cutoff in range(1, 51)} | {"test/coverage@10": 0.5}} for k in range(2)]
+    rows = list(summarize_folds(folds).index)
+    assert rows[:12] == ["test/coverage@10", "test/mrr@5", "test/mrr@10", "test/mrr@20", "test/ndcg@5",
+                         "test/ndcg@10", "test/ndcg@20", "test/recall@5", "test/recall@10", "test/recall@20",
+                         "test/recall@50", "minutes"]
+
+
 def test_report_writes_markdown_and_csv(tmp_path: Path):
     folds = records()
     for fold, users in zip(folds, (340.0, 342.0, 341.0), strict=True):
