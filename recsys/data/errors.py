@@ -45,18 +45,23 @@ AMAZON_HOW_TO_GET = (
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are not where the configuration says they are."""
 
-    def __init__(self, dataset: str, looked_in: Path, expected: list[str], how_to_get: str = AMAZON_HOW_TO_GET) -> None:
+    def __init__(self, dataset: str, looked_in: Path | None, expected: list[str],
+                 how_to_get: str = AMAZON_HOW_TO_GET) -> None:
+        """``looked_in`` is the folder that relative file names were looked for in; None where
+        every file is named by an absolute path (the data folder then plays no part)."""
         self.dataset = dataset
         self.looked_in = looked_in
         self.expected = expected
         files = "\n".join(f"  - {name}" for name in expected)
-        super().__init__(
-            f"Dataset '{dataset}' not found.\n"
-            f"Looked in: {looked_in}\n"
-            f"Expected files:\n{files}\n"
-            f"How to get them: {how_to_get},\n"
-            "or point recsys at the folder that holds them:\n"
+        where = f"Looked in: {looked_in}\n" if looked_in is not None else ""
+        folder_hint = (
+            ",\nor point recsys at the folder that holds them:\n"
             "  export RECSYS_DATA_DIR=/path/to/data     (or the override paths.data_dir=/path/to/data)"
+            if looked_in is not None else "."
+        )
+        super().__init__(
+            f"Dataset '{dataset}' not found.\n{where}Expected files:\n{files}\n"
+            f"How to get them: {how_to_get}{folder_hint}"
         )
 
 

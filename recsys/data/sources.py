@@ -80,5 +80,6 @@ def locate(files: DatasetFiles, data_dir: str | Path | None) -> LocatedFiles:
     if reviews is None or (files.meta and meta is None):
         found = [(files.reviews, reviews)] + ([(files.meta, meta)] if files.meta else [])
         expected = [f"{name} ({'found' if path else 'missing'})" for name, path in found]
-        raise DatasetNotFoundError(files.name, folder, expected, files.how_to_get)
+        relative = any(not Path(name).expanduser().is_absolute() for name, _ in found)
+        raise DatasetNotFoundError(files.name, folder if relative else None, expected, files.how_to_get)
     return LocatedFiles(files.name, reviews, meta, files.review_fields, files.item_fields)

@@ -161,6 +161,8 @@ def test_missing_own_file_says_which_setting_to_change(tmp_path: Path):
         locate(DatasetFiles(name="shop", subdir="", reviews=str(tmp_path / "reviews.csv"),
                             meta=str(tmp_path / "items.csv")), tmp_path)
     assert f"  - {tmp_path / 'reviews.csv'} (missing)\n  - {tmp_path / 'items.csv'} (found)\n" in str(caught.value)
+    # Absolute paths: the data folder plays no part, and the message does not send the user to it.
+    assert "Looked in" not in str(caught.value) and "RECSYS_DATA_DIR" not in str(caught.value)
 
 
 def test_field_mapping_is_part_of_the_cache_key(tmp_path: Path):
