@@ -100,18 +100,16 @@ def best_checkpoint(run_dir: Path) -> Path:
 def _network_metrics(cfg, out: Path) -> dict:
     """Coverage, popularity and the recall curve of the best checkpoint, from the same evaluation
     as the baselines (RMSE and the @K metrics come from training's own test pass)."""
-    import hydra
     import torch
 
     from recsys.benchmarking.evaluation import evaluate_scorer, network_scorer
-    from recsys.training.run import build_module
+    from recsys.training.run import build_module, checkpoint_datamodule
 
-    checkpoint = best_checkpoint(out)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    path = best_checkpoint(out)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    datamodule = checkpoint_datamodule(cfg, checkpoint, path, "test")
     module = build_module(cfg, datamodule)
-    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    module.load_state_dict(checkpoint["state_dict"])
     module.attach(datamodule.catalog())
     scores = evaluate_scorer(network_scorer(module, datamodule), None, datamodule, "test")
     return {k: v for k, v in scores.items() if "coverage" in k or "popularity" in k or k.startswith("test/recall@")}
