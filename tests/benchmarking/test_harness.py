@@ -1,15 +1,36 @@
-"""The benchmark harness on a trained network: a fresh process trains it, and its best checkpoint
-is evaluated again for coverage, popularity and the recall curve (as the baselines are)."""
-
-from __future__ import annotations
+"""The benchmark harness: scripts/benchmark.py end to end on the real Magazine data (quick models
+only), and a trained network's run, whose best checkpoint is evaluated again for coverage,
+popularity and the recall curve (as the baselines are)."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from recsys.benchmarking.harness import run_training
-from tests.conftest import TINY_BERT, tiny_reviews, write_lines
+from tests.conftest import REPO_ROOT, TINY_BERT, script_env, tiny_reviews, write_lines
+
+
+@pytest.mark.slow
+def test_benchmark_script_writes_the_report(real_data_dir, tmp_path):
+    env = script_env(tmp_path / "cache", real_data_dir)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "data=magazine", "--models", "popularity",
+         "ease", "mf", "--out", str(tmp_path / "reports"), "--work", str(tmp_path / "work"), "trainer.max_epochs=1"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "LeafSpec" not in result.stderr  # each run's process filters recsys.cli.LIBRARY_NOISE too
+    report = (tmp_path / "reports" / "magazine" / "results.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| popularity |") or line.startswith("| ease |")
+            or line.startswith("| mf |")]
+    assert len(rows) == 6  # three models, random and temporal splits
+    mf = next(line for line in rows if line.startswith("| mf |")).split(" | ")
+    assert 0.3 < float(mf[1]) < 2.0  # MF predicts ratings: an RMSE is reported
+    assert (tmp_path / "reports" / "magazine" / "recall_at_k_random.png").is_file()
+    assert (tmp_path / "reports" / "magazine" / "learning_curves_mf-random-seed0.png").is_file()
 
 
 def test_a_trained_networks_run_adds_the_recall_curve_of_its_best_checkpoint(tmp_path: Path):
