@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from recsys.benchmarking.inference import backends_table, compare_backends
 from recsys.cli import exit_on_user_error
@@ -29,7 +30,9 @@ def main() -> None:
 
     ckpt = Path(args.ckpt.removeprefix("ckpt="))
     cfg, checkpoint = load_checkpoint_config(ckpt)
-    datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test")
+    # This machine's folders (RECSYS_DATA_DIR, RECSYS_CACHE_DIR), where the run's are not here.
+    paths = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "paths" / "default.yaml")
+    datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", paths=paths)
     module = build_module(cfg, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     module.attach(datamodule.catalog())
