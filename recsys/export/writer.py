@@ -181,6 +181,9 @@ def recorded_test_metrics(ckpt: Path) -> dict[str, float]:
     return {k: v for k, v in recorded.items() if k.startswith("test/")}
 
 
+EXPORT_ON_CHANGED_DATA = "The export reads the data as it is now."
+
+
 def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False,
                       serving: ServingOptions | None = None, paths: DictConfig | None = None) -> Path:
     """Export a checkpoint written by ``scripts/train.py`` (its data is prepared again from the
@@ -193,7 +196,8 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     cfg, checkpoint = load_checkpoint_config(ckpt)
     # Data changed since training is exported with a warning: users' histories are then the
     # training reviews of the data as it is now, which serving can use.
-    datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", on_changed_data=None, paths=paths)
+    datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", consequence=EXPORT_ON_CHANGED_DATA,
+                                       refuse_changed_data=False, paths=paths)
     module = build_module(cfg, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     module.attach(datamodule.catalog())

@@ -394,23 +394,23 @@ def _move_folder(node: DictConfig | ListConfig, old: str, new: str) -> None:
 
 
 def checkpoint_datamodule(cfg: DictConfig, checkpoint: dict, path: Path, stage: str,
-                          on_changed_data: str | None = EVALUATE_ON_CHANGED_DATA,
+                          consequence: str = EVALUATE_ON_CHANGED_DATA, refuse_changed_data: bool = True,
                           paths: DictConfig | None = None) -> ReviewDataModule:
     """The data of a checkpoint's run, prepared again from its run config ``cfg`` (in this
     machine's folders, :func:`use_local_folders`) and checked to be the data the checkpoint was
-    trained on (the fingerprints that it records): other data is refused with
-    :class:`~recsys.data.errors.ChangedDataError` saying ``on_changed_data``, or, where that is
-    None, logged as a warning that the caller goes on from."""
+    trained on (the fingerprints that it records): other data raises
+    :class:`~recsys.data.errors.ChangedDataError` saying ``consequence``, or, without
+    ``refuse_changed_data``, logs it as a warning and goes on."""
     use_local_folders(cfg, paths)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup(stage)
     state = checkpoint.get(type(datamodule).__qualname__, {})
     try:
-        if not datamodule.check_trained_on(state, path, on_changed_data or "The export reads the data as it is now."):
+        if not datamodule.check_trained_on(state, path, consequence):
             log.info("%s records no fingerprint of its data (written by an earlier recsys); not checked", path)
     except ChangedDataError as err:
-        if on_changed_data is not None:
+        if refuse_changed_data:
             raise
         log.warning("%s", err)
     return datamodule
