@@ -288,11 +288,12 @@ def test_a_mapped_field_that_no_record_holds_is_reported_and_warned_of(tmp_path:
     write_lines(tmp_path / "reviews.json", rows)
     files = locate(DatasetFiles(name="shop", subdir="", reviews=str(tmp_path / "reviews.json"), meta=str(items),
                                 item_fields=fields), tmp_path)
-    for _ in range(2):
+    for cached in (False, True):
         caplog.clear()
-        with caplog.at_level("WARNING", logger="recsys.data.validation"):
+        with caplog.at_level("INFO", logger="recsys.data"):
             load_tables(files, "error", tmp_path / "cache")
-        warnings = [record.getMessage() for record in caplog.records]
+        assert any(r.getMessage().startswith("Read parsed tables from") for r in caplog.records) == cached
+        warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
         assert warnings == [
             "items.csv: data.dataset.item_fields.title names 'nmae' (did you mean 'name'? the file's fields: kind, "
             "name, sku), a field that no record has a value for, so every row's title reads as empty; set it to "
