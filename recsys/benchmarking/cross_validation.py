@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.benchmarking.harness import require_fresh, run_training
-from recsys.training.metrics_keys import RATING_CHECKPOINT_KEY
+from recsys.training.metrics_keys import RATING_CHECKPOINT_KEY, metric_cutoff, shown_at
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,7 @@ def run_cross_validation(overrides: list[str], folds: int, work: Path, parallel:
 def _kept(metric: str) -> bool:
     if not metric.startswith(("test/", "val/", f"{RATING_CHECKPOINT_KEY}/")):
         return False
-    base, _, k = metric.rpartition("@")
-    if not k.isdigit() or base.endswith(("coverage", "popularity")):
-        return True
-    return int(k) in (SUMMARY_RECALL_KS if base.endswith("/recall") else SUMMARY_KS)
+    return shown_at(metric, SUMMARY_RECALL_KS if metric_cutoff(metric)[0].endswith("/recall") else SUMMARY_KS)
 
 
 def _row_order(metric: str) -> tuple[int, str, int]:
@@ -82,8 +79,8 @@ def _row_order(metric: str) -> tuple[int, str, int]:
     by name, and by K in numeric order (recall@5 before recall@10)."""
     group = next((rank for rank, prefix in enumerate(("test/", f"{RATING_CHECKPOINT_KEY}/"))
                   if metric.startswith(prefix)), 3 if metric.startswith("val/") else 2)
-    base, _, k = metric.rpartition("@")
-    return (group, base, int(k)) if k.isdigit() else (group, metric, -1)
+    base, k = metric_cutoff(metric)
+    return group, base, -1 if k is None else k
 
 
 def summarize_folds(records: list[dict]) -> pd.DataFrame:

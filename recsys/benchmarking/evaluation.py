@@ -45,19 +45,6 @@ def evaluate_scorer(
     return {f"{split}/{name}": float(value) for name, value in metrics.items()}
 
 
-def at_cutoffs(metrics: dict[str, float], ks) -> dict[str, float]:
-    """``metrics`` without the ranking metrics at K other than ``ks``: the recall curve
-    (K = 1..``curve_k``) that :func:`evaluate_scorer` adds is for plots, not for the console or
-    the dashboards, where a baseline then shows the same figures as a trained model."""
-    wanted = {int(k) for k in ks}
-
-    def kept(key: str) -> bool:
-        base, _, k = key.rpartition("@")
-        return not k.isdigit() or int(k) in wanted or base.endswith(("coverage", "popularity"))
-
-    return {key: value for key, value in metrics.items() if kept(key)}
-
-
 @torch.no_grad()
 def network_scorer(module, datamodule: ReviewDataModule) -> Callable[[np.ndarray], torch.Tensor]:
     """``user_scores`` of a trained network's module (two-tower or MF): the scores its own

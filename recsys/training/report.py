@@ -13,6 +13,7 @@ import torch
 from pytorch_lightning.utilities import move_data_to_device
 
 from recsys.data.datamodule import ReviewDataModule
+from recsys.training.metrics_keys import metric_cutoff
 from recsys.training.ranking import top_k_from_scores
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,12 @@ def metrics_table(metrics: Mapping[str, float], splits: Sequence[str] = ("val", 
     others: list[tuple[str, float]] = []
     for key, value in metrics.items():
         split, _, name = key.partition("/")
+        base, k = metric_cutoff(name)
         if split not in splits or not name:
             if isinstance(value, int | float):
                 others.append((key, value))
-        elif "@" in name and name.rpartition("@")[2].isdigit():
-            base, _, k = name.rpartition("@")
-            by_k.setdefault((split, int(k)), {})[base] = value
+        elif k is not None:
+            by_k.setdefault((split, k), {})[base] = value
         else:
             by_split.setdefault(split, {})[name] = value
     order = {split: i for i, split in enumerate(splits)}

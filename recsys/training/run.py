@@ -34,7 +34,7 @@ from recsys.training.loggers import (
     log_run_reports,
     usable_callbacks,
 )
-from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
+from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY, shown_at
 from recsys.training.module import TwoTowerModule, check_cutoffs
 from recsys.training.report import (
     example_recommendations,
@@ -308,7 +308,7 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
                  splits: list[str]) -> float | None:
     """Fit a non-neural baseline (``cfg.model.baseline``), evaluate it on ``splits`` with the
     two-tower metrics, write ``metrics.json`` and log the run config and metrics to the loggers."""
-    from recsys.benchmarking.evaluation import at_cutoffs, evaluate_scorer
+    from recsys.benchmarking.evaluation import evaluate_scorer
 
     baseline = hydra.utils.instantiate(cfg.model.baseline)
     baseline.fit(datamodule)
@@ -318,7 +318,8 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
         metrics.update(evaluate_scorer(baseline.user_scores, baseline.predict_ratings, datamodule, split, ks=ks))
     write_metrics(out / "metrics.json", metrics)  # with the recall curve, which the benchmark plots
     # To the dashboards too, so that a baseline is compared with trained models there.
-    shown = at_cutoffs(metrics, ks)
+    # The recall curve (K = 1..50) is for plots: the console and dashboards get the model's K.
+    shown = {key: value for key, value in metrics.items() if shown_at(key, ks)}
     with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
         log_final_metrics(loggers, OmegaConf.to_container(cfg, resolve=True), shown)
     log.info("Wrote %s\n\n%s", out / "metrics.json", metrics_table(shown))

@@ -31,12 +31,12 @@ def split_pairs(rows: list[dict], path) -> dict[str, set[tuple[str, str]]]:
 
 def test_a_checkpoint_is_refused_on_changed_data_and_accepted_on_its_own(tmp_path, monkeypatch, caplog):
     run = train_tiny(tmp_path / "a", monkeypatch, "logger=none")
-    (last,) = (run / "checkpoints").glob("epoch*.ckpt")  # the best one, which the run tested
-    recorded = torch.load(last, weights_only=True)["ReviewDataModule"][FINGERPRINTS_KEY]
+    (best,) = (run / "checkpoints").glob("epoch*.ckpt")  # the one the run tested
+    recorded = torch.load(best, weights_only=True)["ReviewDataModule"][FINGERPRINTS_KEY]
     (manifest,) = (tmp_path / "a" / "cache").glob("tiny/*/splits/random-*.json")
     written = json.loads(manifest.read_text())
     assert recorded == {"data": written["data_fingerprint"], "split": written["split_fingerprint"]}
-    own = evaluate(last, "test")
+    own = evaluate(best, "test")
     tested = json.loads((run / "metrics.json").read_text())
     assert own == pytest.approx({name: tested[name] for name in own}, abs=1e-6)
 
@@ -45,14 +45,14 @@ def test_a_checkpoint_is_refused_on_changed_data_and_accepted_on_its_own(tmp_pat
     before, after = split_pairs(rows, tmp_path / "before.json"), split_pairs(rows[::-1], tmp_path / "after.json")
     assert after["test"] & before["train"]
     write_lines(tmp_path / "a" / "data" / "tiny" / "reviews.json.gz", rows[::-1])
-    with pytest.raises(ChangedDataError, match=rf"{last.name} does not match dataset 'tiny' as it is read now: the "
+    with pytest.raises(ChangedDataError, match=rf"{best.name} does not match dataset 'tiny' as it is read now: the "
                        r"interactions it was trained on have changed \(fingerprint [0-9a-f]{12} at training, "
                        r"[0-9a-f]{12} now\)\. Evaluating on it would count interactions that the model trained on"):
-        evaluate(last, "test")
+        evaluate(best, "test")
 
     # Export goes on, with a warning: serving reads the users' histories of the data as it is now.
     with caplog.at_level(logging.WARNING, logger="recsys.training.run"):
-        exported = export_checkpoint(last, tmp_path / "export")
+        exported = export_checkpoint(best, tmp_path / "export")
     assert any("does not match dataset 'tiny'" in record.getMessage() and "The export reads the data as it is now"
                in record.getMessage() for record in caplog.records)
     assert len(pd.read_parquet(exported / "users.parquet")) == 6
@@ -60,13 +60,13 @@ def test_a_checkpoint_is_refused_on_changed_data_and_accepted_on_its_own(tmp_pat
     # Resuming on the changed data is refused when Lightning restores the data module's state.
     monkeypatch.setattr("tests.training.test_learning_curves.tiny_reviews", lambda: rows[::-1])
     with pytest.raises(ChangedDataError, match=r"^The checkpoint to resume does not match dataset 'tiny'.*Resuming"):
-        train_tiny(tmp_path / "b", monkeypatch, "logger=none", f"ckpt_path={last}", "trainer.max_epochs=3")
+        train_tiny(tmp_path / "b", monkeypatch, "logger=none", f"ckpt_path={best}", "trainer.max_epochs=3")
 
     # On its own data again, it evaluates as before; a checkpoint of an earlier recsys (no
     # fingerprints) is not checked.
     write_lines(tmp_path / "a" / "data" / "tiny" / "reviews.json.gz", rows)
-    assert evaluate(last, "test") == pytest.approx(own)
-    checkpoint = torch.load(last, weights_only=True)
+    assert evaluate(best, "test") == pytest.approx(own)
+    checkpoint = torch.load(best, weights_only=True)
     del checkpoint["ReviewDataModule"][FINGERPRINTS_KEY]
     torch.save(checkpoint, tmp_path / "older.ckpt")
     write_lines(tmp_path / "a" / "data" / "tiny" / "reviews.json.gz", rows[::-1])
