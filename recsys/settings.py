@@ -25,7 +25,58 @@ def whole_number_setting(cfg: DictConfig, key: str, least: int | None = None, ex
 
 def flag_setting(cfg: DictConfig, key: str) -> bool:
     """The true/false value at ``key`` of ``cfg``, or a ValueError that names the override."""
-    value = OmegaConf.select(cfg, key)
+    return checked_flag(key, OmegaConf.select(cfg, key))
+
+
+def checked_flag(key: str, value: object) -> bool:
+    """``value`` if it is true or false, else a ValueError that names the override ``key``.
+
+    A string such as ``maybe`` would otherwise be taken as true without a word."""
     if isinstance(value, bool):
         return value
     raise ValueError(f"{key}={value!r} is not allowed: give true or false")
+
+
+def checked_choice(key: str, value: object, choices: tuple[str, ...] | list[str]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError that names the override and lists them."""
+    if isinstance(value, str) and value in choices:
+        return value
+    raise ValueError(f"{key}={value!r} is not allowed; use one of: {', '.join(choices)}")
+
+
+def _bounds(least: float | None, above: float | None, most: float | None, below: float | None) -> str:
+    """Words for a range: ``in [0, 1)``, ``>= 0``, ``> 0`` or ``<= 1``."""
+    low = (f"[{least:g}", least) if least is not None else (f"({above:g}", above) if above is not None else None
+    high = (f"{most:g}]", most) if most is not None else (f"{below:g})", below) if below is not None else None
+    if low and high:
+        return f" in {low[0]}, {high[0]}"
+    if low:
+        return f" {'>=' if least is not None else '>'} {low[1]:g}"
+    if high:
+        return f" {'<=' if most is not None else '<'} {high[1]:g}"
+    return ""
+
+
+def checked_number(key: str, value: object, *, least: float | None = None, above: float | None = None,
+                   most: float | None = None, below: float | None = None, note: str = "") -> float:
+    """``value`` as a float if it is a number within the bounds (``least`` <= value, ``above`` <
+    value, value <= ``most``, value < ``below``; each optional), else a ValueError that names the
+    override ``key`` and the range allowed, followed by ``note`` (e.g. ``(0 = off)``)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and all((
+        least is None or value >= least, above is None or value > above,
+        most is None or value <= most, below is None or value < below,
+    )):
+        return float(value)
+    suffix = f" {note}" if note else ""
+    raise ValueError(f"{key}={value!r} is not allowed: give a number{_bounds(least, above, most, below)}{suffix}")
+
+
+def checked_whole_number(key: str, value: object, *, least: int | None = None, most: int | None = None,
+                         note: str = "") -> int:
+    """``value`` if it is a whole number in [``least``, ``most``] (each optional), else a
+    ValueError that names the override ``key`` and the range allowed, followed by ``note``."""
+    if is_whole_number(value) and (least is None or value >= least) and (most is None or value <= most):
+        return value
+    suffix = f" {note}" if note else ""
+    raise ValueError(f"{key}={value!r} is not allowed: give a whole number{_bounds(least, None, most, None)}{suffix}")

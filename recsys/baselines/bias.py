@@ -7,6 +7,7 @@ import torch
 
 from recsys.baselines.base import Baseline
 from recsys.data.datamodule import ReviewDataModule
+from recsys.settings import checked_number, checked_whole_number
 
 
 class Biases(Baseline):
@@ -19,8 +20,8 @@ class Biases(Baseline):
     name = "bias"
 
     def __init__(self, reg: float = 10.0, iterations: int = 20) -> None:
-        self.reg = reg
-        self.iterations = iterations
+        self.reg = checked_number("model.baseline.reg", reg, least=0)
+        self.iterations = checked_whole_number("model.baseline.iterations", iterations, least=1)
 
     def fit(self, datamodule: ReviewDataModule) -> None:
         data = datamodule.data

@@ -10,6 +10,7 @@ from recsys.baselines.base import Baseline, training_matrix
 from recsys.data.datamodule import ReviewDataModule
 from recsys.models.embedding_cache import pretrained_embeddings
 from recsys.models.text_encoder import TextEncoder
+from recsys.settings import checked_flag, checked_number
 
 
 def ease_weights(matrix: np.ndarray, l2: float, side_gram: np.ndarray | None = None) -> np.ndarray:
@@ -49,14 +50,12 @@ class EASE(Baseline):
     def __init__(self, l2: float = 200.0, text_weight: float = 0.0, pretrained_path: str | None = None,
                  bf16: bool = True, embedding_cache_dir: str | None = None,
                  encoder: TextEncoder | None = None) -> None:
-        if l2 <= 0:
-            raise ValueError(f"model.baseline.l2 must be > 0, got {l2}")
-        if text_weight < 0:
-            raise ValueError(f"model.baseline.text_weight must be >= 0, got {text_weight}")
-        self.l2 = l2
-        self.text_weight = text_weight
-        self.name = "text_ease" if text_weight else "ease"
-        if encoder is None and text_weight:
+        self.l2 = checked_number("model.baseline.l2", l2, above=0)
+        self.text_weight = checked_number("model.baseline.text_weight", text_weight, least=0,
+                                          note="(0 = interactions alone)")
+        bf16 = checked_flag("model.baseline.bf16", bf16)
+        self.name = "text_ease" if self.text_weight else "ease"
+        if encoder is None and self.text_weight:
             encoder = TextEncoder(pretrained_path, trainable_layers=0, bf16=bf16)
         self.encoder = encoder
         self.embedding_cache_dir = embedding_cache_dir

@@ -9,6 +9,7 @@ from torch import nn
 from recsys.data.batches import HistoryBatch, PairBatch
 from recsys.data.catalog import Catalog
 from recsys.models.scoring_head import RatingScoring
+from recsys.settings import checked_whole_number
 
 
 class MatrixFactorization(RatingScoring, nn.Module):
@@ -19,6 +20,7 @@ class MatrixFactorization(RatingScoring, nn.Module):
     def __init__(self, num_items: int, num_users: int, dim: int = 64, head: dict | None = None,
                  biases: bool = True, bias_shrinkage: float = 3.0) -> None:
         super().__init__()
+        dim = checked_whole_number("model.net.dim", dim, least=1, note="(the vectors' size, e.g. 64)")
         self.user_embedding = nn.Embedding(num_users, dim)
         self.item_embedding = nn.Embedding(num_items, dim)
         nn.init.normal_(self.user_embedding.weight, std=0.1)

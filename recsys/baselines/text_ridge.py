@@ -16,6 +16,7 @@ from recsys.baselines.base import Baseline
 from recsys.data.datamodule import ReviewDataModule
 from recsys.models.embedding_cache import pretrained_embeddings
 from recsys.models.text_encoder import TextEncoder
+from recsys.settings import checked_flag, checked_number
 
 
 @dataclass
@@ -52,11 +53,10 @@ class TextRidge(Baseline):
     def __init__(self, text: bool = True, l2: float = 10.0, shrinkage: float = 5.0,
                  pretrained_path: str | None = None, bf16: bool = True, embedding_cache_dir: str | None = None,
                  encoder: TextEncoder | None = None) -> None:
-        if l2 < 0 or shrinkage < 0:
-            raise ValueError(f"model.baseline.l2={l2} and shrinkage={shrinkage} must be >= 0")
-        self.text = text
-        self.l2 = l2
-        self.shrinkage = shrinkage
+        self.text = checked_flag("model.baseline.text", text)
+        self.l2 = checked_number("model.baseline.l2", l2, least=0)
+        self.shrinkage = checked_number("model.baseline.shrinkage", shrinkage, least=0)
+        bf16 = checked_flag("model.baseline.bf16", bf16)
         self.encoder = encoder if encoder is not None or not text else TextEncoder(
             pretrained_path, trainable_layers=0, bf16=bf16)
         self.embedding_cache_dir = embedding_cache_dir

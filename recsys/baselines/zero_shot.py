@@ -10,6 +10,7 @@ from recsys.baselines.base import Baseline
 from recsys.data.datamodule import ReviewDataModule
 from recsys.data.tokenization import TokenCache
 from recsys.models.text_encoder import TextEncoder
+from recsys.settings import checked_flag, checked_whole_number
 
 
 class ZeroShot(Baseline):
@@ -20,8 +21,9 @@ class ZeroShot(Baseline):
 
     def __init__(self, pretrained_path: str | None = None, max_tokens: int = 256, bf16: bool = True,
                  encoder: TextEncoder | None = None) -> None:
+        self.max_tokens = checked_whole_number("model.baseline.max_tokens", max_tokens, least=1)
+        bf16 = checked_flag("model.baseline.bf16", bf16)
         self.encoder = encoder or TextEncoder(pretrained_path, trainable_layers=0, bf16=bf16)
-        self.max_tokens = max_tokens
 
     def fit(self, datamodule: ReviewDataModule) -> None:
         data = datamodule.data

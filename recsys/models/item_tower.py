@@ -9,6 +9,7 @@ from torch import nn
 from recsys.data.tokenization import TokenizedTexts
 from recsys.models.pooling import TEXT_POOLINGS, AttentionPooling
 from recsys.models.text_encoder import PrefixCache, TextEncoder, encode_in_length_order, mean_pool
+from recsys.settings import checked_choice, checked_flag, checked_number
 
 
 class ItemTower(nn.Module):
@@ -30,11 +31,9 @@ class ItemTower(nn.Module):
     def __init__(self, encoder: TextEncoder, num_items: int, dim: int = 128, id_embedding: bool = True,
                  id_dropout: float = 0.2, pooling: str = "mean") -> None:
         super().__init__()
-        if not 0.0 <= id_dropout <= 1.0:
-            raise ValueError(f"model.net.item.id_dropout={id_dropout} must be in [0, 1]")
-        if pooling not in TEXT_POOLINGS:
-            raise ValueError(
-                f"model.net.item.pooling={pooling!r} is not allowed; use one of: {', '.join(TEXT_POOLINGS)}")
+        id_embedding = checked_flag("model.net.item.id_embedding", id_embedding)
+        id_dropout = checked_number("model.net.item.id_dropout", id_dropout, least=0, most=1)
+        pooling = checked_choice("model.net.item.pooling", pooling, TEXT_POOLINGS)
         self.encoder = encoder
         self.attention_pooling = AttentionPooling(encoder.hidden_size) if pooling == "attention" else None
         self.projection = nn.Linear(encoder.hidden_size, dim)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from recsys.settings import checked_choice, checked_flag, checked_number
+
 RETRIEVAL_LOSSES = ("bce", "softmax", "catalog_softmax")
 
 
@@ -27,21 +29,15 @@ class LossConfig:
     teacher_l2: float = 200.0
 
     def __post_init__(self) -> None:
-        if self.retrieval not in RETRIEVAL_LOSSES:
-            raise ValueError(
-                f"model.module.loss.retrieval={self.retrieval!r} is not allowed; "
-                f"use one of: {', '.join(RETRIEVAL_LOSSES)}"
-            )
-        if self.temperature <= 0:
-            raise ValueError(f"model.module.loss.temperature must be > 0, got {self.temperature}")
-        for name in ("rating_weight", "like_weight", "retrieval_weight"):
-            if getattr(self, name) < 0:  # a negative weight would train the model to get worse at it
-                raise ValueError(f"model.module.loss.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
-        if self.distill_weight < 0 or self.distill_temperature <= 0 or self.teacher_l2 <= 0:
-            raise ValueError(
-                "model.module.loss: distill_weight must be >= 0, distill_temperature and teacher_l2 > 0; got "
-                f"{self.distill_weight}, {self.distill_temperature}, {self.teacher_l2}"
-            )
+        key = "model.module.loss."
+        self.retrieval = checked_choice(key + "retrieval", self.retrieval, RETRIEVAL_LOSSES)
+        # A negative weight would train the model to get worse at its loss.
+        for name in ("rating_weight", "like_weight", "retrieval_weight", "distill_weight"):
+            setattr(self, name, checked_number(key + name, getattr(self, name), least=0, note="(0 = off)"))
+        for name in ("temperature", "distill_temperature", "teacher_l2"):
+            setattr(self, name, checked_number(key + name, getattr(self, name), above=0))
+        self.like_threshold = checked_number(key + "like_threshold", self.like_threshold)
+        self.logq_correction = checked_flag(key + "logq_correction", self.logq_correction)
 
 
 def rating_loss(predicted: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:

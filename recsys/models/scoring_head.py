@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from recsys.settings import checked_flag, checked_number, checked_whole_number
+
 MIN_RATING, MAX_RATING = 1.0, 5.0
 
 
@@ -15,9 +17,8 @@ class ScoringHead(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
-        if hidden < 1 or not 0 <= dropout < 1:
-            raise ValueError(f"model.net.head.hidden={hidden} / dropout={dropout} are not allowed: give hidden >= 1 "
-                             "and dropout in [0, 1)")
+        hidden = checked_whole_number("model.net.head.hidden", hidden, least=1)
+        dropout = checked_number("model.net.head.dropout", dropout, least=0, below=1)
         self.mlp = nn.Sequential(
             nn.Linear(4 * dim, hidden), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
@@ -46,6 +47,8 @@ class RatingScoring:
 
     def init_rating_scoring(self, num_items: int, dim: int, head: dict | None, biases: bool,
                             bias_shrinkage: float) -> None:
+        biases = checked_flag("model.net.biases", biases)
+        bias_shrinkage = checked_number("model.net.bias_shrinkage", bias_shrinkage, least=0)
         self.head = ScoringHead(dim, **(head or {}))
         self.item_bias = nn.Embedding(num_items, 1) if biases else None
         if self.item_bias is not None:

@@ -23,6 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from recsys.data.tokenization import TokenizedTexts
 from recsys.pretrained import resolve_encoder_path
+from recsys.settings import checked_flag, is_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class TextEncoder(nn.Module):
         config: BertConfig | None = None,
     ) -> None:
         super().__init__()
+        bf16 = checked_flag("model.text.bf16", bf16)
         if config is not None:
             self.bert = BertModel(config, add_pooling_layer=False)
             self.source = "random-init"
@@ -87,9 +89,9 @@ class TextEncoder(nn.Module):
                 self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False, dtype=torch.float32)
             self.source = str(path)
         num_layers = self.bert.config.num_hidden_layers
-        if not -1 <= trainable_layers <= num_layers:
+        if not is_whole_number(trainable_layers) or not -1 <= trainable_layers <= num_layers:
             raise ValueError(
-                f"model.text.trainable_layers={trainable_layers} is not allowed: use -1 (all), 0 (frozen) "
+                f"model.text.trainable_layers={trainable_layers!r} is not allowed: use -1 (all), 0 (frozen) "
                 f"or 1..{num_layers}"
             )
         self.trainable_layers = num_layers if trainable_layers == -1 else trainable_layers

@@ -16,6 +16,7 @@ from recsys.models.item_tower import ItemTower
 from recsys.models.scoring_head import RatingScoring
 from recsys.models.text_encoder import TextEncoder
 from recsys.models.user_tower import UserTower
+from recsys.settings import checked_choice, checked_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,11 @@ class TwoTowerModel(RatingScoring, nn.Module):
         embedding_cache_dir: str | Path | None = None, encoder_config: BertConfig | dict | None = None,
     ) -> None:
         super().__init__()
-        if dim < 1:
-            raise ValueError(f"model.net.dim={dim} is not allowed: give the vectors' size, >= 1 (e.g. 128)")
+        dim = checked_whole_number("model.net.dim", dim, least=1, note="(the vectors' size, e.g. 128)")
         text = dict(text or {})
         user = dict(user or {})
-        self.review_encoder = user.pop("review_encoder", "frozen")
-        if self.review_encoder not in REVIEW_ENCODERS:
-            raise ValueError(f"model.net.user.review_encoder={self.review_encoder!r}: use frozen or finetune")
+        self.review_encoder = checked_choice("model.net.user.review_encoder", user.pop("review_encoder", "frozen"),
+                                             REVIEW_ENCODERS)
         if isinstance(encoder_config, dict):
             encoder_config = BertConfig(**encoder_config)
         encoder = TextEncoder(

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.settings import checked_choice, checked_number, checked_whole_number
+
 POOLINGS = ("attention", "transformer", "mean")
 NUM_RATING_LEVELS = 6  # 0 = padding, 1..5 stars
 
@@ -24,14 +26,13 @@ class UserTower(nn.Module):
         heads: int = 4, dropout: float = 0.1, item_embedding: nn.Embedding | None = None,
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"model.net.user.pooling={pooling!r} is not allowed; use one of: {', '.join(POOLINGS)}")
-        if pooling == "transformer" and (layers < 1 or heads < 1 or dim % heads):
-            raise ValueError(f"model.net.user.layers={layers} / heads={heads} are not allowed with "
-                             f"pooling=transformer: give layers >= 1 and a number of heads that divides "
-                             f"model.net.dim={dim}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"model.net.user.dropout={dropout} must be in [0, 1)")
+        pooling = checked_choice("model.net.user.pooling", pooling, POOLINGS)
+        layers = checked_whole_number("model.net.user.layers", layers, least=1)
+        heads = checked_whole_number("model.net.user.heads", heads, least=1)
+        dropout = checked_number("model.net.user.dropout", dropout, least=0, below=1)
+        if pooling == "transformer" and dim % heads:
+            raise ValueError(f"model.net.user.heads={heads} is not allowed with pooling=transformer: give a "
+                             f"number of heads that divides model.net.dim={dim}")
         self.pooling = pooling
         self.review_projection = nn.Linear(text_dim, dim)
         self.item_text_projection = nn.Linear(text_dim, dim)

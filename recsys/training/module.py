@@ -17,7 +17,7 @@ from recsys.data.batches import PairBatch
 from recsys.data.catalog import Catalog
 from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
 from recsys.models.two_tower import TwoTowerModel
-from recsys.settings import is_whole_number
+from recsys.settings import checked_choice, checked_number, is_whole_number
 from recsys.training.ranking import RANKING_METRICS, fused_scores, ranking_metrics, standardised, top_k_from_scores
 from recsys.training.teacher import EaseTeacher
 
@@ -30,17 +30,26 @@ DECAYS = ("cosine", "linear")
 
 def check_cutoffs(ks: tuple[int, ...] | list[int]) -> None:
     """Refuse ranking cut-offs (``model.module.ks``) that are none, or not whole numbers >= 1."""
-    if not ks or any(not is_whole_number(k) or k < 1 for k in ks):
-        raise ValueError(f"model.module.ks={list(ks)} is not allowed: give cut-offs >= 1, e.g. [5, 10, 20]")
+    if not isinstance(ks, (list, tuple)) or not ks or any(not is_whole_number(k) or k < 1 for k in ks):
+        shown = list(ks) if isinstance(ks, (list, tuple)) else ks
+        raise ValueError(f"model.module.ks={shown!r} is not allowed: give a list of cut-offs >= 1, e.g. [5, 10, 20]")
 
 
 def check_schedule(warmup_ratio: float, decay: str) -> None:
     """A ValueError naming the setting, unless ``0 <= warmup_ratio < 1`` and ``decay`` is one of :data:`DECAYS`."""
-    if decay not in DECAYS:
-        raise ValueError(f"model.module.decay={decay!r} is not allowed: use {' or '.join(DECAYS)}")
-    if not 0 <= warmup_ratio < 1:
-        raise ValueError(f"model.module.warmup_ratio={warmup_ratio} is not allowed: use a share of the steps "
-                         "in [0, 1), e.g. 0.1")
+    checked_choice("model.module.decay", decay, DECAYS)
+    checked_number("model.module.warmup_ratio", warmup_ratio, least=0, below=1,
+                   note="(a share of the steps, e.g. 0.1)")
+
+
+def check_optimizer_settings(optimizer: Callable[..., Optimizer] | None) -> None:
+    """Refuse a learning rate or weight decay of the optimizer partial (``model.module.optimizer``)
+    that is not a number in range, before the optimizer is built at the start of fitting."""
+    settings = getattr(optimizer, "keywords", None) or {}
+    if "lr" in settings:
+        checked_number("model.module.optimizer.lr", settings["lr"], above=0)
+    if "weight_decay" in settings:
+        checked_number("model.module.optimizer.weight_decay", settings["weight_decay"], least=0)
 
 
 def warmup_then_decay(total_steps: int, warmup_ratio: float, decay: str = "cosine") -> Callable[[int], float]:
@@ -106,9 +115,15 @@ class TwoTowerModule(pl.LightningModule):
     ) -> None:
         check_schedule(warmup_ratio, decay)
         check_cutoffs(ks)
-        if encoder_lr <= 0 or peak_flops <= 0:
-            name, value = ("encoder_lr", encoder_lr) if encoder_lr <= 0 else ("peak_flops", peak_flops)
-            raise ValueError(f"model.module.{name}={value} is not allowed: it must be > 0")
+        check_optimizer_settings(optimizer)
+        encoder_lr = checked_number("model.module.encoder_lr", encoder_lr, above=0)
+        peak_flops = checked_number("model.module.peak_flops", peak_flops, above=0)
+        if embedding_weight_decay is not None:
+            checked_number("model.module.embedding_weight_decay", embedding_weight_decay, least=0)
+        if embedding_lr is not None:
+            checked_number("model.module.embedding_lr", embedding_lr, above=0)
+        ease_fusion = checked_number("model.module.ease_fusion", ease_fusion, least=0,
+                                     note="(0 = rank by cosine alone)")
         super().__init__()
         # The optimizer partial is not saved: checkpoints must load with weights_only=True. The
         # full run config is saved instead (see on_save_checkpoint).
@@ -124,9 +139,7 @@ class TwoTowerModule(pl.LightningModule):
         self.peak_flops = peak_flops
         self.embedding_weight_decay = embedding_weight_decay
         self.embedding_lr = embedding_lr
-        if ease_fusion < 0:
-            raise ValueError(f"model.module.ease_fusion must be >= 0 (0 = rank by cosine alone), got {ease_fusion}")
-        self.ease_fusion = float(ease_fusion)
+        self.ease_fusion = ease_fusion
         self.rmse = torch.nn.ModuleDict({s: MeanSquaredError(squared=False) for s in EVAL_STAGES})
         self.mae = torch.nn.ModuleDict({s: MeanAbsoluteError() for s in EVAL_STAGES})
         self.register_buffer("item_popularity", torch.empty(0), persistent=False)

@@ -93,7 +93,8 @@ def share_cpu_threads(trainer: pl.Trainer) -> None:
 def check_monitor(cfg: DictConfig) -> None:
     """Refuse a ``model.monitor`` that validation does not log, or a ``model.monitor_mode`` other
     than min / max, naming what is allowed (Lightning finds out only after the first epoch)."""
-    ks = list(cfg.model.module.get("ks", (5, 10, 20)))
+    ks = cfg.model.module.get("ks", [5, 10, 20])
+    ks = list(ks) if isinstance(ks, ListConfig) else ks
     check_cutoffs(ks)
     allowed = TwoTowerModule.evaluation_metric_names("val", ks)
     if cfg.model.monitor not in allowed:

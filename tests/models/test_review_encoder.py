@@ -34,7 +34,7 @@ def test_finetune_needs_a_trainable_encoder():
     with pytest.raises(ValueError, match="review_encoder=finetune .* model.text.trainable_layers=0 freezes it"):
         TwoTowerModel(5, text={"trainable_layers": 0, "bf16": False}, user={"review_encoder": "finetune"},
                       encoder_config=dict(TINY_BERT))
-    with pytest.raises(ValueError, match="review_encoder='live': use frozen or finetune"):
+    with pytest.raises(ValueError, match="review_encoder='live' is not allowed; use one of: frozen, finetune"):
         TwoTowerModel(5, text={"bf16": False}, user={"review_encoder": "live"}, encoder_config=dict(TINY_BERT))
 
 

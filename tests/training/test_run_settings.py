@@ -2,9 +2,11 @@
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from recsys.training.run import train
 from tests.conftest import tiny_reviews, write_lines
+from tests.test_configs import compose_run
 from tests.training.test_schedule import config
 
 
@@ -14,7 +16,8 @@ from tests.training.test_schedule import config
     ("model.monitor=val/ndcg@50", "val/ndcg@5, .*val/ndcg@20"),  # the cut-offs are model.module.ks
     ("model.monitor=test/recall@10", "is not a validation metric"),
     ("model.monitor_mode=maximum", r"^model.monitor_mode=maximum is not allowed; use min or max$"),
-    ("model.module.ks=[]", r"^model.module.ks=\[\] is not allowed: give cut-offs >= 1"),  # not "monitor not logged"
+    # Not "monitor not logged":
+    ("model.module.ks=[]", r"^model.module.ks=\[\] is not allowed: give a list of cut-offs >= 1"),
     ("seed=abc", r"^seed='abc' is not allowed: give a whole number"),
     ("test=maybe", r"^test='maybe' is not allowed: give true or false$"),  # was taken as true
     ("ckpt_path=/nowhere/last.ckpt", r"^ckpt_path=/nowhere/last.ckpt: no checkpoint there"),  # was after the data
@@ -63,23 +66,31 @@ def test_an_optimizer_setting_torch_refuses_names_the_config_key(tiny_dataset, t
 
     files, data_dir = tiny_dataset
     dm, module = tiny_setup(files, data_dir, tmp_path, trainable_layers=0)
-    module = TwoTowerModule(module.net, optimizer=partial(torch.optim.AdamW, lr=-1.0))
+    # The learning rate and weight decay are checked when the module is built ...
+    with pytest.raises(ValueError, match=r"^model.module.optimizer.lr=-1.0 is not allowed: give a number > 0$"):
+        TwoTowerModule(module.net, optimizer=partial(torch.optim.AdamW, lr=-1.0))
+    # ... the optimizer's other settings by torch, at the start of fitting.
+    module = TwoTowerModule(module.net, optimizer=partial(torch.optim.AdamW, lr=1e-3, eps=-1.0))
     fit = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                      enable_progress_bar=False, enable_model_summary=False)
-    with pytest.raises(ValueError, match=r"^model.module.optimizer: Invalid learning rate: -1"):
+    with pytest.raises(ValueError, match=r"^model.module.optimizer: Invalid epsilon value: -1"):
         fit.fit(module, dm)
 
 
-def test_a_baseline_without_a_test_split_runs_with_test_false(tmp_path, monkeypatch):
+def test_a_baseline_without_a_test_split_runs_with_test_false(tmp_path):
     import json
 
     write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
     out = tmp_path / "run"
     out.mkdir()
-    monkeypatch.setattr("recsys.training.run.run_dir", lambda cfg: out)  # wherever an earlier test left Hydra
-    train(config("data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
-                 f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}",
-                 "data.split.fractions=[0.9,0.1,0.0]", "test=false", "logger=none",
-                 "model=ease"))
+    # As a Hydra app composes it (the run folder is out), not relying on an earlier test's Hydra state.
+    cfg = compose_run(out, [
+        "data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
+        f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.split.fractions=[0.9,0.1,0.0]", "test=false", "logger=none", "model=ease",
+    ])
+    with open_dict(cfg):
+        del cfg["hydra"]  # a Hydra app's config holds no hydra section
+    train(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
     assert "val/recall@10" in metrics and not any(k.startswith("test/") for k in metrics)
