@@ -27,6 +27,53 @@ MAGAZINE = DatasetFiles(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_folders_outside_the_repository(tmp_path_factory):
+    """Runs that a test starts without naming a folder (scripts, benchmark drivers) write under a
+    temporary ``RECSYS_OUTPUT_DIR``, not into the repository's ``outputs/``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECSYS_OUTPUT_DIR", str(tmp_path_factory.mktemp("outputs")))
+        yield
+
+
+def wrong_kind_refusals(build, settings: list[tuple[str, object]], overrides: list[str]) -> list[str]:
+    """What goes wrong when ``build(overrides + [key=bad])`` is given, for each ``(key, default)``
+    of ``settings``, a word (``abc``), and ``true`` where a number belongs: each must raise a
+    ValueError (directly, or as the cause of Hydra's instantiation error) whose message begins
+    ``key=<the value> is not allowed``. Returns one line per setting that did otherwise."""
+    wrong = []
+    for key, default in settings:
+        is_number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        for bad in ["abc", *(["true"] if is_number else [])]:
+            shown = repr(True) if bad == "true" else repr(bad)
+            try:
+                build([*overrides, f"{key}={bad}"])
+            except Exception as error:  # noqa: BLE001 - the cause is checked below
+                cause = error
+                while cause.__cause__ is not None and not isinstance(cause, ValueError):
+                    cause = cause.__cause__
+                if not (isinstance(cause, ValueError) and str(cause).startswith(f"{key}={shown} is not allowed")):
+                    wrong.append(f"{key}={bad}: {type(cause).__name__}: {cause}")
+            else:
+                wrong.append(f"{key}={bad}: accepted")
+    return wrong
+
+
+def config_settings(node: dict, prefix: str = "", skip: frozenset[str] = frozenset()) -> list[tuple[str, object]]:
+    """(dotted key, default) of every setting a user may override in a config (a plain dict):
+    its leaves, lists included, less Hydra's ``_keys_``, interpolations and the keys in ``skip``."""
+    settings = []
+    for key, value in node.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key.startswith("_") or key in skip or (isinstance(value, str) and "${" in value):
+            continue
+        if isinstance(value, dict):
+            settings += config_settings(value, path, skip)
+        else:
+            settings.append((path, value))
+    return settings
+
+
 def review(user: str, item: str, rating: float = 5.0, t: int = 0, text: str | None = None,
            summary: str | None = None) -> dict:
     """A 2014-style review object."""

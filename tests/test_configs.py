@@ -18,7 +18,7 @@ from recsys.models.scoring_head import ScoringHead
 from recsys.models.two_tower import TwoTowerModel
 from recsys.models.user_tower import UserTower
 from recsys.training.module import TwoTowerModule
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, config_settings, wrong_kind_refusals
 
 CONF = REPO_ROOT / "conf"
 
@@ -53,6 +53,17 @@ def test_data_dir_defaults_to_the_environment(monkeypatch, tmp_path: Path):
         cfg = compose("train")
     assert cfg.paths.data_dir == str(tmp_path)
     assert cfg.data.data_dir == str(tmp_path)
+
+
+def test_run_folders_go_where_the_environment_says(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("RECSYS_OUTPUT_DIR", str(tmp_path))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        run = compose("train", return_hydra_config=True)
+    assert run.paths.output_dir == str(tmp_path)
+    assert OmegaConf.select(run, "hydra.run.dir").startswith(f"{tmp_path}/train/")
+    monkeypatch.delenv("RECSYS_OUTPUT_DIR")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        assert compose("train").paths.output_dir == "outputs"  # beside the working directory
 
 
 @pytest.mark.parametrize(("overrides", "epochs"), [
@@ -191,23 +202,8 @@ def test_setting_errors_name_an_override_that_exists(model: str, make):
 
 # Model settings that are not checked when the model is built: paths (read later, with their own
 # errors), sizes the run sets from the data, and the run's own keys (checked by run.py, test_schedule).
-UNCHECKED_MODEL_KEYS = {"pretrained_path", "embedding_cache_dir", "num_items", "num_users", "monitor", "monitor_mode",
-                        "max_epochs", "min_steps"}
-
-
-def model_settings(node, prefix: str = "model") -> list[tuple[str, object]]:
-    """(dotted key, default) of every setting a user may override in a model config: its leaves,
-    lists included, less Hydra's ``_keys_``, interpolations and :data:`UNCHECKED_MODEL_KEYS`."""
-    settings = []
-    for key, value in node.items():
-        path = f"{prefix}.{key}"
-        if key.startswith("_") or key in UNCHECKED_MODEL_KEYS or (isinstance(value, str) and "${" in value):
-            continue
-        if isinstance(value, dict):
-            settings += model_settings(value, path)
-        else:
-            settings.append((path, value))
-    return settings
+UNCHECKED_MODEL_KEYS = frozenset({"pretrained_path", "embedding_cache_dir", "num_items", "num_users", "monitor",
+                                  "monitor_mode", "max_epochs", "min_steps"})
 
 
 def build_model(cfg) -> object:
@@ -231,25 +227,11 @@ def test_every_model_setting_refuses_a_value_of_the_wrong_kind(model: str, tmp_p
     # not supported between instances of 'str' and 'int'"), or in the optimiser at the first step,
     # and model.text.bf16=maybe trained as true without a word.
     defaults = OmegaConf.to_container(compose_run(tmp_path, [f"model={model}"]).model, resolve=False)
-    settings = model_settings(defaults)
+    settings = config_settings(defaults, "model", UNCHECKED_MODEL_KEYS)
     assert settings or model == "popularity"
     build_model(compose_run(tmp_path, [f"model={model}"]))  # the defaults themselves pass
-    wrong = []
-    for key, default in settings:
-        is_number = isinstance(default, (int, float)) and not isinstance(default, bool)
-        for bad in ["abc", *(["true"] if is_number else [])]:
-            shown = repr(True) if bad == "true" else repr(bad)
-            try:
-                build_model(compose_run(tmp_path, [f"model={model}", f"{key}={bad}"]))
-            except Exception as error:  # noqa: BLE001 - the cause is checked below
-                cause = error
-                while cause.__cause__ is not None and not isinstance(cause, ValueError):
-                    cause = cause.__cause__
-                if isinstance(cause, ValueError) and str(cause).startswith(f"{key}={shown} is not allowed"):
-                    continue
-                wrong.append(f"{key}={bad}: {type(cause).__name__}: {cause}")
-            else:
-                wrong.append(f"{key}={bad}: accepted")
+    wrong = wrong_kind_refusals(lambda overrides: build_model(compose_run(tmp_path, overrides)), settings,
+                                [f"model={model}"])
     assert not wrong, "\n".join(wrong)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -53,9 +54,10 @@ def check_overrides(overrides: list[str], work: Path) -> None:
 
 def driver_folders(options: dict[str, str], prefix: str, driver: str) -> tuple[Path, Path]:
     """``(out, work)``: the report folder (``prefix.out``) and the runs' folder (``prefix.work``),
-    each by default under ``outputs/<driver>/<time>``; the runs' checkpoints and exports never go
-    to ``prefix.out`` unasked, which may be a folder of reports kept in git."""
-    run_dir = Path("outputs", driver, time.strftime("%Y-%m-%d_%H-%M-%S"))
+    each by default under ``<outputs>/<driver>/<time>`` (``RECSYS_OUTPUT_DIR``, else ``outputs``, as
+    ``paths.output_dir``); the runs' checkpoints and exports never go to ``prefix.out`` unasked,
+    which may be a folder of reports kept in git."""
+    run_dir = Path(os.environ.get("RECSYS_OUTPUT_DIR") or "outputs", driver, time.strftime("%Y-%m-%d_%H-%M-%S"))
     return Path(options.get(f"{prefix}.out") or run_dir), Path(options.get(f"{prefix}.work") or run_dir / "runs")
 
 

@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 
 from recsys.data.negatives import UserItemSets
+from recsys.settings import checked_choice, checked_whole_number
 
 INDEX_KINDS = ("flat", "ivf", "hnsw", "flat_fp16", "hybrid")
 
@@ -28,8 +29,9 @@ class IndexConfig:
     small_batch: int = 16
 
     def __post_init__(self) -> None:
-        if self.kind not in INDEX_KINDS:
-            raise ValueError(f"index.kind={self.kind!r} is not allowed; use one of: {', '.join(INDEX_KINDS)}")
+        checked_choice("index.kind", self.kind, INDEX_KINDS)
+        for name in ("nlist", "nprobe", "m", "ef_search", "small_batch"):
+            checked_whole_number(f"index.{name}", getattr(self, name), least=1)
 
 
 class ItemIndex:

@@ -25,7 +25,7 @@ from recsys.export.reader import ExportBundle, load_export
 from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
 from recsys.serving.index import IndexConfig, ItemIndex
 from recsys.serving.text_backends import ONNX_FILE, build_text_backend
-from recsys.settings import is_whole_number
+from recsys.settings import checked_number, is_whole_number
 from recsys.training.ranking import fused_scores
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,8 @@ class Recommender:
         if not is_whole_number(rerank_top) or rerank_top < 1:
             raise ValueError(f"rerank_top={rerank_top!r} is not allowed: give the number of cosine candidates the "
                              "head re-scores, >= 1 (at least k are always taken)")
-        if not query_text_weight >= 0:
-            raise ValueError(f"query_text_weight={query_text_weight} is not allowed: use a weight >= 0 "
-                             "(0 = rank queries by the towers' cosine alone)")
-        self.query_text_weight = float(query_text_weight)
+        self.query_text_weight = checked_number("query_text_weight", query_text_weight, least=0,
+                                                note="(0 = rank queries by the towers' cosine alone)")
         self.bundle = bundle
         self.net = bundle.net
         if text_backend == "auto":

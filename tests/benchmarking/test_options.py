@@ -1,5 +1,6 @@
 """The benchmark drivers' options (recsys.benchmarking.options)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -24,13 +25,17 @@ def test_options_are_split_from_train_overrides_with_their_defaults():
         integer_option({"x.folds": "three"}, "x.folds")
 
 
-def test_runs_never_go_to_the_report_folder_unasked():
+def test_runs_never_go_to_the_report_folder_unasked(monkeypatch, tmp_path):
+    monkeypatch.delenv("RECSYS_OUTPUT_DIR")
     out, work = driver_folders({"x.out": "reports/mine"}, "x", "some_driver")
     assert out == Path("reports/mine")
     assert work.parts[:2] == ("outputs", "some_driver") and work.name == "runs"
     out, work = driver_folders({}, "x", "some_driver")
     assert work.parent == out and out.parts[:2] == ("outputs", "some_driver")
     assert driver_folders({"x.work": "/tmp/w"}, "x", "d")[1] == Path("/tmp/w")
+    monkeypatch.setenv("RECSYS_OUTPUT_DIR", str(tmp_path))  # as paths.output_dir reads it
+    out, work = driver_folders({}, "x", "some_driver")
+    assert out.parent == tmp_path / "some_driver" and work == out / "runs"
 
 
 def test_a_driver_parses_numbers_folders_and_the_command(tmp_path, capsys):
@@ -40,7 +45,8 @@ def test_a_driver_parses_numbers_folders_and_the_command(tmp_path, capsys):
                         {"cv.folds": 5, "cv.parallel": 1})
     assert args.numbers == {"cv.folds": 3, "cv.parallel": 1}
     assert args.overrides == ["model=ease"]
-    assert args.out == tmp_path / "my report" and args.work.parts[:2] == ("outputs", "cross_validate")
+    outputs = Path(os.environ["RECSYS_OUTPUT_DIR"])  # conftest's, outside the repository
+    assert args.out == tmp_path / "my report" and args.work.parent.parent == outputs / "cross_validate"
     assert args.command == f"python scripts/cross_validate.py cv.folds=3 model=ease 'cv.out={tmp_path}/my report'"
     assert args.group == "cross_validate/my report"  # the W&B group of its runs, named by the report folder
     with pytest.raises(ValueError, match="bad override"):

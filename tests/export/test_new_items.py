@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -96,6 +99,8 @@ def test_the_script_reads_an_items_file_and_answers_errors_with_a_message(tiny_e
                       "item_fields.item=sku")
     assert done.returncode == 0, done.stderr
     assert "Added 2 items" in done.stdout
+    logs = list(Path(os.environ["RECSYS_OUTPUT_DIR"], "add_items").glob("*/add_items.log"))  # not in the repo
+    assert any("Added 2 items" in log.read_text() for log in logs)
     grown = load_export(tmp_path / "grown")
     assert grown.item_ids[-2:].tolist() == ["m1", "m2"]
     assert grown.items["snippet"].iloc[-2:].tolist() == ["Marimba | Percussion | Rosewood bars.", "Kazoo | Toys"]

@@ -7,7 +7,7 @@ import torch
 
 from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
 from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommender, ReviewInput
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, config_settings, wrong_kind_refusals
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +176,28 @@ def test_the_recommend_entry_names_a_bad_setting(tiny_export, override, message)
         cfg = compose("serve", overrides=[f"export={tiny_export[0]}", "user=U0", override])
     with pytest.raises(ValueError, match=message):
         recommend(cfg)
+
+
+def test_every_serving_setting_refuses_a_value_of_the_wrong_kind(tiny_export):
+    # Before, index.nlist=abc or query_text_weight=abc failed with a TypeError deep in the index
+    # or the recommender.
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from recsys.serving.cli import recommend
+
+    def answer(overrides: list[str]) -> None:
+        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+            recommend(compose("serve", overrides=overrides))
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        defaults = OmegaConf.to_container(compose("serve", overrides=[f"export={tiny_export[0]}"]))
+    # Which export and user, the host (any name), and the HTTP server's own (the next test's).
+    settings = config_settings(defaults, skip=frozenset({"export", "user", "query", "host", "port", "access_log"}))
+    assert {"k", "rerank_top", "order", "text_backend", "index.nlist"} <= {key for key, _ in settings}
+    answer([f"export={tiny_export[0]}", "user=U0"])  # the defaults themselves pass
+    wrong = wrong_kind_refusals(answer, settings, [f"export={tiny_export[0]}", "user=U0"])
+    assert not wrong, "\n".join(wrong)
 
 
 def test_the_serve_entry_names_a_bad_port(tiny_export):
