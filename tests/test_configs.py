@@ -235,6 +235,32 @@ def test_every_model_setting_refuses_a_value_of_the_wrong_kind(model: str, tmp_p
     assert not wrong, "\n".join(wrong)
 
 
+def test_every_data_setting_refuses_a_value_of_the_wrong_kind(tmp_path):
+    # Before, data.split.fractions=abc failed with "could not convert string to float: 'a'".
+    from tests.conftest import tiny_reviews, write_lines
+
+    write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
+    tiny = ["data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
+            f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}",
+            "data.split.fractions=[0.6,0.2,0.2]"]
+
+    def prepare(overrides: list[str]) -> None:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            datamodule = instantiate(compose("train", overrides=overrides).data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        defaults = OmegaConf.to_container(compose("train", overrides=tiny).data)
+    # Which files (their errors say what is missing), and where they and the caches are.
+    files = frozenset({"name", "subdir", "reviews", "meta", "data_dir", "cache_dir", "tokenizer_path"})
+    settings = config_settings(defaults, "data", files)
+    assert {"data.split.fractions", "data.batch_size", "data.on_bad_line"} <= {key for key, _ in settings}
+    prepare(tiny)  # the defaults themselves pass
+    wrong = wrong_kind_refusals(prepare, settings, tiny)
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize("threshold", [None, 4.0])
 def test_a_run_config_of_the_earlier_layout_is_upgraded_and_instantiates(threshold, tmp_path):
     from omegaconf import OmegaConf, open_dict

@@ -23,7 +23,7 @@ from recsys.data.splits import SplitSpec
 from recsys.data.tokenization import TokenCache, TokenizedTexts, token_counter
 from recsys.data.validation import BadLinePolicy
 from recsys.pretrained import resolve_encoder_path
-from recsys.settings import is_whole_number
+from recsys.settings import checked_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,7 @@ class ReviewDataModule(pl.LightningDataModule):
                                    ("num_workers", num_workers, 0), ("review_max_tokens", review_max_tokens, 1),
                                    ("item_max_tokens", item_max_tokens, 1), ("batch_size", batch_size, 1),
                                    ("eval_batch_size", eval_batch_size, 1)):
-            if not is_whole_number(value) or value < least:
-                raise ValueError(f"data.{name} must be a whole number >= {least}, got {value!r}")
+            checked_whole_number(f"data.{name}", value, least=least)
         check_relevance_min_rating(relevance_min_rating, "data.relevance_min_rating")
         self.max_reviews = max_reviews
         self.review_max_tokens = review_max_tokens

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,11 +56,16 @@ class SplitSpec:
             value = getattr(self, name)
             if not is_whole_number(value):
                 raise ValueError(f"data.split.{name}={value!r} is not allowed: give a whole number")
-        fractions = tuple(float(f) for f in self.fractions)
+        given = self.fractions
+        listed = isinstance(given, Sequence) and not isinstance(given, str)  # a list, tuple or ListConfig
+        numbers = listed and all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) for f in given)
+        fractions = tuple(float(f) for f in given) if numbers else ()
         if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            shown = list(given) if listed else given
             raise ValueError(
-                f"data.split.fractions={list(self.fractions)} must be three non-negative numbers "
-                "(train, val, test) that sum to 1"
+                f"data.split.fractions={shown!r} is not allowed: give three non-negative numbers "
+                "(train, val, test) that sum to 1, e.g. [0.8,0.1,0.1]"
             )
         object.__setattr__(self, "fractions", fractions)
         if self.folds < 2 or not 0 <= self.fold < self.folds:

@@ -121,7 +121,7 @@ def test_bad_settings_name_the_config_key(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="data.on_bad_line"):
         ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, on_bad_line="warn")
     for name, value in (("batch_size", "abc"), ("num_workers", -1), ("max_reviews", 2.5)):
-        with pytest.raises(ValueError, match=rf"^data.{name} must be a whole number >= [01], got {value!r}$"):
+        with pytest.raises(ValueError, match=rf"^data.{name}={value!r} is not allowed: give a whole number >= [01]$"):
             ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path, **{name: value})
     for threshold in (0.5, 6.0, "four"):  # below 1 it keeps every item (null says so), above 5 none
         with pytest.raises(ValueError, match=rf"^data.relevance_min_rating={threshold!r} is not allowed: .*1 to 5"):
