@@ -15,6 +15,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -23,7 +24,7 @@ from pytorch_lightning.loggers import Logger
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.data.errors import ChangedDataError, DatasetNotFoundError
 from recsys.data.sources import locate
-from recsys.settings import flag_setting, whole_number_setting
+from recsys.settings import checked_flag, checked_number, checked_whole_number, flag_setting, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
 from recsys.training.loggers import (
     closing_loggers,
@@ -114,6 +115,32 @@ def check_accelerator(cfg: DictConfig) -> None:
                          f"{torch.__version__}, built {build}); use trainer=cpu")
 
 
+def check_trainer_settings(cfg: DictConfig) -> None:
+    """Refuse a value of the wrong kind for the trainer settings that the configs set, naming the
+    override: Lightning takes ``log_every_n_steps=abc`` or ``deterministic=maybe`` without a word
+    and fails, or not, later on."""
+    trainer = cfg.trainer
+    if trainer.get("gradient_clip_val") is not None:
+        checked_number("trainer.gradient_clip_val", trainer.gradient_clip_val, least=0, note="(or null: no clipping)")
+    for key, least in (("log_every_n_steps", 1), ("num_sanity_val_steps", -1), ("num_nodes", 1),
+                       ("accumulate_grad_batches", 1)):
+        if key in trainer:
+            checked_whole_number(f"trainer.{key}", trainer[key], least=least)
+    if "devices" in trainer and trainer.devices != "auto" and not isinstance(trainer.devices, ListConfig):
+        checked_whole_number("trainer.devices", trainer.devices, least=1, note="(or auto, or a list of device ids)")
+    if "deterministic" in trainer and trainer.deterministic != "warn":
+        checked_flag("trainer.deterministic", trainer.deterministic)
+
+
+def built_trainer(cfg: DictConfig, **arguments) -> pl.Trainer:
+    """The Lightning Trainer of ``cfg.trainer``; a setting that Lightning refuses (e.g.
+    ``trainer.precision=bf16``) is a ValueError that says it is a trainer setting."""
+    try:
+        return hydra.utils.instantiate(cfg.trainer, **arguments)
+    except InstantiationException as err:
+        raise ValueError(f"a trainer setting is not allowed: {err.__cause__ or err}") from err
+
+
 def require_held_out(datamodule: ReviewDataModule, splits: list[str]) -> None:
     """Refuse a run whose validation (what picks the checkpoints) or test split holds no
     interactions, before training rather than at its end."""
@@ -191,6 +218,7 @@ def train(cfg: DictConfig) -> float | None:
     if "baseline" not in cfg.model:
         check_monitor(cfg)
         check_accelerator(cfg)
+        check_trainer_settings(cfg)
         resume = _resolve_checkpoint(cfg.get("ckpt_path"), cfg)
         if resume is not None and not Path(resume).is_file():
             raise FileNotFoundError(f"ckpt_path={resume}: no checkpoint there; give a run's checkpoints/last.ckpt, "
@@ -214,8 +242,7 @@ def train(cfg: DictConfig) -> float | None:
                      curves]
         if cfg.trainer.get("enable_model_summary", True):
             callbacks.append(ComponentSummary())  # in place of Lightning's (see ComponentSummary)
-        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                                                      enable_model_summary=False)
+        trainer = built_trainer(cfg, logger=loggers or False, callbacks=callbacks, enable_model_summary=False)
         share_cpu_threads(trainer)
         run_config = OmegaConf.to_container(cfg, resolve=True)
         for logger in loggers:

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from recsys.training.run import train
-from tests.conftest import tiny_reviews, write_lines
+from tests.conftest import config_settings, tiny_reviews, write_lines, wrong_kind_refusals
 from tests.test_configs import compose_run
 from tests.training.test_schedule import config
 
@@ -20,6 +20,8 @@ from tests.training.test_schedule import config
     ("model.module.ks=[]", r"^model.module.ks=\[\] is not allowed: give a list of cut-offs >= 1"),
     ("seed=abc", r"^seed='abc' is not allowed: give a whole number"),
     ("test=maybe", r"^test='maybe' is not allowed: give true or false$"),  # was taken as true
+    # Lightning took it, to fail at the first logging step:
+    ("trainer.log_every_n_steps=abc", r"^trainer.log_every_n_steps='abc' is not allowed: give a whole number >= 1$"),
     ("ckpt_path=/nowhere/last.ckpt", r"^ckpt_path=/nowhere/last.ckpt: no checkpoint there"),  # was after the data
     pytest.param("trainer=gpu", r"^trainer.accelerator=gpu needs a CUDA GPU, and torch sees none .*; use trainer=cpu$",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
@@ -75,6 +77,30 @@ def test_an_optimizer_setting_torch_refuses_names_the_config_key(tiny_dataset, t
                      enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(ValueError, match=r"^model.module.optimizer: Invalid epsilon value: -1"):
         fit.fit(module, dm)
+
+
+def test_every_trainer_setting_refuses_a_value_of_the_wrong_kind(tmp_path):
+    from recsys.settings import whole_number_setting
+    from recsys.training.run import built_trainer, check_trainer_settings
+
+    def check(overrides: list[str]) -> None:
+        cfg = config(*overrides)
+        whole_number_setting(cfg, "trainer.max_epochs")
+        check_trainer_settings(cfg)
+
+    for trainer in ("cpu", "gpu", "ddp"):
+        defaults = OmegaConf.to_container(config(f"trainer={trainer}").trainer)
+        # The accelerator's name is Lightning's to check (below), the run folder anything.
+        settings = config_settings(defaults, "trainer", frozenset({"accelerator", "strategy", "precision",
+                                                                    "default_root_dir"}))
+        assert {"trainer.log_every_n_steps", "trainer.deterministic", "trainer.devices"} <= {k for k, _ in settings}
+        check([f"trainer={trainer}"])  # the defaults themselves pass
+        wrong = wrong_kind_refusals(check, settings, [f"trainer={trainer}"])
+        assert not wrong, "\n".join(wrong)
+    check(["trainer.gradient_clip_val=null", "trainer.devices=auto", "trainer.deterministic=warn"])
+    # What Lightning refuses when it builds the trainer is named as a trainer setting.
+    with pytest.raises(ValueError, match=r"^a trainer setting is not allowed: Precision 'bf17' is invalid"):
+        built_trainer(compose_run(tmp_path, ["+trainer.precision=bf17"]), logger=False)
 
 
 def test_a_baseline_without_a_test_split_runs_with_test_false(tmp_path):
