@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,8 +127,13 @@ def check_trainer_settings(cfg: DictConfig) -> None:
                        ("accumulate_grad_batches", 1)):
         if key in trainer:
             checked_whole_number(f"trainer.{key}", trainer[key], least=least)
-    if "devices" in trainer and trainer.devices != "auto" and not isinstance(trainer.devices, ListConfig):
-        checked_whole_number("trainer.devices", trainer.devices, least=1, note="(or auto, or a list of device ids)")
+    devices = trainer.get("devices", "auto")
+    # Lightning's forms besides a count: auto or -1 (every device), and device ids as a list or "0,1".
+    listed = isinstance(devices, ListConfig) or (
+        isinstance(devices, str) and re.fullmatch(r"\d+(\s*,\s*\d+)*,?", devices) is not None)
+    if devices not in ("auto", -1) and not listed:
+        checked_whole_number("trainer.devices", devices, least=1,
+                             note="(or -1 or auto: every device; or device ids, e.g. [0,1])")
     if "deterministic" in trainer and trainer.deterministic != "warn":
         checked_flag("trainer.deterministic", trainer.deterministic)
 

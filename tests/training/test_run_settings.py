@@ -98,6 +98,10 @@ def test_every_trainer_setting_refuses_a_value_of_the_wrong_kind(tmp_path):
         wrong = wrong_kind_refusals(check, settings, [f"trainer={trainer}"])
         assert not wrong, "\n".join(wrong)
     check(["trainer.gradient_clip_val=null", "trainer.devices=auto", "trainer.deterministic=warn"])
+    for devices in ("-1", "[0,1]", "'0,1'", "2"):  # Lightning's other forms pass too
+        check(["trainer=ddp", f"trainer.devices={devices}"])
+    with pytest.raises(ValueError, match=r"^trainer.devices='0,x' is not allowed: give a whole number >= 1 \(or -1"):
+        check(["trainer.devices='0,x'"])
     # What Lightning refuses when it builds the trainer is named as a trainer setting.
     with pytest.raises(ValueError, match=r"^a trainer setting is not allowed: Precision 'bf17' is invalid"):
         built_trainer(compose_run(tmp_path, ["+trainer.precision=bf17"]), logger=False)
