@@ -140,7 +140,7 @@ def check_trainer_settings(cfg: DictConfig) -> None:
 
 def built_trainer(cfg: DictConfig, **arguments) -> pl.Trainer:
     """The Lightning Trainer of ``cfg.trainer``; a setting that Lightning refuses (e.g.
-    ``trainer.precision=bf16``) is a ValueError that says it is a trainer setting."""
+    ``trainer.precision=bf17``) is a ValueError that says it is a trainer setting."""
     try:
         return hydra.utils.instantiate(cfg.trainer, **arguments)
     except InstantiationException as err:
