@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal, TypeGuard, cast, overload
+
 from omegaconf import DictConfig, OmegaConf
 
 
-def is_whole_number(value: object) -> bool:
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` resolved into plain dicts and lists: for loggers, manifests and JSON."""
+    return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+
+
+def is_whole_number(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an int (a YAML ``true`` is a bool, which Python counts as an int)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """Whether ``value`` is an int or a float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@overload
+def whole_number_setting(cfg: DictConfig, key: str, least: int | None = ..., example: int = ...,
+                         required: Literal[False] = ...) -> int | None: ...
+
+
+@overload
+def whole_number_setting(cfg: DictConfig, key: str, least: int | None = ..., example: int = ..., *,
+                         required: Literal[True]) -> int: ...
 
 
 def whole_number_setting(cfg: DictConfig, key: str, least: int | None = None, example: int = 6,
@@ -62,8 +84,7 @@ def checked_number(key: str, value: object, *, least: float | None = None, above
     """``value`` as a float if it is a number within the bounds (``least`` <= value, ``above`` <
     value, value <= ``most``, value < ``below``; each optional), else a ValueError that names the
     override ``key`` and the range allowed, followed by ``note`` (e.g. ``(0 = off)``)."""
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if is_number and all((
+    if is_number(value) and all((
         least is None or value >= least, above is None or value > above,
         most is None or value <= most, below is None or value < below,
     )):

@@ -8,9 +8,10 @@ the change in test recall@10 and RMSE when every review and item text is re-enco
 import argparse
 import logging
 from pathlib import Path
+from typing import cast
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from recsys.benchmarking.inference import backends_table, compare_backends
 from recsys.cli import exit_on_user_error
@@ -31,7 +32,7 @@ def main() -> None:
     ckpt = Path(args.ckpt.removeprefix("ckpt="))
     cfg, checkpoint = load_checkpoint_config(ckpt)
     # This machine's folders (RECSYS_DATA_DIR, RECSYS_CACHE_DIR), where the run's are not here.
-    paths = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "paths" / "default.yaml")
+    paths = cast(DictConfig, OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "paths" / "default.yaml"))
     datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", paths=paths)
     module = build_module(cfg, datamodule)
     module.load_state_dict(checkpoint["state_dict"])

@@ -36,7 +36,7 @@ def main() -> None:
         data_cfg.data_dir = args.data_dir
     datamodule = hydra.utils.instantiate(data_cfg)
     datamodule.prepare_data()
-    reviews = datamodule.data.interactions
+    reviews = datamodule.prepared.interactions
     results = {split: query_benchmark(recommender, reviews[reviews["split"] == split], args.weights)
                for split in args.splits}
     table = benchmark_table(results, recommender.query_text_weight)

@@ -17,7 +17,7 @@ class Baseline(ABC):
 
     @abstractmethod
     def fit(self, datamodule: ReviewDataModule) -> None:
-        """Learn from ``datamodule.data`` (training split only)."""
+        """Learn from ``datamodule.prepared`` (training split only)."""
 
     @abstractmethod
     def user_scores(self, users: np.ndarray) -> torch.Tensor:
@@ -30,7 +30,7 @@ class Baseline(ABC):
 
 def training_matrix(datamodule: ReviewDataModule) -> np.ndarray:
     """The binary users x items matrix of training interactions (float32)."""
-    data = datamodule.data
+    data = datamodule.prepared
     matrix = np.zeros((data.num_users, data.num_items), dtype=np.float32)
     train = data.pairs["train"]
     matrix[train.user, train.item] = 1.0

@@ -24,7 +24,7 @@ class Biases(Baseline):
         self.iterations = checked_whole_number("model.baseline.iterations", iterations, least=1)
 
     def fit(self, datamodule: ReviewDataModule) -> None:
-        data = datamodule.data
+        data = datamodule.prepared
         train = data.pairs["train"]
         self.mean = float(train.rating.mean())
         self.user_bias = np.zeros(data.num_users)

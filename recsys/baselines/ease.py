@@ -62,6 +62,8 @@ class EASE(Baseline):
 
     def item_text(self, datamodule: ReviewDataModule) -> torch.Tensor:
         """Pretrained embeddings [I, H] of the item documents (training text only)."""
+        if self.encoder is None:
+            raise RuntimeError("EASE has no text encoder: model.baseline.text_weight is 0")
         return pretrained_embeddings(self.encoder, [datamodule.item_tokens], self.embedding_cache_dir)[0]
 
     def fit(self, datamodule: ReviewDataModule) -> None:

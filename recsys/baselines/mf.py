@@ -12,7 +12,7 @@ from recsys.models.scoring_head import RatingScoring
 from recsys.settings import checked_whole_number
 
 
-class MatrixFactorization(RatingScoring, nn.Module):
+class MatrixFactorization(RatingScoring):
     """User and item id embeddings (unit-normalised, so cosine retrieval applies), with the same
     scoring head, biases and losses as :class:`~recsys.models.two_tower.TwoTowerModel`; trained by
     :class:`~recsys.training.module.TwoTowerModule`. Reads no text."""

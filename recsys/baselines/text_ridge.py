@@ -62,11 +62,13 @@ class TextRidge(Baseline):
         self.embedding_cache_dir = embedding_cache_dir
 
     def _review_embeddings(self, datamodule: ReviewDataModule) -> np.ndarray:
+        if self.encoder is None:
+            raise RuntimeError("TextRidge has no text encoder: model.baseline.text is false")
         embeddings = pretrained_embeddings(self.encoder, [datamodule.review_tokens], self.embedding_cache_dir)[0]
         return F.normalize(embeddings.float(), dim=-1).double().numpy()
 
     def fit(self, datamodule: ReviewDataModule) -> None:
-        data = datamodule.data
+        data = datamodule.prepared
         train = data.pairs["train"]
         self.mean = float(train.rating.mean())
         deviation = train.rating.astype(np.float64) - self.mean
@@ -91,13 +93,12 @@ class TextRidge(Baseline):
     def _side(self, count: np.ndarray, deviation: np.ndarray, text_sum: np.ndarray | None, index: np.ndarray,
               own_review: np.ndarray | None, own_rating: np.ndarray | None) -> np.ndarray:
         """The user (or item) part of the features, leaving out each pair's own review if given."""
-        leave_out = own_rating is not None
-        n = count[index] - leave_out
-        own_deviation = own_rating - self.mean if leave_out else 0.0
+        n = count[index] - (own_rating is not None)
+        own_deviation = own_rating - self.mean if own_rating is not None else 0.0
         columns = [(deviation[index] - own_deviation) / (n + self.shrinkage), np.log1p(n)]
         if text_sum is None:
             return np.column_stack(columns)
-        own_text = self.reviews[own_review] if leave_out else 0.0
+        own_text = self.reviews[own_review] if own_review is not None and self.reviews is not None else 0.0
         return np.hstack([np.column_stack(columns), (text_sum[index] - own_text) / np.maximum(n, 1)[:, None]])
 
     def user_features(self, users: np.ndarray, own_review: np.ndarray | None = None,

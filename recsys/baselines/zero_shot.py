@@ -26,7 +26,7 @@ class ZeroShot(Baseline):
         self.encoder = encoder or TextEncoder(pretrained_path, trainable_layers=0, bf16=bf16)
 
     def fit(self, datamodule: ReviewDataModule) -> None:
-        data = datamodule.data
+        data = datamodule.prepared
         texts = data.review_texts
         users = []
         for user in range(data.num_users):

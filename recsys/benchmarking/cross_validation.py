@@ -62,7 +62,8 @@ def run_cross_validation(overrides: list[str], folds: int, work: Path, parallel:
     with ThreadPoolExecutor(max_workers=parallel) as pool:  # threads only wait: each fold is a process
         futures = [pool.submit(run_fold, fold) for fold in range(folds)]
         try:
-            return [future.result() for future in futures]
+            records = [future.result() for future in futures]
+            return [r for r in records if r is not None]  # only after a failure, raised above, is one None
         except BaseException:
             stop.set()  # an interrupt here too: the running folds finish, no more start
             raise

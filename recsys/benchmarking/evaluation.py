@@ -27,7 +27,7 @@ def evaluate_scorer(
     anyone's top 10), ``popularity@10`` (mean training count of recommended items), ``recall@K``
     for K = 1..``curve_k``, and RMSE/MAE when ``predict_ratings`` gives stars.
     """
-    data = datamodule.data
+    data = datamodule.prepared
     pairs = data.pairs[split]
     users = np.unique(pairs.user)
     top = top_k_from_scores(lambda a, b: user_scores(users[a:b]), users, max(curve_k, *ks), data.train_items,

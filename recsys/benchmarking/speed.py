@@ -118,7 +118,7 @@ def training_speed(module: TwoTowerModule, datamodule: ReviewDataModule, batches
     collate = datamodule.collator("train")
     size = datamodule.batch_size
     rng = np.random.default_rng(0)
-    order = rng.permutation(len(datamodule.data.pairs["train"]))
+    order = rng.permutation(len(datamodule.prepared.pairs["train"]))
     batch_list = [collate(order[i * size : (i + 1) * size].tolist()) for i in range(batches)]
     parameters = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=0.0)  # lr 0: both loops see the same weights

@@ -148,8 +148,8 @@ class PairCollator:
             for u, r in zip(users, reviews, strict=True)
         ]
 
-    def __call__(self, positions: list[int]) -> PairBatch:
-        positions = np.asarray(positions, dtype=np.int64)
+    def __call__(self, indices: list[int]) -> PairBatch:
+        positions = np.asarray(indices, dtype=np.int64)
         users = self.pairs.user[positions]
         items = self.pairs.item[positions]
         negatives = self.negatives_for(positions)

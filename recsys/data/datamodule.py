@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -26,6 +26,7 @@ from recsys.pretrained import resolve_encoder_path
 from recsys.settings import checked_whole_number
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EVAL_NEGATIVES_SEED_OFFSET = 1_000_003
 FINGERPRINTS_KEY = "data_fingerprints"
@@ -34,8 +35,8 @@ RESUME_ON_CHANGED_DATA = "Resuming on it would validate and test on interactions
 
 def check_relevance_min_rating(value: object, key: str) -> None:
     """Refuse a relevance threshold (set at ``key``) that is not None or a rating from 1 to 5."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if value is not None and not (number and 1 <= value <= 5):
+    rating = isinstance(value, int | float) and not isinstance(value, bool) and 1 <= value <= 5
+    if value is not None and not rating:
         raise ValueError(f"{key}={value!r} is not allowed: ratings are read as 1 to 5 stars; give a value from 1 "
                          "to 5 (e.g. 4: liked items), or null for every held-out item")
 
@@ -109,8 +110,8 @@ class ReviewDataModule(pl.LightningDataModule):
         self._train_rng = np.random.default_rng(seed)
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self.data: PreparedData | None = None
-        self.item_tokens: TokenizedTexts | None = None
-        self.review_tokens: TokenizedTexts | None = None
+        self._item_tokens: TokenizedTexts | None = None
+        self._review_tokens: TokenizedTexts | None = None
         self.timings: dict[str, float] = {}
 
     @property
@@ -133,8 +134,8 @@ class ReviewDataModule(pl.LightningDataModule):
         self.timings["prepare_s"] = time.perf_counter() - started
         started = time.perf_counter()
         cache = TokenCache(self.tokenizer, self.cache_dir / "tokens")
-        self.item_tokens = cache.tokenize(data.item_documents["document"].tolist(), self.item_max_tokens)
-        self.review_tokens = cache.tokenize(data.review_texts, self.review_max_tokens)
+        self._item_tokens = cache.tokenize(data.item_documents["document"].tolist(), self.item_max_tokens)
+        self._review_tokens = cache.tokenize(data.review_texts, self.review_max_tokens)
         self.timings["tokenize_s"] = time.perf_counter() - started
         self.data = data
 
@@ -149,34 +150,44 @@ class ReviewDataModule(pl.LightningDataModule):
         if self.data is None:
             self._build()
 
-    def _require(self) -> PreparedData:
-        if self.data is None:
-            raise RuntimeError("ReviewDataModule is not set up: call prepare_data() and setup() first")
-        return self.data
+    @property
+    def prepared(self) -> PreparedData:
+        """The parsed, split data; an error that says what to call where ``setup`` has not run."""
+        return _set_up(self.data)
+
+    @property
+    def item_tokens(self) -> TokenizedTexts:
+        """The item documents' tokens, one row per item index."""
+        return _set_up(self._item_tokens)
+
+    @property
+    def review_tokens(self) -> TokenizedTexts:
+        """The training reviews' tokens, one row per training review."""
+        return _set_up(self._review_tokens)
 
     @property
     def num_users(self) -> int:
-        return self._require().num_users
+        return self.prepared.num_users
 
     @property
     def num_items(self) -> int:
-        return self._require().num_items
+        return self.prepared.num_items
 
     @property
     def train_items(self) -> UserItemSets:
-        return self._require().train_items
+        return self.prepared.train_items
 
     def item_train_counts(self) -> np.ndarray:
-        return self._require().item_train_counts()
+        return self.prepared.item_train_counts()
 
     def held_out_items(self, split: str) -> UserItemSets:
         """The items that ranking metrics count as relevant on ``split``, per user: its held-out
         items, only those rated at least ``relevance_min_rating`` when that is set."""
-        return self._require().held_out_items(split, self.relevance_min_rating)
+        return self.prepared.held_out_items(split, self.relevance_min_rating)
 
     def catalog(self) -> Catalog:
         """The item catalog and training-review tokens that the model caches encodings of."""
-        data = self._require()
+        data = self.prepared
         return Catalog(
             num_users=data.num_users,
             num_items=data.num_items,
@@ -189,13 +200,13 @@ class ReviewDataModule(pl.LightningDataModule):
 
     def history_batch(self, users: np.ndarray) -> HistoryBatch:
         """The training histories (most recent ``max_reviews``) of user indices ``users``."""
-        data = self._require()
+        data = self.prepared
         rows = [data.histories.of(int(u), self.max_reviews) for u in users]
         return pad_histories(rows, data.pairs["train"].item, data.pairs["train"].rating, users)
 
     def collator(self, split: str) -> PairCollator:
         """The collator of ``split``; evaluation splits use negatives fixed once from the seed."""
-        data = self._require()
+        data = self.prepared
         pairs = data.pairs[split]
         fixed = None
         if split != "train":
@@ -250,7 +261,7 @@ class ReviewDataModule(pl.LightningDataModule):
         return trainer.global_rank, trainer.world_size
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        pairs = self._require().pairs[split]
+        pairs = self.prepared.pairs[split]
         dataset = PairIndexDataset(len(pairs))
         rank, world = self._process_shard()
         sampler = None
@@ -276,3 +287,9 @@ class ReviewDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
+
+
+def _set_up(value: T | None) -> T:
+    if value is None:
+        raise RuntimeError("ReviewDataModule is not set up: call prepare_data() and setup() first")
+    return value

@@ -114,8 +114,8 @@ class ItemFields:
     @property
     def optional(self) -> dict[str, tuple[str, ...]]:
         """The mapped fields that a record may lack, by role (``categories``: any of its names)."""
-        roles = {role: (name,) for role, name in
-                 (("title", self.title), ("description", self.description), ("brand", self.brand)) if name}
+        single = (("title", self.title), ("description", self.description), ("brand", self.brand))
+        roles: dict[str, tuple[str, ...]] = {role: (name,) for role, name in single if name}
         if self.categories:
             roles["categories"] = tuple(self.categories)
         return roles

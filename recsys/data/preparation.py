@@ -19,10 +19,10 @@ def prepare_and_describe(data_cfg: DictConfig) -> str:
     datamodule.prepare_data()
     datamodule.setup("fit")
     elapsed = time.perf_counter() - started
-    stats = compute_stats(datamodule.data, datamodule.item_tokens, datamodule.max_reviews)
+    stats = compute_stats(datamodule.prepared, datamodule.item_tokens, datamodule.max_reviews)
     timings = ", ".join(f"{k} {v:.2f}" for k, v in datamodule.timings.items())
     return (
         f"{render_stats(stats)}\n"
-        f"- Cache: {datamodule.data.cache_dir}\n"
+        f"- Cache: {datamodule.prepared.cache_dir}\n"
         f"- Time: {elapsed:.2f} s in all ({timings})"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from safetensors.torch import save_file
 
 import recsys
@@ -22,6 +22,7 @@ from recsys.data.datamodule import ReviewDataModule
 from recsys.export import format as fmt
 from recsys.models.text_encoder import quiet_transformers
 from recsys.serving.text_backends import ONNX_FILE, export_onnx
+from recsys.settings import plain_config
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 from recsys.training.module import TwoTowerModule
 
@@ -41,7 +42,7 @@ def snippet(text: str) -> str:
 def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewDataModule, config: dict,
                     metrics: dict, serving: ServingOptions) -> None:
     net = module.net.eval()
-    data = datamodule.data
+    data = datamodule.prepared
     item_vectors = net.catalog_vectors(data.num_items).float().contiguous()
     users = np.arange(data.num_users)
     user_vectors = torch.cat([
@@ -73,7 +74,7 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
 
     ranking = {}
     if module.ease_fusion > 0:
-        save_file({"weights": module.teacher.weights.float().contiguous()}, str(directory / fmt.EASE_WEIGHTS))
+        save_file({"weights": module.fitted_teacher().weights.float().contiguous()}, str(directory / fmt.EASE_WEIGHTS))
         ranking = {"ranking": {"ease_fusion": module.ease_fusion}}
 
     encoder_dir = directory / fmt.ENCODER_DIR
@@ -202,5 +203,5 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     module.load_state_dict(checkpoint["state_dict"])
     module.attach(datamodule.catalog())
     metrics = recorded_test_metrics(ckpt)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = plain_config(cfg)
     return write_export(module, datamodule, out, config, metrics, overwrite, serving)

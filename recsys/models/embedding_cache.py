@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,6 @@ def pretrained_embeddings(
     fingerprint = encoder.pretrained_fingerprint()
     return [
         cached_embeddings(directory, fingerprint, tokens,
-                          lambda tokens=tokens: encoder.encode(tokens, progress=progress, pretrained=True))
+                          partial(encoder.encode, tokens, progress=progress, pretrained=True))
         for tokens in token_sets
     ]

@@ -95,9 +95,11 @@ class ItemTower(nn.Module):
     def _tokens(self, items: torch.Tensor | None, input_ids: torch.Tensor | None,
                 attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if input_ids is None and items is not None and self.catalog_tokens is not None:
-            return tuple(t.to(items.device) for t in self.catalog_tokens.pad(items.cpu().numpy()))
-        if input_ids is None:
-            raise ValueError("ItemTower needs token ids, or catalog item indices after attach_catalog()")
+            ids, mask = self.catalog_tokens.pad(items.cpu().numpy())
+            return ids.to(items.device), mask.to(items.device)
+        if input_ids is None or attention_mask is None:
+            raise ValueError("ItemTower needs token ids and their attention mask, or catalog item indices after "
+                             "attach_catalog()")
         return input_ids, attention_mask
 
     def forward(

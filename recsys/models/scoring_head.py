@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -28,8 +29,9 @@ class ScoringHead(nn.Module):
     def set_rating_prior(self, mean_rating: float) -> None:
         """Start the rating output at ``mean_rating`` (the training mean), not mid-scale."""
         share = (min(max(mean_rating, MIN_RATING + 0.01), MAX_RATING - 0.01) - MIN_RATING) / (MAX_RATING - MIN_RATING)
+        output = cast(nn.Linear, self.mlp[-1])
         with torch.no_grad():
-            self.mlp[-1].bias[0] = math.log(share / (1 - share))
+            output.bias[0] = math.log(share / (1 - share))
 
     def forward(self, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``u``, ``v`` [..., dim] -> rating [...] in [1, 5] and like-logit [...]."""
@@ -38,12 +40,15 @@ class ScoringHead(nn.Module):
         return rating, out[..., 1]
 
 
-class RatingScoring:
+class RatingScoring(nn.Module):
     """Rating and like-logit of (user, item) vectors: the :class:`ScoringHead`, plus (with
-    ``biases``) an item bias and the user's shrunk mean rating deviation. A mixin for networks
-    (``nn.Module``) that share it: the two-tower model and matrix factorisation."""
+    ``biases``) an item bias and the user's shrunk mean rating deviation. The base of the networks
+    that share it: the two-tower model and matrix factorisation."""
 
     head: ScoringHead
+    item_bias: nn.Embedding | None
+    user_offset_weight: nn.Parameter | None
+    mean_rating: torch.Tensor
 
     def init_rating_scoring(self, num_items: int, dim: int, head: dict | None, biases: bool,
                             bias_shrinkage: float) -> None:
@@ -73,7 +78,7 @@ class RatingScoring:
             return rating, like
         if items is not None:
             rating = rating + self.item_bias(items).squeeze(-1)
-        if user_offset is not None:
+        if user_offset is not None and self.user_offset_weight is not None:
             offset = user_offset.reshape(user_offset.shape + (1,) * (rating.dim() - user_offset.dim()))
             rating = rating + self.user_offset_weight * offset
         return rating.clamp(1.0, 5.0), like

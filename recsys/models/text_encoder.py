@@ -12,7 +12,7 @@ import contextlib
 import copy
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -255,7 +255,7 @@ def encode_in_length_order(
     ``device``: where ``encode`` runs (the token batches are moved there; default the CPU)."""
     order = torch.from_numpy(tokens.lengths().argsort(kind="stable"))
     output: torch.Tensor | None = None
-    starts = range(0, len(tokens), batch_size)
+    starts: Iterable[int] = range(0, len(tokens), batch_size)
     if progress:
         from rich.progress import track
 
@@ -277,6 +277,9 @@ class PrefixCache(nn.Module):
     Held as a non-persistent buffer: it is derived from the frozen weights and the texts, so it
     is never saved in checkpoints. The prefix runs where the encoder is; the states are kept there.
     """
+
+    states: torch.Tensor
+    masks: torch.Tensor
 
     def __init__(self, encoder: TextEncoder, tokens: TokenizedTexts, batch_size: int = ENCODE_BATCH) -> None:
         super().__init__()

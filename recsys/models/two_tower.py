@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import BertConfig
 
 from recsys.data.batches import HistoryBatch, PairBatch
 from recsys.data.catalog import Catalog
+from recsys.data.tokenization import TokenizedTexts
 from recsys.models.embedding_cache import pretrained_embeddings
 from recsys.models.item_tower import ItemTower
 from recsys.models.scoring_head import RatingScoring
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 REVIEW_ENCODERS = ("frozen", "finetune")
 
 
-class TwoTowerModel(RatingScoring, nn.Module):
+class TwoTowerModel(RatingScoring):
     """Item tower, user tower and scoring head.
 
     Args:
@@ -43,6 +43,10 @@ class TwoTowerModel(RatingScoring, nn.Module):
         embedding_cache_dir: folder keeping pretrained embeddings between runs (None: not kept).
         encoder_config: a BERT config for a randomly initialised encoder (tests) instead of weights.
     """
+
+    review_text: torch.Tensor
+    item_text: torch.Tensor
+    tuned_review_text: torch.Tensor
 
     def __init__(
         self, num_items: int, text: dict | None = None, dim: int = 128, item: dict | None = None,
@@ -78,7 +82,7 @@ class TwoTowerModel(RatingScoring, nn.Module):
         self.register_buffer("tuned_review_text", torch.empty(0), persistent=False)
         self.tuned_review_text_stale = True
         self.register_load_state_dict_post_hook(TwoTowerModel._mark_tuned_review_text_stale)
-        self.review_tokens = None
+        self.review_tokens: TokenizedTexts | None = None
 
     @property
     def encoder(self) -> TextEncoder:
@@ -107,21 +111,25 @@ class TwoTowerModel(RatingScoring, nn.Module):
         """[reviews, text_dim] embeddings of every training review by the encoder as it is now
         (``review_encoder=finetune``), recomputed only when the encoder has changed since."""
         if self.tuned_review_text_stale or len(self.tuned_review_text) != len(self.review_text):
-            if self.review_tokens is None:
-                raise RuntimeError("attach_catalog() first: the training reviews are not attached")
-            log.info("Embedding %d training reviews with the fine-tuned encoder", len(self.review_tokens))
-            self.tuned_review_text = self.encoder.encode(self.review_tokens).to(self.mean_rating.device)
+            tokens = self._attached_review_tokens()
+            log.info("Embedding %d training reviews with the fine-tuned encoder", len(tokens))
+            self.tuned_review_text = self.encoder.encode(tokens).to(self.mean_rating.device)
             self.tuned_review_text_stale = False
         return self.tuned_review_text
 
-    def _history_review_text(self, batch: PairBatch) -> torch.Tensor:
+    def _attached_review_tokens(self) -> TokenizedTexts:
+        if self.review_tokens is None:
+            raise RuntimeError("attach_catalog() first: the training reviews are not attached")
+        return self.review_tokens
+
+    def _history_review_text(self, batch: PairBatch | HistoryBatch) -> torch.Tensor:
         if self.review_encoder == "frozen":
             return self.review_text[batch.history_reviews]
         if not self.training:
             return self.tuned_review_embeddings()[batch.history_reviews]
         self.tuned_review_text_stale = True  # this step's update changes the encoder
         unique, inverse = torch.unique(batch.history_reviews[batch.history_mask], return_inverse=True)
-        input_ids, attention_mask = self.review_tokens.pad(unique.cpu().numpy())
+        input_ids, attention_mask = self._attached_review_tokens().pad(unique.cpu().numpy())
         encoded = self.encoder(input_ids.to(unique.device), attention_mask.to(unique.device))
         text = encoded.new_zeros(*batch.history_reviews.shape, encoded.shape[-1])
         text[batch.history_mask] = encoded[inverse]

@@ -66,7 +66,7 @@ def synthetic_catalog(real: Recommender, num_items: int, seed: int = 0) -> Recom
     if net.item_bias is not None:
         bias = nn.Embedding(num_items, 1)
         nn.init.zeros_(bias.weight)
-        bias.weight.data[: len(bundle.item_ids)] = bundle.net.item_bias.weight.data
+        bias.weight.data[: len(bundle.item_ids)] = net.item_bias.weight.data
         net.item_bias = bias
     text = rng.normal(size=(extra, net.item_text.shape[1])).astype(np.float32)
     net.item_text = torch.cat([bundle.net.item_text, torch.from_numpy(text)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommendation, Recommender
@@ -20,8 +20,11 @@ def recommender_from_config(cfg: DictConfig) -> Recommender:
 
 def render(recommendations: list[Recommendation], title: str) -> Table:
     table = Table(title=title, show_lines=False)
-    for column, justify in (("rank", "right"), ("item", "left"), ("score", "right"), ("cosine", "right"),
-                            ("stars", "right"), ("explanation", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("rank", "right"), ("item", "left"), ("score", "right"), ("cosine", "right"), ("stars", "right"),
+        ("explanation", "left"),
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for r in recommendations:
         table.add_row(str(r.rank), f"{r.item_id}\n{r.snippet[:60]}", f"{r.score:.3f}", f"{r.cosine:.3f}",

@@ -79,8 +79,10 @@ def create_app(recommender: Recommender) -> FastAPI:
             elif body.reviews is not None:
                 reviews = [ReviewInput(r.text, r.item_id, r.rating) for r in body.reviews]
                 answer = recommender.recommend_reviews(reviews, body.k, body.exclude_seen)
-            else:
+            elif body.query is not None:
                 answer = recommender.recommend_query(body.query, body.k)
+            else:  # RecommendBody refuses a body without one of the three
+                raise HTTPException(status_code=422, detail="give exactly one of user_id, reviews, query")
         except UnknownUserError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
         except (UnknownItemError, InvalidRequestError) as err:  # in the body (an unknown item, a blank text)

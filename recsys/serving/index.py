@@ -45,6 +45,7 @@ class ItemIndex:
             faiss.omp_set_num_threads(threads)
         kind = self.config.kind
         self.small_index = None
+        self.index: faiss.Index
         if kind in ("flat", "hybrid"):
             self.index = faiss.IndexFlatIP(dim)
             if kind == "hybrid":
@@ -54,12 +55,14 @@ class ItemIndex:
             self.index = self._fp16(dim)
         elif kind == "ivf":
             nlist = max(1, min(self.config.nlist, self.num_items // 39 or 1))
-            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            self.index.train(vectors)
-            self.index.nprobe = min(self.config.nprobe, nlist)
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(vectors)
+            ivf.nprobe = min(self.config.nprobe, nlist)
+            self.index = ivf
         else:
-            self.index = faiss.IndexHNSWFlat(dim, self.config.m, faiss.METRIC_INNER_PRODUCT)
-            self.index.hnsw.efSearch = self.config.ef_search
+            hnsw = faiss.IndexHNSWFlat(dim, self.config.m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efSearch = self.config.ef_search
+            self.index = hnsw
         self.index.add(vectors)
 
     @staticmethod

@@ -211,6 +211,8 @@ class ServerProcess:
         """The server's resident memory."""
         import psutil
 
+        if self.process is None:
+            raise RuntimeError("the server is not running: start it with `with ServerProcess(...)`")
         return psutil.Process(self.process.pid).memory_info().rss / 2**20
 
     def __exit__(self, *exc) -> None:

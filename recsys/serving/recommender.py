@@ -216,15 +216,16 @@ class Recommender:
             raise ValueError(f"k must be >= 1, got {k}")
         top = max(k, self.rerank_top)
         asker_vectors = torch.stack([a.vector for a in askers])
-        blended = self.query_text_weight > 0 and all(a.query_text is not None for a in askers)
+        query_texts = [a.query_text for a in askers if a.query_text is not None]
+        blended = self.query_text_weight > 0 and len(query_texts) == len(askers)
         if blended:  # free-text queries: nothing seen to exclude, the whole catalog scored exactly
-            values, top_items = self.query_scores(asker_vectors, torch.stack([a.query_text for a in askers])).topk(
+            values, top_items = self.query_scores(asker_vectors, torch.stack(query_texts)).topk(
                 min(top, self.index.num_items), dim=1)
             scores, candidates = values.numpy(), top_items.numpy()
         else:
             rows = np.concatenate([np.full(len(a.seen), i) for i, a in enumerate(askers)]).astype(np.int64)
-            items = np.concatenate([a.seen for a in askers]).astype(np.int64)
-            history = UserItemSets.from_pairs(rows, items, len(askers), self.index.num_items)
+            seen = np.concatenate([a.seen for a in askers]).astype(np.int64)
+            history = UserItemSets.from_pairs(rows, seen, len(askers), self.index.num_items)
             scores, candidates = self._retrieve(asker_vectors.numpy(), top, history, np.arange(len(askers)),
                                                 exclude_seen)
         answers = []
@@ -327,9 +328,10 @@ class Recommender:
         """Retrieval only, batched: ``(scores, item indices)`` [len(user_ids), k] of known users by
         their precomputed vectors, seen items excluded; no re-ranking or explanations. The scores
         are cosines (fused with EASE for such an export)."""
-        positions = [self.user_position.get(u) for u in user_ids]
-        if None in positions:
-            raise UnknownUserError(f"unknown user {user_ids[positions.index(None)]!r}")
+        unknown = [u for u in user_ids if u not in self.user_position]
+        if unknown:
+            raise UnknownUserError(f"unknown user {unknown[0]!r}")
+        positions = [self.user_position[u] for u in user_ids]
         queries = self.bundle.user_vectors.numpy()[positions]
         rows = np.asarray(positions, dtype=np.int64)
         return self._retrieve(queries, k, self.seen, rows, exclude_seen)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,8 @@ class RandomStateCheckpoint(Callback):
     """
 
     def state_dict(self) -> dict[str, Any]:
-        kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+        kind, keys, position, has_gauss, cached_gaussian = state
         return {
             "torch": torch.get_rng_state(),
             # Plain lists and ints, so the checkpoint still loads with torch.load(weights_only=True).

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
+from recsys.settings import plain_config
 from recsys.training.report import markdown_table
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,10 @@ def instantiate_loggers(logger_cfg: DictConfig | None, identity: Mapping[str, An
     for name, entry in (logger_cfg or {}).items():
         if not isinstance(entry, DictConfig) or "_target_" not in entry:
             continue
-        entry = OmegaConf.to_container(entry, resolve=True)
+        entry = plain_config(entry)
         if is_wandb_entry(entry):
             for key in DASHBOARD_KEYS:
-                if not entry.get(key) and (identity or {}).get(key):
+                if not entry.get(key) and identity and identity.get(key):
                     entry[key] = identity[key]
             # Lightning's offline WandbLogger sets WANDB_MODE=dryrun (wandb's old word for offline):
             # a second run in the same process (a Hydra multirun's next job) reads it.

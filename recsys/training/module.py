@@ -5,16 +5,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
-from torchmetrics import MeanAbsoluteError, MeanSquaredError
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric
 
 from recsys.data.batches import PairBatch
 from recsys.data.catalog import Catalog
+from recsys.data.negatives import UserItemSets
 from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
 from recsys.models.two_tower import TwoTowerModel
 from recsys.settings import checked_choice, checked_number, is_whole_number
@@ -153,6 +155,20 @@ class TwoTowerModule(pl.LightningModule):
         """The network's text encoder, or None (matrix factorisation has none)."""
         return getattr(self.net, "encoder", None)
 
+    def attached_catalog(self) -> Catalog:
+        """The catalog given to :meth:`attach`, or an error that says how to give it."""
+        if self.catalog is None:
+            raise RuntimeError("TwoTowerModule has no catalog: call attach(datamodule.catalog()) first (a Lightning "
+                               "Trainer's setup does)")
+        return self.catalog
+
+    def fitted_teacher(self) -> EaseTeacher:
+        """The EASE teacher that :meth:`attach` fitted, or an error that says when it is fitted."""
+        if self.teacher is None:
+            raise RuntimeError("TwoTowerModule has no EASE teacher: attach() fits one when "
+                               "model.module.loss.distill_weight > 0 or model.module.ease_fusion > 0")
+        return self.teacher
+
     # -- setup -----------------------------------------------------------------------------
     def attach(self, catalog: Catalog) -> None:
         """Cache catalog encodings and popularity; call before training or evaluation."""
@@ -166,7 +182,7 @@ class TwoTowerModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self._trainer is not None:
-            refuse_weight_averaging(self.trainer.callbacks)
+            refuse_weight_averaging(self.trainer.callbacks)  # type: ignore[attr-defined]  # set by Lightning's connector
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
             # Lightning moves the module to its device only after setup: move it now, so that the
@@ -203,7 +219,8 @@ class TwoTowerModule(pl.LightningModule):
             + config.retrieval_weight * losses["retrieval_loss"]
         )
         if config.distill_weight > 0:
-            losses["distill_loss"] = self.distill_loss(users, catalog)
+            view = catalog if catalog is not None else self.catalog_view(batch)  # made above: needs_catalog
+            losses["distill_loss"] = self.distill_loss(users, view)
             losses["loss"] = losses["loss"] + config.distill_weight * losses["distill_loss"]
         return {**losses, "rating": rating, "users": users}
 
@@ -215,7 +232,7 @@ class TwoTowerModule(pl.LightningModule):
         config = self.loss_config
         if config.retrieval == "catalog_softmax":
             candidates, known = catalog if catalog is not None else self.catalog_view(batch)
-            every_item = torch.arange(self.catalog.num_items, device=batch.item.device)
+            every_item = torch.arange(self.attached_catalog().num_items, device=batch.item.device)
             hits = known | (every_item[None, :] == batch.item[:, None])
             # Every item is a candidate, none is sampled: there is no sampling bias to correct.
             return in_batch_retrieval_loss(users, candidates, batch.item, hits, config.temperature, config.retrieval)
@@ -236,17 +253,19 @@ class TwoTowerModule(pl.LightningModule):
         popularity = self.item_popularity[batch.batch_items].double()
         log_absent = pairs * torch.log1p(-popularity)
         if negatives_per_pair:
-            log_absent = log_absent + pairs * negatives_per_pair * math.log1p(-1.0 / self.catalog.num_items)
+            items = self.attached_catalog().num_items
+            log_absent = log_absent + pairs * negatives_per_pair * math.log1p(-1.0 / items)
         return torch.log(-torch.expm1(log_absent)).float()
 
     def training_items_of(self, batch: PairBatch) -> torch.Tensor:
         """[B, num_items]: does the pair's user have the item in training?"""
-        return torch.from_numpy(self.catalog.train_items.rows(batch.user.cpu().numpy())).to(batch.user.device)
+        rows = self.attached_catalog().train_items.rows(batch.user.cpu().numpy())
+        return torch.from_numpy(rows).to(batch.user.device)
 
     def catalog_view(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Vectors [num_items, d] of every catalog item and the batch users' training rows
         [B, num_items]: what the catalog softmax and the distillation read, made once per step."""
-        every_item = torch.arange(self.catalog.num_items, device=batch.item.device)
+        every_item = torch.arange(self.attached_catalog().num_items, device=batch.item.device)
         return self.net.item_vectors(every_item), self.training_items_of(batch)
 
     def distill_loss(self, users: torch.Tensor, catalog: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -256,7 +275,7 @@ class TwoTowerModule(pl.LightningModule):
         config = self.loss_config
         candidates, known = catalog
         student = users @ candidates.T / config.temperature
-        teacher = standardised(self.teacher.scores(known), ~known) / config.distill_temperature
+        teacher = standardised(self.fitted_teacher().scores(known), ~known) / config.distill_temperature
         return distillation_loss(student, teacher, ~known)
 
     def on_train_batch_start(self, batch: PairBatch, batch_idx: int) -> None:
@@ -292,13 +311,17 @@ class TwoTowerModule(pl.LightningModule):
 
     def _eval_step(self, batch: PairBatch, stage: str) -> None:
         out = self.model_step(batch)
-        self.rmse[stage].update(out["rating"], batch.rating)
-        self.mae[stage].update(out["rating"], batch.rating)
+        for error in self._rating_errors(stage):
+            error.update(out["rating"], batch.rating)
         self.log(f"{stage}/loss", out["loss"], batch_size=len(batch), sync_dist=True)
         self.log(f"{stage}/retrieval_loss", out["retrieval_loss"], batch_size=len(batch), sync_dist=True)
         # A held-out pair's history does not depend on its item: one vector per user.
         for user, vector in zip(batch.user.tolist(), out["users"], strict=True):
             self._user_vectors[user] = vector
+
+    def _rating_errors(self, stage: str) -> tuple[Metric, Metric]:
+        """The RMSE and MAE accumulators of ``stage``."""
+        return cast(Metric, self.rmse[stage]), cast(Metric, self.mae[stage])
 
     def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -310,10 +333,9 @@ class TwoTowerModule(pl.LightningModule):
         # torchmetrics sums over every process before computing, and the ranking metrics are merged
         # below: every process holds the same values, which sync_dist keeps (their mean) and tells
         # Lightning about (it warned of unsynchronised epoch metrics for each of them).
-        self.log(f"{stage}/rmse", self.rmse[stage].compute(), sync_dist=True)
-        self.log(f"{stage}/mae", self.mae[stage].compute(), sync_dist=True)
-        self.rmse[stage].reset()
-        self.mae[stage].reset()
+        for name, error in zip(("rmse", "mae"), self._rating_errors(stage), strict=True):
+            self.log(f"{stage}/{name}", error.compute(), sync_dist=True)
+            error.reset()
         distributed = self.trainer.world_size > 1
         if (self._user_vectors or distributed) and not self.trainer.sanity_checking:
             metrics = self.rank(stage)
@@ -338,15 +360,20 @@ class TwoTowerModule(pl.LightningModule):
         """Ranking metrics of the users seen in this evaluation (by this process), over the whole catalog."""
         if not self._user_vectors:
             return ranking_metrics(torch.empty(0, max(self.ks), dtype=torch.long), np.empty(0, dtype=np.int64),
-                                   self.trainer.datamodule.held_out_items(stage), self.ks)
+                                   self._held_out_items(stage), self.ks)
         users = np.array(sorted(self._user_vectors), dtype=np.int64)
         user_vectors = torch.stack([self._user_vectors[u] for u in users.tolist()]).float()
-        item_vectors = self.net.catalog_vectors(self.catalog.num_items).float()
+        catalog = self.attached_catalog()
+        item_vectors = self.net.catalog_vectors(catalog.num_items).float()
         top = top_k_from_scores(
             lambda start, stop: self.ranking_scores(user_vectors[start:stop], users[start:stop], item_vectors),
-            users, max(self.ks), self.catalog.train_items, RANKING_CHUNK, self.catalog.num_items)
-        relevant = self.trainer.datamodule.held_out_items(stage)
+            users, max(self.ks), catalog.train_items, RANKING_CHUNK, catalog.num_items)
+        relevant = self._held_out_items(stage)
         return ranking_metrics(top, users, relevant, self.ks)
+
+    def _held_out_items(self, stage: str) -> UserItemSets:
+        datamodule = self.trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning's connector
+        return datamodule.held_out_items(stage)
 
     def ranking_scores(self, user_vectors: torch.Tensor, users: np.ndarray, item_vectors: torch.Tensor) -> torch.Tensor:
         """[len(users), num_items] scores that rank the catalog for ``users``: the cosine of user and
@@ -355,8 +382,8 @@ class TwoTowerModule(pl.LightningModule):
         cosines = user_vectors @ item_vectors.T
         if self.ease_fusion == 0:
             return cosines
-        known = torch.from_numpy(self.catalog.train_items.rows(users)).to(cosines.device)
-        return fused_scores(cosines, self.teacher.scores(known), ~known, self.ease_fusion)
+        known = torch.from_numpy(self.attached_catalog().train_items.rows(users)).to(cosines.device)
+        return fused_scores(cosines, self.fitted_teacher().scores(known), ~known, self.ease_fusion)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")

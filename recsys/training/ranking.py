@@ -41,8 +41,9 @@ def _pairs_of(sets: UserItemSets, users: np.ndarray) -> tuple[torch.Tensor, torc
     low = np.searchsorted(sets.keys, users.astype(np.int64) * sets.num_items)
     high = np.searchsorted(sets.keys, (users.astype(np.int64) + 1) * sets.num_items)
     rows = np.repeat(np.arange(len(users)), high - low)
-    positions = np.concatenate([np.arange(a, b) for a, b in zip(low, high, strict=True)]) if len(users) else []
-    items = sets.keys[np.asarray(positions, dtype=np.int64)] % sets.num_items
+    positions = np.concatenate([np.arange(a, b) for a, b in zip(low, high, strict=True)]) if len(users) \
+        else np.empty(0, dtype=np.int64)
+    items = sets.keys[positions.astype(np.int64)] % sets.num_items
     return torch.from_numpy(rows), torch.from_numpy(items)
 
 

@@ -63,7 +63,7 @@ def metrics_table(metrics: Mapping[str, float], splits: Sequence[str] = ("val", 
         names = list(dict.fromkeys(name for values in by_split.values() for name in values))
         rows = [["split", *names]]
         rows += [[split, *(_figure(by_split[split][n]) if n in by_split[split] else "" for n in names)]
-                 for split in sorted(by_split, key=order.get)]
+                 for split in sorted(by_split, key=lambda split: order[split])]
         blocks.append(_aligned(rows, labels=1))
     if by_k:
         names = list(dict.fromkeys(name for values in by_k.values() for name in values))
@@ -150,7 +150,7 @@ def example_recommendations(module, datamodule: ReviewDataModule, split: str = "
     (the cosine, or its fusion with EASE: :meth:`TwoTowerModule.ranking_scores`), cosine and
     predicted stars."""
     module.eval()
-    data = datamodule.data
+    data = datamodule.prepared
     collate = datamodule.collator(split)
     pairs = data.pairs[split]
     _, first = np.unique(pairs.user, return_index=True)

@@ -8,8 +8,10 @@ import os
 import pickle
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pandas as pd
@@ -25,7 +27,14 @@ from pytorch_lightning.loggers import Logger
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.data.errors import ChangedDataError, DatasetNotFoundError
 from recsys.data.sources import locate
-from recsys.settings import checked_flag, checked_number, checked_whole_number, flag_setting, whole_number_setting
+from recsys.settings import (
+    checked_flag,
+    checked_number,
+    checked_whole_number,
+    flag_setting,
+    plain_config,
+    whole_number_setting,
+)
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
 from recsys.training.loggers import (
     closing_loggers,
@@ -80,7 +89,7 @@ def _resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     return str(max(candidates, key=lambda p: p.stat().st_mtime))
 
 
-def _scalars(metrics: dict) -> dict[str, float]:
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor)}
 
 
@@ -151,21 +160,22 @@ def require_held_out(datamodule: ReviewDataModule, splits: list[str]) -> None:
     """Refuse a run whose validation (what picks the checkpoints) or test split holds no
     interactions, before training rather than at its end."""
     for split in splits:
-        if len(datamodule.data.pairs[split]) == 0:
+        if len(datamodule.prepared.pairs[split]) == 0:
             remedy = " or run with test=false" if split == "test" else ""
             raise ValueError(f"the {split} split holds no interactions (data.split.fractions="
                              f"{list(datamodule.split.fractions)}): give it a share{remedy}")
 
 
-def training_epochs(cfg: DictConfig, datamodule: ReviewDataModule) -> int:
+def training_epochs(cfg: DictConfig, datamodule: ReviewDataModule) -> int | None:
     """``trainer.max_epochs``, raised where needed so that training takes at least ``model.min_steps``
     optimiser steps (batches of ``data.batch_size`` pairs, one process): a schedule set in epochs
-    on a large dataset is too short on a small one. An explicit ``trainer.max_epochs=N`` is kept."""
+    on a large dataset is too short on a small one. An explicit ``trainer.max_epochs=N`` is kept, as
+    is ``null`` (Lightning's own default)."""
     epochs = whole_number_setting(cfg, "trainer.max_epochs")
     min_steps = whole_number_setting(cfg, "model.min_steps") or 0
-    if min_steps <= 0 or not OmegaConf.is_interpolation(cfg.trainer, "max_epochs"):
+    if epochs is None or min_steps <= 0 or not OmegaConf.is_interpolation(cfg.trainer, "max_epochs"):
         return epochs
-    batches = math.ceil(len(datamodule.data.pairs["train"]) / datamodule.batch_size)
+    batches = math.ceil(len(datamodule.prepared.pairs["train"]) / datamodule.batch_size)
     steps_per_epoch = math.ceil(batches / int(cfg.trainer.get("accumulate_grad_batches") or 1))
     needed = math.ceil(min_steps / steps_per_epoch)
     if needed > epochs:
@@ -250,7 +260,7 @@ def train(cfg: DictConfig) -> float | None:
             callbacks.append(ComponentSummary())  # in place of Lightning's (see ComponentSummary)
         trainer = built_trainer(cfg, logger=loggers or False, callbacks=callbacks, enable_model_summary=False)
         share_cpu_threads(trainer)
-        run_config = OmegaConf.to_container(cfg, resolve=True)
+        run_config = plain_config(cfg)
         for logger in loggers:
             logger.log_hyperparams(run_config)
         trainer.fit(module, datamodule, ckpt_path=resume)
@@ -290,10 +300,11 @@ def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewD
     (by ``monitor``) and of its rating checkpoint."""
     checkpoint = monitoring_checkpoint(trainer, monitor)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    score = checkpoint.best_model_score if checkpoint is not None and best else None
     outcome = FitOutcome(
         metrics={k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("val/")},
         best=best,
-        monitored=float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        monitored=float(score) if score is not None else None,
         rating=rating_checkpoint_path(trainer, checkpoint),
     )
     if testing:
@@ -355,7 +366,7 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
     # The recall curve (K = 1..50) is for plots: the console and dashboards get the model's K.
     shown = {key: value for key, value in metrics.items() if shown_at(key, ks)}
     with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
-        log_final_metrics(loggers, OmegaConf.to_container(cfg, resolve=True), shown)
+        log_final_metrics(loggers, plain_config(cfg), shown)
     log.info("Wrote %s\n\n%s", out / "metrics.json", metrics_table(shown))
     return metrics.get(cfg.model.get("monitor", "val/recall@10"))
 
@@ -374,9 +385,11 @@ def load_checkpoint_config(path: Path) -> tuple[DictConfig, dict]:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
         raise ValueError(f"{path} is truncated or corrupt ({reason}); copy it again, or give another .ckpt "
                          "from the run's checkpoints/ folder") from err
-    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
+    config = OmegaConf.create(checkpoint[CONFIG_KEY]) if isinstance(checkpoint, dict) and CONFIG_KEY in checkpoint \
+        else None
+    if not isinstance(config, DictConfig):
         raise ValueError(f"{path} has no recsys config: was it written by scripts/train.py?")
-    return upgraded_config(OmegaConf.create(checkpoint[CONFIG_KEY])), checkpoint
+    return upgraded_config(config), checkpoint
 
 
 def upgraded_config(cfg: DictConfig) -> DictConfig:
@@ -417,7 +430,7 @@ def _move_folder(node: DictConfig | ListConfig, old: str, new: str) -> None:
     """Replace the folder ``old`` with ``new`` in every value of a resolved config that is or lies
     under it (the cache folder is also in ``paths`` and in ``model.module.embedding_cache_dir``)."""
     old, new = old.rstrip("/"), new.rstrip("/")
-    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    keys: Iterable[Any] = node.keys() if isinstance(node, DictConfig) else range(len(node))
     for key in keys:
         if OmegaConf.is_missing(node, key):  # ??? (sizes filled in by build_module)
             continue

@@ -30,7 +30,7 @@ def fake_datamodule(train: list[tuple[int, int, float]], num_users: int, num_ite
         review_texts=review_texts or [""] * len(train),
         train_items=UserItemSets.from_pairs(users, items, num_users, num_items),
     )
-    dm = SimpleNamespace(data=data, tokenizer=tokenizer, cache_dir=tmp_path,
+    dm = SimpleNamespace(data=data, prepared=data, tokenizer=tokenizer, cache_dir=tmp_path,
                          item_train_counts=lambda: np.bincount(items, minlength=num_items))
     if item_documents is not None:
         from recsys.data.tokenization import TokenCache

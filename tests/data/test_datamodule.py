@@ -153,3 +153,19 @@ def test_data_is_prepared_once_per_module(tiny_dataset, tmp_path):
     dm.prepare_data()
     dm.setup("test")
     assert dm.data is data and dm.item_tokens is items
+
+
+def test_what_setup_builds_is_refused_before_it_with_what_to_call(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm = ReviewDataModule(dataset=files, data_dir=data_dir, cache_dir=tmp_path / "cache", split=SplitSpec(seed=0))
+    reads = {"prepared": lambda: dm.prepared, "item_tokens": lambda: dm.item_tokens,
+             "review_tokens": lambda: dm.review_tokens, "num_items": lambda: dm.num_items, "catalog": dm.catalog}
+    for name, read in reads.items():
+        with pytest.raises(RuntimeError, match=r"not set up: call prepare_data\(\) and setup\(\) first"):
+            read()
+            pytest.fail(f"{name} was read before setup")
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.prepared is dm.data
+    assert len(dm.item_tokens) == dm.num_items == 8
+    assert len(dm.review_tokens) == len(dm.prepared.pairs["train"]) == len(dm.catalog().review_tokens)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from recsys.data.tokenization import TokenizedTexts
@@ -25,6 +26,14 @@ def test_item_vectors_have_unit_norm_and_use_the_catalog_cache(tiny_bert_config)
     tower.attach_catalog(TOKENS)
     from_cache = tower(torch.tensor([2, 0]))
     assert torch.nn.functional.cosine_similarity(from_cache, from_tokens[[2, 0]]).min() > 0.99
+
+
+def test_item_tower_asks_for_tokens_with_their_mask_or_an_attached_catalog(tiny_bert_config):
+    tower = item_tower(tiny_bert_config).eval()
+    ids, _ = TOKENS.pad([0, 1])
+    for tokens in ((None, None), (ids, None)):
+        with pytest.raises(ValueError, match="needs token ids and their attention mask, or catalog item indices"):
+            tower(torch.arange(2), *tokens)
 
 
 def test_id_dropout_leaves_text_alone_for_cold_items(tiny_bert_config):

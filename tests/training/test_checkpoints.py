@@ -87,8 +87,11 @@ def test_a_file_that_is_not_a_recsys_checkpoint_says_what_it_is(tmp_path):
         load_checkpoint_config(truncated)
     tensor = tmp_path / "tensor.ckpt"
     torch.save(torch.zeros(3), tensor)
-    with pytest.raises(ValueError, match="has no recsys config"):
-        load_checkpoint_config(tensor)
+    listed = tmp_path / "listed.ckpt"
+    torch.save({CONFIG_KEY: ["seed", 3], "state_dict": {}}, listed)  # a config that is a list, not a mapping
+    for path in (tensor, listed):
+        with pytest.raises(ValueError, match=f"{path.name} has no recsys config"):
+            load_checkpoint_config(path)
 
 
 @pytest.mark.parametrize("value", ["four", True, 6.0])

@@ -102,6 +102,18 @@ def test_target_review_never_reaches_the_user_tower(tiny_dataset, tmp_path):
         assert not torch.allclose(module.net.user_vectors(batch)[0], before[0], atol=1e-3)
 
 
+def test_a_module_says_what_to_attach_before_it_ranks_or_distils(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    dm, module = tiny_setup(files, data_dir, tmp_path / "cache", trainable_layers=0)
+    with pytest.raises(RuntimeError, match=r"no catalog: call attach\(datamodule.catalog\(\)\) first"):
+        module.attached_catalog()
+    module.attach(dm.catalog())
+    assert module.attached_catalog().num_items == dm.num_items
+    # Neither distillation nor fusion: no teacher is fitted, and asking for one says when it is.
+    with pytest.raises(RuntimeError, match=r"no EASE teacher: attach\(\) fits one when model.module.loss.distill"):
+        module.fitted_teacher()
+
+
 def test_optimizer_has_separate_encoder_learning_rate(tiny_dataset, tmp_path):
     files, data_dir = tiny_dataset
     dm, module = tiny_setup(files, data_dir, tmp_path)

@@ -15,7 +15,7 @@ def config(*overrides: str):
 
 
 def data(train_pairs: int, batch_size: int = 128) -> SimpleNamespace:
-    return SimpleNamespace(data=SimpleNamespace(pairs={"train": range(train_pairs)}), batch_size=batch_size)
+    return SimpleNamespace(prepared=SimpleNamespace(pairs={"train": range(train_pairs)}), batch_size=batch_size)
 
 
 @pytest.mark.parametrize(("pairs", "epochs"), [
@@ -34,6 +34,9 @@ def test_an_explicit_epoch_count_or_min_steps_0_is_kept():
     assert training_epochs(config("trainer.max_epochs=3"), data(1611)) == 3
     assert training_epochs(config("model.min_steps=0"), data(1611)) == 6
     assert training_epochs(config("model.max_epochs=30"), data(1611)) == 30  # the model's own count, if larger
+    # No count at all (Lightning's own default) is kept, whether given to the trainer or to the model.
+    assert training_epochs(config("trainer.max_epochs=null"), data(1611)) is None
+    assert training_epochs(config("model.max_epochs=null"), data(1611)) is None
 
 
 def test_steps_count_batches_of_the_configured_size_and_accumulation():
