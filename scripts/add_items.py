@@ -8,13 +8,9 @@
 from pathlib import Path
 
 import hydra
-import pandas as pd
 from omegaconf import DictConfig
 
 from recsys.cli import exit_on_user_error
-from recsys.data.readers import read_items
-from recsys.data.texts import metadata_document
-from recsys.export.new_items import add_items
 from recsys.settings import flag_setting
 
 
@@ -22,6 +18,13 @@ from recsys.settings import flag_setting
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     overwrite = flag_setting(cfg, "overwrite")  # before reading the items
+    # Imported here, so that --help, Hydra's own errors and the flag's answer before torch loads (~6 s).
+    import pandas as pd
+
+    from recsys.data.readers import read_items
+    from recsys.data.texts import metadata_document
+    from recsys.export.new_items import add_items
+
     fields = hydra.utils.instantiate(cfg.item_fields)
     read = read_items(Path(cfg["items"]), cfg.on_bad_line, fields=fields)  # cfg.items is DictConfig.items()
     read.report.log_summary()

@@ -9,16 +9,18 @@ import hydra
 from omegaconf import DictConfig
 
 from recsys.cli import exit_on_user_error
-from recsys.export import export_checkpoint
-from recsys.export.writer import ServingOptions
 from recsys.settings import flag_setting
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    serving = ServingOptions(quantize=cfg.export.quantize, onnx=flag_setting(cfg, "export.onnx"))
-    overwrite = flag_setting(cfg, "overwrite")
+    onnx, overwrite = flag_setting(cfg, "export.onnx"), flag_setting(cfg, "overwrite")
+    # Imported here, so that --help, Hydra's own errors and the flags' answer before torch loads (~6 s).
+    from recsys.export import export_checkpoint
+    from recsys.export.writer import ServingOptions
+
+    serving = ServingOptions(quantize=cfg.export.quantize, onnx=onnx)
     out = export_checkpoint(cfg.ckpt, cfg.out, overwrite=overwrite, serving=serving, paths=cfg.paths)
     print(f"Exported to {out}")
 

@@ -8,12 +8,14 @@ import hydra
 from omegaconf import DictConfig
 
 from recsys.cli import exit_on_user_error
-from recsys.serving.cli import recommend
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    # Imported here, so that --help and Hydra's own errors answer before torch loads (~6 s).
+    from recsys.serving.cli import recommend
+
     recommend(cfg)
 
 

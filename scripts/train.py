@@ -8,12 +8,14 @@ import hydra
 from omegaconf import DictConfig
 
 from recsys.cli import exit_on_user_error
-from recsys.training.run import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
+    # Imported here, so that --help and Hydra's own errors answer before torch loads (~6 s).
+    from recsys.training.run import train
+
     return train(cfg)
 
 

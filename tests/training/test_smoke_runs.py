@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,10 +26,21 @@ def env(tmp_path_factory, real_data_dir) -> dict[str, str]:
     return script_env(tmp_path_factory.mktemp("cache"), real_data_dir)
 
 
+@pytest.fixture(scope="module")
+def csv_run(env, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One smoke run with the CSV logger (its folder and output), shared by the tests that check,
+    resume and export it: each smoke run costs about 20 s of the suite."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    return out, run("train.py", "experiment=smoke", "logger=csv", f"hydra.run.dir={out}", env=env)
+
+
 @pytest.mark.parametrize("logger", ["csv", "wandb"])
-def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path):
-    out = tmp_path / "run"
-    result = run("train.py", "experiment=smoke", f"logger={logger}", f"hydra.run.dir={out}", env=env)
+def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path, request):
+    if logger == "csv":
+        out, result = request.getfixturevalue("csv_run")
+    else:
+        out = tmp_path / "run"
+        result = run("train.py", "experiment=smoke", f"logger={logger}", f"hydra.run.dir={out}", env=env)
     assert "LeafSpec" not in result.stderr and "in eval mode" not in result.stderr  # recsys.cli.LIBRARY_NOISE
     output = result.stdout + result.stderr
     assert "litlogger" not in output  # recsys.cli.LIGHTNING_TIP_PREFIX
@@ -92,10 +104,8 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path)
         assert rated["test/rmse"] == pytest.approx(metrics["rating_checkpoint/test/rmse"], abs=1e-6)
 
 
-def test_resume_from_last_checkpoint_continues_without_redoing_epochs(env, tmp_path):
-    first = tmp_path / "first"
-    run("train.py", "experiment=smoke", "logger=csv", "test=false", f"hydra.run.dir={first}", env=env)
-    last = first / "checkpoints" / "last.ckpt"
+def test_resume_from_last_checkpoint_continues_without_redoing_epochs(env, csv_run, tmp_path):
+    last = csv_run[0] / "checkpoints" / "last.ckpt"  # of its one epoch
     resumed = tmp_path / "resumed"
     result = run("train.py", "experiment=smoke", "logger=csv", "test=false", "trainer.max_epochs=2",
                  f"ckpt_path={last}", f"hydra.run.dir={resumed}", env=env)
@@ -106,7 +116,7 @@ def test_resume_from_last_checkpoint_continues_without_redoing_epochs(env, tmp_p
     assert epochs - {""} == {"1"}  # only the second epoch ran (learning-rate rows have no epoch)
 
 
-def test_export_serves_the_trained_test_metrics(env, tmp_path, real_data_dir):
+def test_export_serves_the_trained_test_metrics(env, csv_run, tmp_path, real_data_dir):
     import numpy as np
 
     from recsys.data.readers import read_reviews
@@ -114,8 +124,7 @@ def test_export_serves_the_trained_test_metrics(env, tmp_path, real_data_dir):
     from recsys.serving.recommender import Recommender
     from tests.conftest import MAGAZINE
 
-    out = tmp_path / "run"
-    run("train.py", "experiment=smoke", "logger=csv", f"hydra.run.dir={out}", env=env)
+    out = csv_run[0]
     best = next((out / "checkpoints").glob("epoch*.ckpt"))
     export = tmp_path / "export"
     exported = run("export.py", f"ckpt={best}", f"out={export}", f"hydra.run.dir={tmp_path / 'x'}", env=env)
