@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
@@ -82,7 +82,7 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     silences the libraries' :data:`LIBRARY_NOISE` while ``main`` runs."""
 
     @wraps(main)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             with quiet_library_noise():
                 return main(*args, **kwargs)
@@ -97,7 +97,7 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
         except (*USER_ERRORS, InstantiationException) as err:
             # Hydra's instantiate wraps what a config's target raises (a bad override's ValueError)
             # in its own error, whose message is the repr of the cause beside the target's path.
-            cause = err
+            cause: BaseException = err
             while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
                 cause = cause.__cause__
             if not isinstance(cause, USER_ERRORS) or os.environ.get("RECSYS_DEBUG"):

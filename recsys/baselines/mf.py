@@ -33,7 +33,8 @@ class MatrixFactorization(RatingScoring):
     def user_vectors(self, batch: PairBatch | HistoryBatch) -> torch.Tensor:
         return F.normalize(self.user_embedding(batch.user), dim=-1)
 
-    def item_vectors(self, items: torch.Tensor, input_ids=None, attention_mask=None) -> torch.Tensor:
+    def item_vectors(self, items: torch.Tensor, input_ids: torch.Tensor | None = None,
+                     attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return F.normalize(self.item_embedding(items), dim=-1)
 
     @torch.no_grad()

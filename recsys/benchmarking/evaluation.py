@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from recsys.data.datamodule import ReviewDataModule
 from recsys.training.ranking import ranking_metrics, top_k_from_scores
+
+if TYPE_CHECKING:
+    from recsys.training.module import TwoTowerModule
 
 CURVE_K = 50
 USER_CHUNK = 512
@@ -17,7 +21,7 @@ USER_CHUNK = 512
 def evaluate_scorer(
     user_scores: Callable[[np.ndarray], torch.Tensor],
     predict_ratings: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None,
-    datamodule: ReviewDataModule, split: str, ks=(5, 10, 20), curve_k: int = CURVE_K,
+    datamodule: ReviewDataModule, split: str, ks: Sequence[int] = (5, 10, 20), curve_k: int = CURVE_K,
 ) -> dict[str, float]:
     """Metrics of a model on ``split`` (keys ``<split>/<metric>``).
 
@@ -46,7 +50,7 @@ def evaluate_scorer(
 
 
 @torch.no_grad()
-def network_scorer(module, datamodule: ReviewDataModule) -> Callable[[np.ndarray], torch.Tensor]:
+def network_scorer(module: TwoTowerModule, datamodule: ReviewDataModule) -> Callable[[np.ndarray], torch.Tensor]:
     """``user_scores`` of a trained network's module (two-tower or MF): the scores its own
     validation and test rank by (:meth:`TwoTowerModule.ranking_scores`: cosine of user and catalog
     vectors, or its hybrid with EASE)."""

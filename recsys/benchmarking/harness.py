@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def run_overrides(spec: RunSpec, data: str) -> list[str]:
     return [*overrides, *spec.overrides]
 
 
-def compose_training(overrides: list[str], out: Path, config_dir: Path = CONF_DIR):
+def compose_training(overrides: list[str], out: Path, config_dir: Path = CONF_DIR) -> DictConfig:
     """The ``train`` config of ``overrides`` (CSV logging, test pass), with ``out`` as its run directory."""
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return compose("train", overrides=["logger=csv", "test=true", *overrides, f"hydra.run.dir={out}"],
@@ -97,7 +97,7 @@ def best_checkpoint(run_dir: Path) -> Path:
     return checkpoints[0]
 
 
-def _network_metrics(cfg, out: Path) -> dict:
+def _network_metrics(cfg: DictConfig, out: Path) -> dict:
     """Coverage, popularity and the recall curve of the best checkpoint, from the same evaluation
     as the baselines (RMSE and the @K metrics come from training's own test pass)."""
     import torch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,8 @@ def evaluate_with_backend(module: TwoTowerModule, datamodule: ReviewDataModule, 
     return {k: float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()}
 
 
-def compare_backends(module: TwoTowerModule, datamodule: ReviewDataModule, backends=TEXT_BACKENDS,
-                     seq_lens=(64, 128)) -> list[BackendResult]:
+def compare_backends(module: TwoTowerModule, datamodule: ReviewDataModule, backends: Sequence[str] = TEXT_BACKENDS,
+                     seq_lens: Sequence[int] = (64, 128)) -> list[BackendResult]:
     """Every backend's speed and test metrics (module with its catalog attached, eval mode)."""
     module.eval()
     encoder = module.net.encoder
@@ -76,7 +77,7 @@ def compare_backends(module: TwoTowerModule, datamodule: ReviewDataModule, backe
     return results
 
 
-def backends_table(results: list[BackendResult], seq_lens=(64, 128)) -> str:
+def backends_table(results: list[BackendResult], seq_lens: Sequence[int] = (64, 128)) -> str:
     """Markdown: speed and its ratio to fp32, recall@10 and RMSE and their change vs fp32."""
     base = next(r for r in results if r.backend == "fp32")
     head = ["backend", *[f"seq/s @{s}" for s in seq_lens], *[f"vs fp32 @{s}" for s in seq_lens],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,7 @@ def _scatter(rows: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tenso
 
 @contextlib.contextmanager
 def naive_texts(module: TwoTowerModule, batch: PairBatch, item_tokens: TokenizedTexts,
-                review_tokens: TokenizedTexts):
+                review_tokens: TokenizedTexts) -> Iterator[None]:
     """Within this context the module reads no cached text: every text of ``batch`` (history
     reviews, history items' and batch items' documents) was just encoded with the full encoder."""
     net = module.net

@@ -24,7 +24,7 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from recsys.data.validation import BadLine
 
@@ -116,8 +116,10 @@ def iter_raw_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator
                 yield number, raw
 
 
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+def _open_binary(path: Path) -> BinaryIO:
+    if path.suffix.lower() == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))  # a GzipFile reads as any binary file does
+    return open(path, "rb")
 
 
 def _json_record(raw: bytes) -> dict[str, Any] | BadLine:

@@ -108,7 +108,8 @@ def _assignment_fingerprint(interactions: pd.DataFrame, split: np.ndarray) -> st
     return digest.hexdigest()
 
 
-def random_split(interactions: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
+def random_split(interactions: pd.DataFrame, seed: int,
+                 fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> np.ndarray:
     """Assign each interaction to ``train``/``val``/``test`` at random (seeded), in row order.
 
     With ``p = default_rng(seed).permutation(n)``: ``p[:int(n*f_train)]`` is train,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,7 +87,7 @@ def build_user_histories(train: pd.DataFrame, user_index: pd.Index) -> UserHisto
     return UserHistories(offsets=offsets, reviews=order.astype(np.int64))
 
 
-def metadata_document(row) -> str:
+def metadata_document(row: Any) -> str:
     """An item's document from a row of the items table: ``title | brand | categories | description``."""
     parts = [str(row.title), str(row.brand), str(row.categories), str(row.description)]
     return DOCUMENT_SEPARATOR.join(p for p in parts if p and p != "<NA>")

@@ -12,7 +12,7 @@ import contextlib
 import copy
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -35,7 +35,7 @@ PAD_MULTIPLE = 32
 
 
 @contextlib.contextmanager
-def quiet_transformers():
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' warnings and progress bars inside the block, then restore both.
 
     The pooler weights we do not use are not news, nor is a progress bar over 100 small tensors,
@@ -146,15 +146,15 @@ class TextEncoder(nn.Module):
             layer.eval()
         return self
 
-    def autocast(self):
+    def autocast(self) -> contextlib.AbstractContextManager:
         if self.bf16:
             return torch.autocast(self.bert.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
         return create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
 
-    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers) -> torch.Tensor:
+    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: Iterable[nn.Module]) -> torch.Tensor:
         mask = self._mask(hidden, attention_mask)
         for layer in layers:
             hidden = layer(hidden, attention_mask=mask)

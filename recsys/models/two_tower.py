@@ -104,7 +104,7 @@ class TwoTowerModel(RatingScoring):
         self.item_tower.attach_catalog(catalog.item_tokens, pretrained_text=self.item_text)
 
     @staticmethod
-    def _mark_tuned_review_text_stale(module: TwoTowerModel, incompatible_keys) -> None:
+    def _mark_tuned_review_text_stale(module: TwoTowerModel, incompatible_keys: object) -> None:
         module.tuned_review_text_stale = True
 
     def tuned_review_embeddings(self) -> torch.Tensor:

@@ -66,7 +66,7 @@ class ItemIndex:
         self.index.add(vectors)
 
     @staticmethod
-    def _fp16(dim: int):
+    def _fp16(dim: int) -> faiss.Index:
         return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
 
     def search(self, queries: np.ndarray, k: int, exclude: UserItemSets | None = None,

@@ -215,7 +215,7 @@ class ServerProcess:
             raise RuntimeError("the server is not running: start it with `with ServerProcess(...)`")
         return psutil.Process(self.process.pid).memory_info().rss / 2**20
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

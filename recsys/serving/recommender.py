@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -157,7 +158,7 @@ class Recommender:
         self.seen = UserItemSets.from_pairs(reviewers, self.review_items, len(bundle.user_ids), len(bundle.item_ids))
 
     @classmethod
-    def from_export(cls, directory: Path | str, **kwargs) -> Recommender:
+    def from_export(cls, directory: Path | str, **kwargs: Any) -> Recommender:
         """Load and verify an export directory, and build the index."""
         return cls(load_export(directory), **kwargs)
 

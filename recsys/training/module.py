@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import OptimizerLRScheduler
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric
@@ -18,6 +19,7 @@ from recsys.data.batches import PairBatch
 from recsys.data.catalog import Catalog
 from recsys.data.negatives import UserItemSets
 from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
+from recsys.models.text_encoder import TextEncoder
 from recsys.models.two_tower import TwoTowerModel
 from recsys.settings import checked_choice, checked_number, is_whole_number
 from recsys.training.ranking import RANKING_METRICS, fused_scores, ranking_metrics, standardised, top_k_from_scores
@@ -151,7 +153,7 @@ class TwoTowerModule(pl.LightningModule):
         self._step_started = 0.0
 
     @property
-    def encoder(self):
+    def encoder(self) -> TextEncoder | None:
         """The network's text encoder, or None (matrix factorisation has none)."""
         return getattr(self.net, "encoder", None)
 
@@ -294,7 +296,7 @@ class TwoTowerModule(pl.LightningModule):
                  sync_dist=True)
         return out["loss"]
 
-    def on_train_batch_end(self, outputs, batch: PairBatch, batch_idx: int) -> None:
+    def on_train_batch_end(self, outputs: object, batch: PairBatch, batch_idx: int) -> None:
         seconds = max(time.perf_counter() - self._step_started, 1e-9)
         self.log("train/samples_per_s", len(batch) / seconds, batch_size=len(batch))
         if self.encoder is not None:
@@ -396,16 +398,16 @@ class TwoTowerModule(pl.LightningModule):
             checkpoint["recsys_config"] = self.run_config
 
     # -- optimisation ----------------------------------------------------------------------
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         encoder_parameters = list(self.encoder.parameters()) if self.encoder is not None else []
         encoder_ids = {id(p) for p in encoder_parameters}
         encoder = [p for p in encoder_parameters if p.requires_grad]
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
-        groups = [{"params": rest, "name": "rest"}]
+        groups: list[dict[str, Any]] = [{"params": rest, "name": "rest"}]
         if self.embedding_weight_decay is not None or self.embedding_lr is not None:
             tables = {id(m.weight) for m in self.net.modules()
                       if isinstance(m, torch.nn.Embedding) and m.embedding_dim > 1}
-            embedding_group = {"params": [p for p in rest if id(p) in tables], "name": "embeddings"}
+            embedding_group: dict[str, Any] = {"params": [p for p in rest if id(p) in tables], "name": "embeddings"}
             if self.embedding_weight_decay is not None:
                 embedding_group["weight_decay"] = self.embedding_weight_decay
             if self.embedding_lr is not None:

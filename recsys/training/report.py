@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from pytorch_lightning.utilities import move_data_to_device
 from recsys.data.datamodule import ReviewDataModule
 from recsys.training.metrics_keys import metric_cutoff
 from recsys.training.ranking import top_k_from_scores
+
+if TYPE_CHECKING:
+    from recsys.training.module import TwoTowerModule
 
 log = logging.getLogger(__name__)
 SNIPPET_CHARS = 80
@@ -143,8 +147,8 @@ def _snippet(text: str) -> str:
 
 
 @torch.no_grad()
-def example_recommendations(module, datamodule: ReviewDataModule, split: str = "test", num_users: int = 3,
-                            k: int = 10) -> pd.DataFrame:
+def example_recommendations(module: TwoTowerModule, datamodule: ReviewDataModule, split: str = "test",
+                            num_users: int = 3, k: int = 10) -> pd.DataFrame:
     """For the first ``num_users`` users of ``split``: their history summaries and their top-k
     items (excluding training items, ranked as the run's metrics rank) with their ranking score
     (the cosine, or its fusion with EASE: :meth:`TwoTowerModule.ranking_scores`), cosine and

@@ -147,7 +147,7 @@ def check_trainer_settings(cfg: DictConfig) -> None:
         checked_flag("trainer.deterministic", trainer.deterministic)
 
 
-def built_trainer(cfg: DictConfig, **arguments) -> pl.Trainer:
+def built_trainer(cfg: DictConfig, **arguments: Any) -> pl.Trainer:
     """The Lightning Trainer of ``cfg.trainer``; a setting that Lightning refuses (e.g.
     ``trainer.precision=bf17``) is a ValueError that says it is a trainer setting."""
     try:
