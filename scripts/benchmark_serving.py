@@ -8,11 +8,7 @@ import platform
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from recsys.cli import exit_on_user_error
-from recsys.serving.benchmark import measure, render, synthetic_catalog
-from recsys.serving.recommender import Recommender
 
 
 @exit_on_user_error
@@ -23,6 +19,11 @@ def main() -> None:
     parser.add_argument("--synthetic-items", type=int, default=100_000)
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
+    # Imported here, so that --help and a bad option answer before torch loads.
+    import torch
+
+    from recsys.serving.benchmark import measure, render, synthetic_catalog
+    from recsys.serving.recommender import Recommender
 
     real = Recommender.from_export(args.export)
     fused = None

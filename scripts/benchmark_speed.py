@@ -21,16 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from recsys.benchmarking.speed import encoder_speed, encoder_time_breakdown, matmul_flops_per_s, training_speed
 from recsys.cli import exit_on_user_error
-from recsys.data.datamodule import ReviewDataModule
 from recsys.data.sources import DatasetFiles
-from recsys.data.splits import SplitSpec
-from recsys.models.text_encoder import TextEncoder
-from recsys.models.two_tower import TwoTowerModel
-from recsys.training.module import TwoTowerModule
 
 REPO = Path(__file__).resolve().parents[1]
 MI = DatasetFiles("musical_instruments", "amazon2014-musical-instruments-5core",
@@ -44,6 +36,16 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=2, help="timed batches per loop (the naive one is slow)")
     parser.add_argument("--skip-full-run", action="store_true", help="skip the peak-RSS training run")
     args = parser.parse_args()
+    # Imported here, so that --help and a bad option answer before torch loads.
+    import torch
+
+    from recsys.benchmarking.speed import encoder_speed, encoder_time_breakdown, matmul_flops_per_s, training_speed
+    from recsys.data.datamodule import ReviewDataModule
+    from recsys.data.splits import SplitSpec
+    from recsys.models.text_encoder import TextEncoder
+    from recsys.models.two_tower import TwoTowerModel
+    from recsys.training.module import TwoTowerModule
+
     logging.basicConfig(level=logging.WARNING)
     cache = Path(os.environ.get("RECSYS_CACHE_DIR", Path.home() / ".cache" / "recsys"))
     lines = [f"Speed benchmark: {torch.get_num_threads()} threads", ""]

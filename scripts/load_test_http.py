@@ -10,8 +10,6 @@ import tempfile
 from pathlib import Path
 
 from recsys.cli import exit_on_user_error
-from recsys.export.reader import load_export
-from recsys.serving.load import ServerProcess, request_mix, run_load
 
 
 @exit_on_user_error
@@ -24,6 +22,10 @@ def main() -> None:
     parser.add_argument("--invalid-share", type=float, default=0.3)
     parser.add_argument("--out", default="reports/http_load.md")
     args = parser.parse_args()
+    # Imported here, so that --help and a bad option answer before torch loads.
+    from recsys.export.reader import load_export
+    from recsys.serving.load import ServerProcess, request_mix, run_load
+
     export = Path(args.export.removeprefix("export="))
     bundle = load_export(export)
     users, items = list(bundle.user_ids), list(bundle.item_ids)
