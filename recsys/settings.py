@@ -1,4 +1,5 @@
-"""Checks of config values read by the entry points, each error naming the override to change."""
+"""Config values read by the entry points: checks whose errors name the override to change, and the
+config as plain data."""
 
 from __future__ import annotations
 

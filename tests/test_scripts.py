@@ -47,7 +47,7 @@ def test_the_scripts_load_no_torch_before_their_task_runs():
     probe = ("import sys, runpy; runpy.run_path('scripts/{}', run_name='probe'); "
              "print(sorted({{'torch', 'pytorch_lightning', 'transformers'}} & set(sys.modules)))")
     scripts = sorted(p.name for p in (REPO_ROOT / "scripts").glob("*.py") if p.name != "benchmark_inference.py")
-    assert len(scripts) == 14
+    assert {"train.py", "serve.py", "add_items.py", "benchmark_speed.py", "load_test_http.py"} <= set(scripts)
     for script in scripts:
         result = subprocess.run([sys.executable, "-c", probe.format(script)], cwd=REPO_ROOT, capture_output=True,
                                 text=True, check=True)

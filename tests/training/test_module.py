@@ -102,7 +102,7 @@ def test_target_review_never_reaches_the_user_tower(tiny_dataset, tmp_path):
         assert not torch.allclose(module.net.user_vectors(batch)[0], before[0], atol=1e-3)
 
 
-def test_a_module_says_what_to_attach_before_it_ranks_or_distils(tiny_dataset, tmp_path):
+def test_a_module_says_what_to_attach_before_its_catalog_or_teacher_is_read(tiny_dataset, tmp_path):
     files, data_dir = tiny_dataset
     dm, module = tiny_setup(files, data_dir, tmp_path / "cache", trainable_layers=0)
     with pytest.raises(RuntimeError, match=r"no catalog: call attach\(datamodule.catalog\(\)\) first"):
