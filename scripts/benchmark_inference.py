@@ -10,12 +10,10 @@ import logging
 from pathlib import Path
 from typing import cast
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.benchmarking.inference import backends_table, compare_backends
 from recsys.cli import exit_on_user_error
-from recsys.serving.text_backends import TEXT_BACKENDS
+from recsys.serving.backend_names import TEXT_BACKENDS
 
 
 @exit_on_user_error
@@ -27,6 +25,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    import torch
+
+    from recsys.benchmarking.inference import backends_table, compare_backends
     from recsys.training.run import build_module, checkpoint_datamodule, load_checkpoint_config
 
     ckpt = Path(args.ckpt.removeprefix("ckpt="))

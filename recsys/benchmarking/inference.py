@@ -14,7 +14,8 @@ import torch
 
 from recsys.data.datamodule import ReviewDataModule
 from recsys.models.text_encoder import encode_in_length_order
-from recsys.serving.text_backends import ONNX_FILE, TEXT_BACKENDS, TextBackend, build_text_backend, export_onnx
+from recsys.serving.backend_names import ONNX_FILE, TEXT_BACKENDS
+from recsys.serving.text_backends import TextBackend, build_text_backend, export_onnx
 from recsys.training.module import TwoTowerModule
 
 BATCH = 64  # texts per encoder call when re-encoding the catalog

@@ -21,7 +21,8 @@ import recsys
 from recsys.data.datamodule import ReviewDataModule
 from recsys.export import format as fmt
 from recsys.models.text_encoder import quiet_transformers
-from recsys.serving.text_backends import ONNX_FILE, export_onnx
+from recsys.serving.backend_names import ONNX_FILE
+from recsys.serving.text_backends import export_onnx
 from recsys.settings import plain_config
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY
 from recsys.training.module import TwoTowerModule

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 
 from recsys.data.negatives import UserItemSets
 from recsys.export.reader import ExportBundle, load_export
+from recsys.serving.backend_names import ONNX_FILE
 from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
 from recsys.serving.index import IndexConfig, ItemIndex
-from recsys.serving.text_backends import ONNX_FILE, build_text_backend
+from recsys.serving.text_backends import build_text_backend
 from recsys.settings import checked_number, is_whole_number
 from recsys.training.ranking import fused_scores
 

@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from recsys.models.text_encoder import TextEncoder, mean_pool
+from recsys.serving.backend_names import TEXT_BACKENDS
 
-TEXT_BACKENDS: tuple[str, ...] = ("fp32", "bf16", "int8", "onnx")
-ONNX_FILE = "encoder.onnx"
 ONNX_OPSET = 17
 
 TextBackend = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

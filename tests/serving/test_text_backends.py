@@ -11,8 +11,9 @@ import torch
 from recsys.export import write_export
 from recsys.export.writer import ServingOptions
 from recsys.models.text_encoder import TextEncoder
+from recsys.serving.backend_names import ONNX_FILE
 from recsys.serving.recommender import Recommender, ReviewInput
-from recsys.serving.text_backends import ONNX_FILE, build_text_backend, export_onnx, quantize_int8
+from recsys.serving.text_backends import build_text_backend, export_onnx, quantize_int8
 
 
 @pytest.fixture(scope="module")
