@@ -28,7 +28,8 @@ def main() -> None:
     import torch
 
     from recsys.benchmarking.inference import backends_table, compare_backends
-    from recsys.training.run import build_module, checkpoint_datamodule, load_checkpoint_config
+    from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
+    from recsys.training.run import build_module
 
     ckpt = Path(args.ckpt.removeprefix("ckpt="))
     cfg, checkpoint = load_checkpoint_config(ckpt)

@@ -265,7 +265,7 @@ def test_every_data_setting_refuses_a_value_of_the_wrong_kind(tmp_path):
 def test_a_run_config_of_the_earlier_layout_is_upgraded_and_instantiates(threshold, tmp_path):
     from omegaconf import OmegaConf, open_dict
 
-    from recsys.training.run import upgraded_config
+    from recsys.training.checkpoints import upgraded_config
 
     run = compose_run(tmp_path, [])
     with open_dict(run):

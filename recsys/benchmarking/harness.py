@@ -103,7 +103,8 @@ def _network_metrics(cfg: DictConfig, out: Path) -> dict:
     import torch
 
     from recsys.benchmarking.evaluation import evaluate_scorer, network_scorer
-    from recsys.training.run import build_module, checkpoint_datamodule
+    from recsys.training.checkpoints import checkpoint_datamodule
+    from recsys.training.run import build_module
 
     path = best_checkpoint(out)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)

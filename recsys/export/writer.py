@@ -192,7 +192,8 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     run config stored in it, in this machine's ``paths`` where the run's folders are not here;
     the test metrics of the run are included when found)."""
     serving = serving or ServingOptions()  # checked before the slow part
-    from recsys.training.run import build_module, checkpoint_datamodule, load_checkpoint_config
+    from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
+    from recsys.training.run import build_module
 
     ckpt = Path(ckpt)
     cfg, checkpoint = load_checkpoint_config(ckpt)

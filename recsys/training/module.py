@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -21,7 +21,14 @@ from recsys.data.negatives import UserItemSets
 from recsys.models.losses import LossConfig, distillation_loss, in_batch_retrieval_loss, like_loss, rating_loss
 from recsys.models.text_encoder import TextEncoder
 from recsys.models.two_tower import TwoTowerModel
-from recsys.settings import checked_choice, checked_number, is_whole_number
+from recsys.settings import checked_number, is_whole_number
+from recsys.training.checkpoints import CONFIG_KEY
+from recsys.training.optimization import (
+    check_optimizer_settings,
+    check_schedule,
+    parameter_groups,
+    warmup_then_decay,
+)
 from recsys.training.ranking import RANKING_METRICS, fused_scores, ranking_metrics, standardised, top_k_from_scores
 from recsys.training.teacher import EaseTeacher
 
@@ -29,45 +36,11 @@ EVAL_STAGES = ("val", "test")
 RANKING_CHUNK = 1024  # users scored at a time: memory is RANKING_CHUNK x num_items
 
 
-DECAYS = ("cosine", "linear")
-
-
 def check_cutoffs(ks: tuple[int, ...] | list[int]) -> None:
     """Refuse ranking cut-offs (``model.module.ks``) that are none, or not whole numbers >= 1."""
     if not isinstance(ks, (list, tuple)) or not ks or any(not is_whole_number(k) or k < 1 for k in ks):
         shown = list(ks) if isinstance(ks, (list, tuple)) else ks
         raise ValueError(f"model.module.ks={shown!r} is not allowed: give a list of cut-offs >= 1, e.g. [5, 10, 20]")
-
-
-def check_schedule(warmup_ratio: float, decay: str) -> None:
-    """A ValueError naming the setting, unless ``0 <= warmup_ratio < 1`` and ``decay`` is one of :data:`DECAYS`."""
-    checked_choice("model.module.decay", decay, DECAYS)
-    checked_number("model.module.warmup_ratio", warmup_ratio, least=0, below=1,
-                   note="(a share of the steps, e.g. 0.1)")
-
-
-def check_optimizer_settings(optimizer: Callable[..., Optimizer] | None) -> None:
-    """Refuse a learning rate or weight decay of the optimizer partial (``model.module.optimizer``)
-    that is not a number in range, before the optimizer is built at the start of fitting."""
-    settings = getattr(optimizer, "keywords", None) or {}
-    if "lr" in settings:
-        checked_number("model.module.optimizer.lr", settings["lr"], above=0)
-    if "weight_decay" in settings:
-        checked_number("model.module.optimizer.weight_decay", settings["weight_decay"], least=0)
-
-
-def warmup_then_decay(total_steps: int, warmup_ratio: float, decay: str = "cosine") -> Callable[[int], float]:
-    """LR multiplier: linear warmup over ``warmup_ratio`` of the steps, then cosine or linear decay to 0."""
-    check_schedule(warmup_ratio, decay)
-    warmup = max(1, int(total_steps * warmup_ratio))
-
-    def multiplier(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
-
-    return multiplier
 
 
 def refuse_weight_averaging(callbacks: list[pl.Callback]) -> None:
@@ -395,26 +368,11 @@ class TwoTowerModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
-            checkpoint["recsys_config"] = self.run_config
+            checkpoint[CONFIG_KEY] = self.run_config
 
     # -- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self) -> OptimizerLRScheduler:
-        encoder_parameters = list(self.encoder.parameters()) if self.encoder is not None else []
-        encoder_ids = {id(p) for p in encoder_parameters}
-        encoder = [p for p in encoder_parameters if p.requires_grad]
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
-        groups: list[dict[str, Any]] = [{"params": rest, "name": "rest"}]
-        if self.embedding_weight_decay is not None or self.embedding_lr is not None:
-            tables = {id(m.weight) for m in self.net.modules()
-                      if isinstance(m, torch.nn.Embedding) and m.embedding_dim > 1}
-            embedding_group: dict[str, Any] = {"params": [p for p in rest if id(p) in tables], "name": "embeddings"}
-            if self.embedding_weight_decay is not None:
-                embedding_group["weight_decay"] = self.embedding_weight_decay
-            if self.embedding_lr is not None:
-                embedding_group["lr"] = self.embedding_lr
-            groups = [{"params": [p for p in rest if id(p) not in tables], "name": "rest"}, embedding_group]
-        if encoder:
-            groups.append({"params": encoder, "lr": self.encoder_lr, "name": "encoder"})
+        groups = parameter_groups(self, self.encoder, self.encoder_lr, self.embedding_weight_decay, self.embedding_lr)
         try:
             optimizer = self.optimizer_factory(groups)
         except ValueError as err:  # torch's "Invalid learning rate: -1" names no setting

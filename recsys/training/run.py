@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
-import pickle
-import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,24 +14,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
-from pytorch_lightning.accelerators import CPUAccelerator
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
-from recsys.data.errors import ChangedDataError, DatasetNotFoundError
-from recsys.data.sources import locate
-from recsys.settings import (
-    checked_flag,
-    checked_number,
-    checked_whole_number,
-    flag_setting,
-    plain_config,
-    whole_number_setting,
-)
+from recsys.settings import flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
+from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
 from recsys.training.loggers import (
     closing_loggers,
     dashboard_identity,
@@ -46,7 +32,7 @@ from recsys.training.loggers import (
     usable_callbacks,
 )
 from recsys.training.metrics_keys import CHECKPOINT_KEY, RATING_CHECKPOINT_KEY, shown_at
-from recsys.training.module import TwoTowerModule, check_cutoffs
+from recsys.training.module import TwoTowerModule
 from recsys.training.report import (
     example_recommendations,
     metrics_table,
@@ -55,9 +41,16 @@ from recsys.training.report import (
     write_recommendations,
 )
 from recsys.training.summary import ComponentSummary
+from recsys.training.trainer_settings import (
+    built_trainer,
+    check_accelerator,
+    check_monitor,
+    check_trainer_settings,
+    share_cpu_threads,
+    training_epochs,
+)
 
 log = logging.getLogger(__name__)
-CONFIG_KEY = "recsys_config"
 # What callbacks.rating_checkpoint monitors: rating error, whose best epoch is often earlier than ranking's.
 RATING_MONITOR = "val/rmse"
 
@@ -93,69 +86,6 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor)}
 
 
-def share_cpu_threads(trainer: pl.Trainer) -> None:
-    """Give each process of a multi-process CPU run its share of the cores (not all of them each)."""
-    if trainer.num_devices > 1 and isinstance(trainer.accelerator, CPUAccelerator):
-        threads = max(1, (os.cpu_count() or 1) // trainer.num_devices)
-        torch.set_num_threads(threads)
-        log.info("%d processes on CPU: %d threads each", trainer.num_devices, threads)
-
-
-def check_monitor(cfg: DictConfig) -> None:
-    """Refuse a ``model.monitor`` that validation does not log, or a ``model.monitor_mode`` other
-    than min / max, naming what is allowed (Lightning finds out only after the first epoch)."""
-    ks = cfg.model.module.get("ks", [5, 10, 20])
-    ks = list(ks) if isinstance(ks, ListConfig) else ks
-    check_cutoffs(ks)
-    allowed = TwoTowerModule.evaluation_metric_names("val", ks)
-    if cfg.model.monitor not in allowed:
-        raise ValueError(f"model.monitor={cfg.model.monitor} is not a validation metric of this model; "
-                         f"choose one of {', '.join(allowed)}")
-    if cfg.model.monitor_mode not in ("min", "max"):
-        raise ValueError(f"model.monitor_mode={cfg.model.monitor_mode} is not allowed; use min or max")
-
-
-def check_accelerator(cfg: DictConfig) -> None:
-    """Refuse a GPU trainer where torch sees no GPU, with what to do (Lightning says only that
-    no GPU backend was found)."""
-    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        build = "without CUDA" if torch.version.cuda is None else f"with CUDA {torch.version.cuda}"
-        raise ValueError(f"trainer.accelerator={accelerator} needs a CUDA GPU, and torch sees none (torch "
-                         f"{torch.__version__}, built {build}); use trainer=cpu")
-
-
-def check_trainer_settings(cfg: DictConfig) -> None:
-    """Refuse a value of the wrong kind for the trainer settings that the configs set, naming the
-    override: Lightning takes ``log_every_n_steps=abc`` or ``deterministic=maybe`` without a word
-    and fails, or not, later on."""
-    trainer = cfg.trainer
-    if trainer.get("gradient_clip_val") is not None:
-        checked_number("trainer.gradient_clip_val", trainer.gradient_clip_val, least=0, note="(or null: no clipping)")
-    for key, least in (("log_every_n_steps", 1), ("num_sanity_val_steps", -1), ("num_nodes", 1),
-                       ("accumulate_grad_batches", 1)):
-        if key in trainer:
-            checked_whole_number(f"trainer.{key}", trainer[key], least=least)
-    devices = trainer.get("devices", "auto")
-    # Lightning's forms besides a count: auto or -1 (every device), and device ids as a list or "0,1".
-    listed = isinstance(devices, ListConfig) or (
-        isinstance(devices, str) and re.fullmatch(r"\d+(\s*,\s*\d+)*,?", devices) is not None)
-    if devices not in ("auto", -1) and not listed:
-        checked_whole_number("trainer.devices", devices, least=1,
-                             note="(or -1 or auto: every device; or device ids, e.g. [0,1])")
-    if "deterministic" in trainer and trainer.deterministic != "warn":
-        checked_flag("trainer.deterministic", trainer.deterministic)
-
-
-def built_trainer(cfg: DictConfig, **arguments: Any) -> pl.Trainer:
-    """The Lightning Trainer of ``cfg.trainer``; a setting that Lightning refuses (e.g.
-    ``trainer.precision=bf17``) is a ValueError that says it is a trainer setting."""
-    try:
-        return hydra.utils.instantiate(cfg.trainer, **arguments)
-    except InstantiationException as err:
-        raise ValueError(f"a trainer setting is not allowed: {err.__cause__ or err}") from err
-
-
 def require_held_out(datamodule: ReviewDataModule, splits: list[str]) -> None:
     """Refuse a run whose validation (what picks the checkpoints) or test split holds no
     interactions, before training rather than at its end."""
@@ -164,24 +94,6 @@ def require_held_out(datamodule: ReviewDataModule, splits: list[str]) -> None:
             remedy = " or run with test=false" if split == "test" else ""
             raise ValueError(f"the {split} split holds no interactions (data.split.fractions="
                              f"{list(datamodule.split.fractions)}): give it a share{remedy}")
-
-
-def training_epochs(cfg: DictConfig, datamodule: ReviewDataModule) -> int | None:
-    """``trainer.max_epochs``, raised where needed so that training takes at least ``model.min_steps``
-    optimiser steps (batches of ``data.batch_size`` pairs, one process): a schedule set in epochs
-    on a large dataset is too short on a small one. An explicit ``trainer.max_epochs=N`` is kept, as
-    is ``null`` (Lightning's own default)."""
-    epochs = whole_number_setting(cfg, "trainer.max_epochs")
-    min_steps = whole_number_setting(cfg, "model.min_steps") or 0
-    if epochs is None or min_steps <= 0 or not OmegaConf.is_interpolation(cfg.trainer, "max_epochs"):
-        return epochs
-    batches = math.ceil(len(datamodule.prepared.pairs["train"]) / datamodule.batch_size)
-    steps_per_epoch = math.ceil(batches / int(cfg.trainer.get("accumulate_grad_batches") or 1))
-    needed = math.ceil(min_steps / steps_per_epoch)
-    if needed > epochs:
-        log.info("%d epochs (not %d): %d steps an epoch, model.min_steps=%d", needed, epochs, steps_per_epoch,
-                 min_steps)
-    return max(epochs, needed)
 
 
 def monitoring_checkpoint(trainer: pl.Trainer, monitor: str) -> ModelCheckpoint | None:
@@ -369,99 +281,6 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
         log_final_metrics(loggers, plain_config(cfg), shown)
     log.info("Wrote %s\n\n%s", out / "metrics.json", metrics_table(shown))
     return metrics.get(cfg.model.get("monitor", "val/recall@10"))
-
-
-def load_checkpoint_config(path: Path) -> tuple[DictConfig, dict]:
-    """The run config stored in a checkpoint and the checkpoint itself (read without pickles)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # What torch says here (retry with weights_only=False) is unsafe advice for a file of unknown origin.
-        raise ValueError(f"{path} is not a recsys checkpoint: torch.load reads no tensors and plain values "
-                         "from it; give a .ckpt file from a run's checkpoints/ folder") from err
-    except (RuntimeError, EOFError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
-        raise ValueError(f"{path} is truncated or corrupt ({reason}); copy it again, or give another .ckpt "
-                         "from the run's checkpoints/ folder") from err
-    config = OmegaConf.create(checkpoint[CONFIG_KEY]) if isinstance(checkpoint, dict) and CONFIG_KEY in checkpoint \
-        else None
-    if not isinstance(config, DictConfig):
-        raise ValueError(f"{path} has no recsys config: was it written by scripts/train.py?")
-    return upgraded_config(config), checkpoint
-
-
-def upgraded_config(cfg: DictConfig) -> DictConfig:
-    """A run config stored by an earlier version, in the current layout: the relevance threshold
-    of the ranking metrics moved from ``model.module`` to ``data`` (it applies to every model)."""
-    module = OmegaConf.select(cfg, "model.module")
-    if module is not None and "relevance_min_rating" in module:
-        threshold = module.pop("relevance_min_rating")
-        if OmegaConf.select(cfg, "data.relevance_min_rating", default="absent") == "absent":
-            OmegaConf.update(cfg, "data.relevance_min_rating", threshold, force_add=True)
-    return cfg
-
-
-EVALUATE_ON_CHANGED_DATA = "Evaluating on it would count interactions that the model trained on as held out."
-
-
-def use_local_folders(cfg: DictConfig, paths: DictConfig | None) -> None:
-    """Point a checkpoint's run config ``cfg``, which holds the data and cache folders of the
-    machine that trained it, at this invocation's ``paths`` (``paths.data_dir``, ``paths.cache_dir``)
-    where its own do not serve: the data is read from the run's folder where the dataset is there,
-    else from ``paths.data_dir``; caches go to the run's folder where it exists and is writable,
-    else to ``paths.cache_dir``."""
-    if paths is None:
-        return
-    files = hydra.utils.instantiate(cfg.data.dataset)
-    try:
-        locate(files, cfg.data.data_dir)
-    except DatasetNotFoundError:
-        locate(files, paths.data_dir)  # raises, naming this machine's folder and how to point at another
-        log.info("Reading %s from %s (the run read it from %s)", files.name, paths.data_dir, cfg.data.data_dir)
-        _move_folder(cfg, str(cfg.data.data_dir), str(paths.data_dir))
-    cache = Path(cfg.data.cache_dir).expanduser()
-    if not (cache.is_dir() and os.access(cache, os.W_OK)):
-        _move_folder(cfg, str(cfg.data.cache_dir), str(paths.cache_dir))
-
-
-def _move_folder(node: DictConfig | ListConfig, old: str, new: str) -> None:
-    """Replace the folder ``old`` with ``new`` in every value of a resolved config that is or lies
-    under it (the cache folder is also in ``paths`` and in ``model.module.embedding_cache_dir``)."""
-    old, new = old.rstrip("/"), new.rstrip("/")
-    keys: Iterable[Any] = node.keys() if isinstance(node, DictConfig) else range(len(node))
-    for key in keys:
-        if OmegaConf.is_missing(node, key):  # ??? (sizes filled in by build_module)
-            continue
-        value = node[key]
-        if isinstance(value, DictConfig | ListConfig):
-            _move_folder(value, old, new)
-        elif isinstance(value, str) and (value == old or value.startswith(old + "/")):
-            node[key] = new + value[len(old):]
-
-
-def checkpoint_datamodule(cfg: DictConfig, checkpoint: dict, path: Path, stage: str,
-                          consequence: str = EVALUATE_ON_CHANGED_DATA, refuse_changed_data: bool = True,
-                          paths: DictConfig | None = None) -> ReviewDataModule:
-    """The data of a checkpoint's run, prepared again from its run config ``cfg`` (in this
-    machine's folders, :func:`use_local_folders`) and checked to be the data the checkpoint was
-    trained on (the fingerprints that it records): other data raises
-    :class:`~recsys.data.errors.ChangedDataError` saying ``consequence``, or, without
-    ``refuse_changed_data``, logs it as a warning and goes on."""
-    use_local_folders(cfg, paths)
-    datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup(stage)
-    state = checkpoint.get(type(datamodule).__qualname__, {})
-    try:
-        if not datamodule.check_trained_on(state, path, consequence):
-            log.info("%s records no fingerprint of its data (written by an earlier recsys); not checked", path)
-    except ChangedDataError as err:
-        if refuse_changed_data:
-            raise
-        log.warning("%s", err)
-    return datamodule
 
 
 FROM_CHECKPOINT = "checkpoint"

@@ -51,7 +51,7 @@ def test_a_checkpoint_is_refused_on_changed_data_and_accepted_on_its_own(tmp_pat
         evaluate(best, "test")
 
     # Export goes on, with a warning: serving reads the users' histories of the data as it is now.
-    with caplog.at_level(logging.WARNING, logger="recsys.training.run"):
+    with caplog.at_level(logging.WARNING, logger="recsys.training.checkpoints"):
         exported = export_checkpoint(best, tmp_path / "export")
     assert any("does not match dataset 'tiny'" in record.getMessage() and "The export reads the data as it is now"
                in record.getMessage() for record in caplog.records)
@@ -70,7 +70,7 @@ def test_a_checkpoint_is_refused_on_changed_data_and_accepted_on_its_own(tmp_pat
     del checkpoint["ReviewDataModule"][FINGERPRINTS_KEY]
     torch.save(checkpoint, tmp_path / "older.ckpt")
     write_lines(tmp_path / "a" / "data" / "tiny" / "reviews.json.gz", rows[::-1])
-    with caplog.at_level(logging.INFO, logger="recsys.training.run"):
+    with caplog.at_level(logging.INFO, logger="recsys.training.checkpoints"):
         evaluate(tmp_path / "older.ckpt", "test", output_dir=tmp_path / "older")
     assert any("records no fingerprint of its data" in record.getMessage() for record in caplog.records)
 

@@ -9,7 +9,8 @@ from recsys.data.datamodule import ReviewDataModule
 from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
 from recsys.models.two_tower import TwoTowerModel
-from recsys.training.module import TwoTowerModule, warmup_then_decay
+from recsys.training.module import TwoTowerModule
+from recsys.training.optimization import warmup_then_decay
 from tests.conftest import TINY_BERT, review, tiny_reviews, write_lines
 
 

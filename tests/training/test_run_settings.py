@@ -33,7 +33,7 @@ def test_a_setting_that_cannot_work_is_refused_before_the_data(override, message
 
 @pytest.mark.parametrize("model", ["two_tower", "mf"])
 def test_the_default_monitors_are_allowed_and_ks_set_the_cut_offs(model):
-    from recsys.training.run import check_monitor
+    from recsys.training.trainer_settings import check_monitor
 
     check_monitor(config(f"model={model}"))  # raises if the model's own default monitor were refused
     check_monitor(config(f"model={model}", "model.monitor=val/mrr@3", "model.module.ks=[3]"))
@@ -81,7 +81,7 @@ def test_an_optimizer_setting_torch_refuses_names_the_config_key(tiny_dataset, t
 
 def test_every_trainer_setting_refuses_a_value_of_the_wrong_kind(tmp_path):
     from recsys.settings import whole_number_setting
-    from recsys.training.run import built_trainer, check_trainer_settings
+    from recsys.training.trainer_settings import built_trainer, check_trainer_settings
 
     def check(overrides: list[str]) -> None:
         cfg = config(*overrides)

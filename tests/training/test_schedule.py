@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 from hydra import compose, initialize_config_dir
 
-from recsys.training.run import train, training_epochs
+from recsys.training.run import train
+from recsys.training.trainer_settings import training_epochs
 from tests.conftest import REPO_ROOT
 
 
