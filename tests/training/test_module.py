@@ -10,7 +10,6 @@ from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
 from recsys.models.two_tower import TwoTowerModel
 from recsys.training.module import TwoTowerModule
-from recsys.training.optimization import warmup_then_decay
 from tests.conftest import TINY_BERT, review, tiny_reviews, write_lines
 
 
@@ -125,15 +124,6 @@ def test_optimizer_has_separate_encoder_learning_rate(tiny_dataset, tmp_path):
     assert {id(p) for p in groups["encoder"]["params"]} == encoder_params
     assert groups["encoder"]["initial_lr"] == pytest.approx(1e-3)
     assert groups["rest"]["initial_lr"] == pytest.approx(3e-3)
-
-
-def test_warmup_then_cosine_decay():
-    schedule = warmup_then_decay(total_steps=100, warmup_ratio=0.1)
-    assert schedule(0) == pytest.approx(0.1) and schedule(9) == pytest.approx(1.0)
-    assert schedule(55) == pytest.approx(0.5, abs=0.01) and schedule(100) == pytest.approx(0.0, abs=1e-6)
-    linear = warmup_then_decay(total_steps=100, warmup_ratio=0.1, decay="linear")
-    assert linear(55) == pytest.approx(0.5, abs=0.01)
-    assert np.all(np.diff([schedule(s) for s in range(10, 100)]) <= 1e-12)
 
 
 def test_embedding_tables_get_their_own_decay_and_learning_rate(tiny_dataset, tmp_path):
