@@ -163,10 +163,11 @@ def tiny_bert_config():
 
 
 def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusion: float = 0.0,
-                      user: dict | None = None):
+                      user: dict | None = None, encoder: dict | None = None):
     """Train a tiny model for ``epochs`` on a tiny dataset under ``root`` and export it:
     ``(export_dir, module, datamodule)``; ``item`` and ``user`` override the towers' settings,
-    ``ease_fusion`` the module's (hybrid ranking with EASE)."""
+    ``ease_fusion`` the module's (hybrid ranking with EASE), ``encoder`` the encoder's config
+    fields (default :data:`TINY_BERT`)."""
     from functools import partial
 
     import pytorch_lightning as pl
@@ -188,7 +189,7 @@ def build_tiny_export(root, item: dict | None = None, epochs: int = 3, ease_fusi
     datamodule.setup("fit")
     net_config = {"text": {"trainable_layers": 1, "bf16": False}, "dim": 16, "head": {"hidden": 32},
                   "user": {"pooling": "attention", **(user or {})}, **({"item": item} if item else {})}
-    net = TwoTowerModel(datamodule.num_items, encoder_config=dict(TINY_BERT), **net_config)
+    net = TwoTowerModel(datamodule.num_items, encoder_config=dict(encoder or TINY_BERT), **net_config)
     module = TwoTowerModule(net, loss={"retrieval": "softmax"}, optimizer=partial(torch.optim.AdamW, lr=3e-3),
                             ease_fusion=ease_fusion)
     pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,

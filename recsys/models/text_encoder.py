@@ -1,5 +1,9 @@
 """A BERT-family encoder with mean pooling, of which only the top layers are fine-tuned.
 
+BERT-family means an encoder whose embeddings and stack of layers this module runs itself (to
+cache the frozen prefix): BERT's layout (``bert``, ``roberta``, ``xlm-roberta``, ``camembert``:
+``model.encoder.layer``) and DistilBERT's (``model.transformer.layer``).
+
 The frozen part (embeddings and the lower layers) never changes during training, so its output
 for a fixed set of texts (the item catalog) can be computed once and kept: then a training step
 only runs the trainable top layers. ``trainable_layers``: 0 = all frozen, -1 = all trainable,
@@ -14,10 +18,11 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, BertConfig, BertModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.utils import logging as hf_logging
 
@@ -32,6 +37,10 @@ ENCODE_BATCH = 128
 # each have a shape of their own, and CPU kernels cache per shape: encoding Musical Instruments'
 # 8,208 reviews grew the process by 2.1 GB unpadded and by 0.7 GB padded, at the same speed.
 PAD_MULTIPLE = 32
+# Model types (config.json's model_type) whose layers are run as BERT's are.
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert")
+# Those without a pooler, which from_pretrained must not be asked to leave out.
+_WITHOUT_POOLER = ("distilbert",)
 
 
 @contextlib.contextmanager
@@ -52,6 +61,31 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def check_model_type(config: PretrainedConfig, where: str) -> None:
+    """Refuse an encoder whose layers this module cannot run, naming the ones it can (``where``:
+    the setting or folder the config came from)."""
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"{where} is a model of type {model_type!r}, whose layers recsys cannot run: use an "
+                         f"encoder of type {', '.join(SUPPORTED_MODEL_TYPES)} (config.json's model_type)")
+
+
+def built_model(config: PretrainedConfig) -> PreTrainedModel:
+    """A randomly initialised encoder of ``config``, without a pooler."""
+    check_model_type(config, "the encoder config")
+    return AutoModel.from_config(config, **_loading_options(config))
+
+
+def _loading_options(config: PretrainedConfig) -> dict[str, Any]:
+    return {} if config.model_type in _WITHOUT_POOLER else {"add_pooling_layer": False}
+
+
+def layer_stack(model: PreTrainedModel) -> nn.ModuleList:
+    """The transformer layers of a supported encoder, bottom first."""
+    container = cast(nn.Module, model.transformer if model.config.model_type == "distilbert" else model.encoder)
+    return cast(nn.ModuleList, container.layer)
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``hidden`` [N, L, H] over the positions where ``attention_mask`` [N, L] is 1."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -59,13 +93,16 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class TextEncoder(nn.Module):
-    """Hugging Face BERT encoder + mean pooling, with ``trainable_layers`` top layers fine-tuned.
+    """Hugging Face BERT-family encoder + mean pooling, with ``trainable_layers`` top layers fine-tuned.
 
     Args:
-        pretrained_path: local folder of a Hugging Face BERT model (None: bundled all-MiniLM-L6-v2).
+        pretrained_path: local folder of a Hugging Face BERT-family model (None: bundled
+            all-MiniLM-L6-v2); see :data:`SUPPORTED_MODEL_TYPES`.
         trainable_layers: top layers to fine-tune (0 none, -1 all, embeddings included).
         bf16: run under bfloat16 autocast on CPU (about 2-3x faster than float32 there).
         config: build a randomly initialised encoder from this config instead (tests).
+
+    ``bert`` holds the Hugging Face model whatever its type (the name is in checkpoints and exports).
     """
 
     def __init__(
@@ -73,20 +110,22 @@ class TextEncoder(nn.Module):
         pretrained_path: str | Path | None = None,
         trainable_layers: int = 1,
         bf16: bool = True,
-        config: BertConfig | None = None,
+        config: PretrainedConfig | None = None,
     ) -> None:
         super().__init__()
         bf16 = checked_flag("model.text.bf16", bf16)
         if config is not None:
-            self.bert = BertModel(config, add_pooling_layer=False)
+            self.bert = built_model(config)
             self.source = "random-init"
         else:
             path = resolve_encoder_path(pretrained_path)
-            AutoConfig.from_pretrained(str(path))  # a clear error for a folder that is not a model
+            stored = AutoConfig.from_pretrained(str(path))  # a clear error for a folder that is not a model
+            check_model_type(stored, f"model.text.pretrained_path={path}")
             with quiet_transformers():
                 # float32 weights whatever the checkpoint stores (transformers would keep a float16
                 # or bfloat16 file's dtype): the optimiser updates them, and autocast sets the compute.
-                self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False, dtype=torch.float32)
+                self.bert = AutoModel.from_pretrained(str(path), dtype=torch.float32,
+                                                      **_loading_options(stored))
             self.source = str(path)
         num_layers = self.bert.config.num_hidden_layers
         if not is_whole_number(trainable_layers) or not -1 <= trainable_layers <= num_layers:
@@ -102,16 +141,16 @@ class TextEncoder(nn.Module):
         self.flops_counter = 0.0
         for parameter in self.bert.parameters():
             parameter.requires_grad_(False)
-        for layer in self.bert.encoder.layer[self.frozen_layers :]:
+        for layer in self.layers[self.frozen_layers :]:
             for parameter in layer.parameters():
                 parameter.requires_grad_(True)
         if self.train_embeddings:
-            for parameter in self.bert.embeddings.parameters():
+            for parameter in self.embeddings.parameters():
                 parameter.requires_grad_(True)
         # A frozen copy of the layers that fine-tuning changes: with the shared frozen bottom it
         # is the pretrained encoder, for texts that are embedded once (user review histories).
-        self.pretrained_embeddings = copy.deepcopy(self.bert.embeddings) if self.train_embeddings else None
-        self.pretrained_top = copy.deepcopy(self.bert.encoder.layer[self.frozen_layers :])
+        self.pretrained_embeddings = copy.deepcopy(self.embeddings) if self.train_embeddings else None
+        self.pretrained_top = copy.deepcopy(self.layers[self.frozen_layers :])
         for module in (self.pretrained_embeddings, self.pretrained_top):
             if module is not None:
                 module.requires_grad_(False)
@@ -120,6 +159,16 @@ class TextEncoder(nn.Module):
         # run that had just encoded its texts (encode() restores train mode), so a first run and
         # its rerun on a warm cache trained differently.
         self.train()
+
+    @property
+    def embeddings(self) -> nn.Module:
+        """The model's embedding layer (token, position and, where the model has them, segment embeddings)."""
+        return cast(nn.Module, self.bert.embeddings)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The model's transformer layers, bottom first."""
+        return layer_stack(self.bert)
 
     @property
     def hidden_size(self) -> int:
@@ -141,8 +190,8 @@ class TextEncoder(nn.Module):
         # Frozen layers stay in eval mode (no dropout), so their output is a pure function of
         # the text and may be cached.
         if not self.train_embeddings:
-            self.bert.embeddings.eval()
-        for layer in self.bert.encoder.layer[: self.frozen_layers]:
+            self.embeddings.eval()
+        for layer in self.layers[: self.frozen_layers]:
             layer.eval()
         return self
 
@@ -165,8 +214,8 @@ class TextEncoder(nn.Module):
     def frozen_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Hidden states after the frozen part [N, L, H] (no gradient). Requires frozen embeddings."""
         with torch.no_grad(), self.autocast():
-            hidden = self.bert.embeddings(input_ids=input_ids)
-            return self._layers(hidden, attention_mask, self.bert.encoder.layer[: self.frozen_layers])
+            hidden = self.embeddings(input_ids=input_ids)
+            return self._layers(hidden, attention_mask, self.layers[: self.frozen_layers])
 
     def estimate_flops(self, attention_mask: torch.Tensor, layers: int, backward: bool) -> float:
         """FLOPs of ``layers`` transformer layers on a padded batch (the padding is computed too).
@@ -176,7 +225,8 @@ class TextEncoder(nn.Module):
         """
         config = self.bert.config
         n, length = attention_mask.shape
-        hidden, inner = config.hidden_size, config.intermediate_size
+        hidden = config.hidden_size
+        inner = config.hidden_dim if config.model_type == "distilbert" else config.intermediate_size
         forward = n * layers * (2 * length * (4 * hidden * hidden + 2 * hidden * inner) + 4 * length * length * hidden)
         return float(forward * (3 if backward else 1))
 
@@ -189,7 +239,7 @@ class TextEncoder(nn.Module):
             self.flops_counter += self.estimate_flops(attention_mask, self.trainable_layers, backward=True)
         hidden = hidden.float()  # cached states are bfloat16; autocast casts back where it pays
         with self.autocast():
-            return self._layers(hidden, attention_mask, self.bert.encoder.layer[self.frozen_layers :])
+            return self._layers(hidden, attention_mask, self.layers[self.frozen_layers :])
 
     def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer token states [N, L, H] of a padded token batch."""
@@ -206,9 +256,9 @@ class TextEncoder(nn.Module):
     def forward_pretrained(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Mean-pooled embeddings [N, H] by the encoder as loaded, before any fine-tuning."""
         with self.autocast():
-            embeddings = self.pretrained_embeddings or self.bert.embeddings
+            embeddings = self.pretrained_embeddings or self.embeddings
             hidden = embeddings(input_ids=input_ids)
-            hidden = self._layers(hidden, attention_mask, self.bert.encoder.layer[: self.frozen_layers])
+            hidden = self._layers(hidden, attention_mask, self.layers[: self.frozen_layers])
             hidden = self._layers(hidden, attention_mask, self.pretrained_top)
         return mean_pool(hidden.float(), attention_mask)
 
@@ -239,7 +289,8 @@ class TextEncoder(nn.Module):
         return digest.hexdigest()
 
     def _trainable_prefixes(self) -> tuple[str, ...]:
-        prefixes = tuple(f"bert.encoder.layer.{i}." for i in range(self.frozen_layers, self.num_layers))
+        stack = next(name for name, module in self.bert.named_modules() if module is self.layers)
+        prefixes = tuple(f"bert.{stack}.{i}." for i in range(self.frozen_layers, self.num_layers))
         return prefixes + (("bert.embeddings.",) if self.train_embeddings else ())
 
 

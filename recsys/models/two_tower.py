@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import BertConfig
+from transformers import AutoConfig, PretrainedConfig
 
 from recsys.data.batches import HistoryBatch, PairBatch
 from recsys.data.catalog import Catalog
@@ -41,7 +41,8 @@ class TwoTowerModel(RatingScoring):
             ``sum(r - mean) / (n + bias_shrinkage)``, scaled by a learned weight) to the head's rating.
         bias_shrinkage: pseudo-count pulling users with short histories to the global mean.
         embedding_cache_dir: folder keeping pretrained embeddings between runs (None: not kept).
-        encoder_config: a BERT config for a randomly initialised encoder (tests) instead of weights.
+        encoder_config: a BERT-family config, or a dict of its fields (``model_type`` naming the family;
+            default ``bert``), for a randomly initialised encoder (tests) instead of weights.
     """
 
     review_text: torch.Tensor
@@ -51,7 +52,7 @@ class TwoTowerModel(RatingScoring):
     def __init__(
         self, num_items: int, text: dict | None = None, dim: int = 128, item: dict | None = None,
         user: dict | None = None, head: dict | None = None, biases: bool = True, bias_shrinkage: float = 3.0,
-        embedding_cache_dir: str | Path | None = None, encoder_config: BertConfig | dict | None = None,
+        embedding_cache_dir: str | Path | None = None, encoder_config: PretrainedConfig | dict | None = None,
     ) -> None:
         super().__init__()
         dim = checked_whole_number("model.net.dim", dim, least=1, note="(the vectors' size, e.g. 128)")
@@ -60,7 +61,8 @@ class TwoTowerModel(RatingScoring):
         self.review_encoder = checked_choice("model.net.user.review_encoder", user.pop("review_encoder", "frozen"),
                                              REVIEW_ENCODERS)
         if isinstance(encoder_config, dict):
-            encoder_config = BertConfig(**encoder_config)
+            fields = dict(encoder_config)
+            encoder_config = AutoConfig.for_model(fields.pop("model_type", "bert"), **fields)
         encoder = TextEncoder(
             pretrained_path=text.get("pretrained_path"), trainable_layers=text.get("trainable_layers", 1),
             bf16=text.get("bf16", True), config=encoder_config,

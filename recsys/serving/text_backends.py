@@ -39,8 +39,8 @@ class PretrainedTextModel(nn.Module):
 
     def __init__(self, encoder: TextEncoder) -> None:
         super().__init__()
-        self.embeddings = encoder.pretrained_embeddings or encoder.bert.embeddings
-        self.layers = nn.ModuleList([*encoder.bert.encoder.layer[: encoder.frozen_layers], *encoder.pretrained_top])
+        self.embeddings = encoder.pretrained_embeddings or encoder.embeddings
+        self.layers = nn.ModuleList([*encoder.layers[: encoder.frozen_layers], *encoder.pretrained_top])
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

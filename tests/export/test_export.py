@@ -179,6 +179,30 @@ def test_learned_item_pooling_travels_in_the_export(tmp_path):
     assert torch.nn.functional.cosine_similarity(cold, text_only).min() > 0.999
 
 
+def test_a_distilbert_encoder_trains_exports_and_reads_new_texts_as_trained(tmp_path):
+    # Another layout of BERT-family encoder (model.transformer.layer, no pooler) through training,
+    # export (its encoder/ folder) and serving, where it encodes texts anew.
+    distilbert = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "n_layers": 3, "n_heads": 2,
+                  "hidden_dim": 64}
+    out, module, datamodule = build_tiny_export(tmp_path, encoder=distilbert, epochs=2)
+    encoder = module.net.encoder
+    assert type(encoder.bert).__name__ == "DistilBertModel"
+    tuned = next(encoder.layers[2].parameters())
+    assert not torch.equal(tuned, next(encoder.pretrained_top[0].parameters()))  # the top layer trained
+    bundle = load_export(out)
+    assert type(bundle.net.encoder.bert).__name__ == "DistilBertModel"
+    net = module.net.eval()
+    with torch.no_grad():
+        ids, mask = datamodule.catalog().item_tokens.pad(list(range(datamodule.num_items)))
+        cold = bundle.net.eval().item_tower(None, ids, mask)
+        text_only = net.item_tower.projection(net.item_tower.text_embeddings(torch.arange(datamodule.num_items)))
+    assert torch.nn.functional.cosine_similarity(cold, text_only).min() > 0.999
+    recommender = Recommender.from_export(out)
+    answer = recommender.recommend_reviews([ReviewInput(item_id=str(datamodule.prepared.item_ids[0]), rating=5,
+                                                        text="great strings, warm tone")], k=3)
+    assert len(answer) == 3 and all(a.item_id != str(datamodule.prepared.item_ids[0]) for a in answer)
+
+
 def test_the_package_names_resolve_to_their_modules_on_first_use():
     # recsys.export imports its submodules lazily (so that the error type does not load torch):
     # every public name must still resolve, and a misspelt one must fail as a missing attribute.

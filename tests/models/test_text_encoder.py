@@ -157,3 +157,63 @@ def test_a_loaded_encoder_trains_its_fine_tuned_layers_in_train_mode(tiny_bert_c
     before = dropout_modes(loaded)
     loaded.encode(TOKENS)
     assert dropout_modes(loaded) == before
+
+
+TINY_FAMILIES = {
+    "bert": dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64),
+    "roberta": dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                    max_position_embeddings=514),
+    "distilbert": dict(dim=32, n_layers=3, n_heads=2, hidden_dim=64),
+}
+TINY_FAMILIES["xlm-roberta"] = TINY_FAMILIES["camembert"] = TINY_FAMILIES["roberta"]
+
+
+@pytest.mark.parametrize("model_type", sorted(TINY_FAMILIES))
+def test_a_bert_family_folder_runs_layer_by_layer_as_its_model_does(tmp_path, model_type):
+    # The encoder runs the embeddings and each layer itself (to cache the frozen prefix): its
+    # output must be the Hugging Face model's own, padding included, for each layout it accepts.
+    from transformers import AutoConfig, AutoModel
+
+    from recsys.serving.text_backends import build_text_backend
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, vocab_size=4000, **TINY_FAMILIES[model_type])
+    AutoModel.from_config(config).save_pretrained(tmp_path)
+    model = TextEncoder(pretrained_path=tmp_path, trainable_layers=1, bf16=False)
+    reference = AutoModel.from_pretrained(tmp_path).eval()
+    ids, mask = TOKENS.pad([0, 1, 2])
+    ids = ids % 4000
+    with torch.no_grad():
+        expected = mean_pool(reference(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+    model.eval()
+    assert torch.allclose(model(ids, mask), expected, atol=1e-5)
+    assert torch.allclose(model.forward_pretrained(ids, mask), expected, atol=1e-5)
+    assert torch.allclose(build_text_backend("fp32", model)(ids, mask), expected, atol=1e-5)
+    # Only the top layer trains, and the cached prefix leads to the same output.
+    model.train()
+    model(ids, mask).sum().backward()
+    trained = {name for name, p in model.bert.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert trained and {name.split(".")[2] for name in trained} == {"2"}
+    model.eval()
+    prefix = model.frozen_prefix(ids, mask)
+    assert torch.allclose(mean_pool(model.states_from_prefix(prefix, mask), mask), expected, atol=1e-5)
+    # The pretrained fingerprint leaves out the fine-tuned layer (its cache outlives fine-tuning).
+    fingerprint = model.pretrained_fingerprint()
+    with torch.no_grad():
+        next(model.layers[2].parameters()).add_(1.0)
+    assert model.pretrained_fingerprint() == fingerprint
+
+
+def test_an_encoder_of_another_family_is_refused_naming_those_that_work(tmp_path):
+    from transformers import ElectraConfig, ElectraModel
+
+    from recsys.models.text_encoder import SUPPORTED_MODEL_TYPES
+
+    assert set(TINY_FAMILIES) == set(SUPPORTED_MODEL_TYPES)  # each one accepted is run in the test above
+
+    ElectraModel(ElectraConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=rf"model.text.pretrained_path={tmp_path} is a model of type 'electra', "
+                       r"whose layers recsys cannot run: use an encoder of type bert, roberta, xlm-roberta, "
+                       r"camembert, distilbert"):
+        TextEncoder(pretrained_path=tmp_path)
