@@ -204,16 +204,20 @@ def test_a_bert_family_folder_runs_layer_by_layer_as_its_model_does(tmp_path, mo
     assert model.pretrained_fingerprint() == fingerprint
 
 
-def test_an_encoder_of_another_family_is_refused_naming_those_that_work(tmp_path):
-    from transformers import ElectraConfig, ElectraModel
+@pytest.mark.parametrize("model_type", ["electra", "mpnet"])
+def test_an_encoder_of_another_family_is_refused_naming_those_that_work(tmp_path, model_type):
+    # ELECTRA projects its embeddings before the layers; MPNet's layers take a relative position
+    # bias that its encoder computes once: run layer by layer without it, MPNet gave other vectors.
+    from transformers import AutoConfig, AutoModel
 
     from recsys.models.text_encoder import SUPPORTED_MODEL_TYPES
 
     assert set(TINY_FAMILIES) == set(SUPPORTED_MODEL_TYPES)  # each one accepted is run in the test above
-
-    ElectraModel(ElectraConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                               num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=rf"model.text.pretrained_path={tmp_path} is a model of type 'electra', "
+    sizes = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    if model_type == "electra":
+        sizes["embedding_size"] = 16
+    AutoModel.from_config(AutoConfig.for_model(model_type, **sizes)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=rf"model.text.pretrained_path={tmp_path} is a model of type '{model_type}', "
                        r"whose layers recsys cannot run: use an encoder of type bert, roberta, xlm-roberta, "
                        r"camembert, distilbert"):
         TextEncoder(pretrained_path=tmp_path)
