@@ -56,3 +56,18 @@ def test_naive_loop_computes_the_training_steps_loss_from_fresh_encodings(tiny_d
     # Same texts and weights, batched with other padding: equal up to float32 rounding.
     assert result["loss_naive"] == pytest.approx(result["loss_ours"], rel=1e-4)
     assert result["samples_per_s_ours"] > 0 and result["samples_per_s_naive"] > 0
+
+
+def test_the_report_tables_each_setting_and_the_ratio_of_its_own_rows(encoder):
+    from recsys.benchmarking.speed_report import encoder_lines
+
+    lines = encoder_lines(encoder, "tiny", seq_lens=(8, 16), batch=4, matmul_size=128)
+    rows = [line for line in lines if line.startswith("| seq ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| seq 8, fp32", "| seq 8, bf16", "| seq 16, fp32",
+                                                     "| seq 16, bf16"]
+    fp32, bf16 = (float(row.split(" | ")[1].replace(",", "")) for row in rows[:2])
+    (ratio_line,) = [line for line in lines if "bf16 vs fp32 encoder at seq 8:" in line]
+    # The ratio is of the measured speeds, which the rows show rounded to whole sequences/s.
+    assert float(ratio_line.rsplit(": ", 1)[1].rstrip("x.")) == pytest.approx(bf16 / fp32, rel=0.02, abs=0.01)
+    shares = [line for line in lines if line.endswith("% |") and not line.startswith("| seq ")]
+    assert {line.split(" | ")[0][2:] for line in shares} == {*OPERATOR_GROUPS, "other"}
