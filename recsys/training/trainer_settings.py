@@ -1,5 +1,6 @@
 """A run's trainer settings, checked before the data is read (Lightning finds most of these
-mistakes late, or not at all), and the Lightning Trainer built from them."""
+mistakes late, or not at all); the number of epochs, once the data's size is known; and the
+Lightning Trainer built from them."""
 
 from __future__ import annotations
 
