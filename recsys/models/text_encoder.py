@@ -2,7 +2,8 @@
 
 BERT-family means an encoder whose embeddings and stack of layers this module runs itself (to
 cache the frozen prefix): BERT's layout (``bert``, ``roberta``, ``xlm-roberta``, ``camembert``:
-``model.encoder.layer``) and DistilBERT's (``model.transformer.layer``).
+``model.encoder.layer``), DistilBERT's (``model.transformer.layer``) and MPNet's (BERT's, its
+layers taking a relative position bias that stays frozen).
 
 The frozen part (embeddings and the lower layers) never changes during training, so its output
 for a fixed set of texts (the item catalog) can be computed once and kept: then a training step
@@ -38,7 +39,7 @@ ENCODE_BATCH = 128
 # 8,208 reviews grew the process by 2.1 GB unpadded and by 0.7 GB padded, at the same speed.
 PAD_MULTIPLE = 32
 # Model types (config.json's model_type) whose layers are run as BERT's are.
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert")
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "mpnet")
 # Those without a pooler, which from_pretrained must not be asked to leave out.
 _WITHOUT_POOLER = ("distilbert",)
 
@@ -84,6 +85,16 @@ def layer_stack(model: PreTrainedModel) -> nn.ModuleList:
     """The transformer layers of a supported encoder, bottom first."""
     container = cast(nn.Module, model.transformer if model.config.model_type == "distilbert" else model.encoder)
     return cast(nn.ModuleList, container.layer)
+
+
+def layer_inputs(model: PreTrainedModel, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What each layer of ``model`` takes besides the states ``hidden`` [N, L, H] and the mask: for
+    MPNet, the relative position bias [N, heads, L, L] that its encoder computes once for all its
+    layers (from a table that is never fine-tuned); nothing for the other types."""
+    if model.config.model_type != "mpnet":
+        return {}
+    encoder: Any = model.encoder
+    return {"position_bias": encoder.compute_position_bias(hidden)}
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -205,8 +216,9 @@ class TextEncoder(nn.Module):
 
     def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: Iterable[nn.Module]) -> torch.Tensor:
         mask = self._mask(hidden, attention_mask)
+        inputs = layer_inputs(self.bert, hidden)
         for layer in layers:
-            hidden = layer(hidden, attention_mask=mask)
+            hidden = layer(hidden, attention_mask=mask, **inputs)
             if isinstance(hidden, tuple):
                 hidden = hidden[0]
         return hidden

@@ -15,6 +15,7 @@ measures their speed and the change in recall@10/RMSE they cause.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from recsys.models.text_encoder import TextEncoder, mean_pool
+from recsys.models.text_encoder import TextEncoder, layer_inputs, mean_pool
 from recsys.serving.backend_names import TEXT_BACKENDS
 
 ONNX_OPSET = 17
@@ -41,14 +42,17 @@ class PretrainedTextModel(nn.Module):
         super().__init__()
         self.embeddings = encoder.pretrained_embeddings or encoder.embeddings
         self.layers = nn.ModuleList([*encoder.layers[: encoder.frozen_layers], *encoder.pretrained_top])
+        # A function, not a module: what the layers take besides states and mask (MPNet's position bias).
+        self.layer_inputs = functools.partial(layer_inputs, encoder.bert)
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.embeddings(input_ids=input_ids)
         blocked = 1.0 - attention_mask[:, None, None, :].to(hidden.dtype)
         mask = blocked * torch.finfo(hidden.dtype).min
+        inputs = self.layer_inputs(hidden)
         for layer in self.layers:
-            hidden = layer(hidden, attention_mask=mask)
+            hidden = layer(hidden, attention_mask=mask, **inputs)
             if isinstance(hidden, tuple):
                 hidden = hidden[0]
         return mean_pool(hidden.float(), attention_mask)
