@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, DistributedSampler
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from recsys.data.batches import HistoryBatch, PairCollator, PairIndexDataset, pad_histories
 from recsys.data.catalog import Catalog
@@ -22,7 +22,7 @@ from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
 from recsys.data.tokenization import TokenCache, TokenizedTexts, token_counter
 from recsys.data.validation import BadLinePolicy
-from recsys.pretrained import resolve_encoder_path
+from recsys.pretrained import load_tokenizer
 from recsys.settings import checked_whole_number
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class ReviewDataModule(pl.LightningDataModule):
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         if self._tokenizer is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(str(resolve_encoder_path(self.tokenizer_path)))
+            self._tokenizer = load_tokenizer(self.tokenizer_path)
         return self._tokenizer
 
     def _build(self) -> None:

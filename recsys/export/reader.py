@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from recsys.export import format as fmt
 from recsys.models.two_tower import TwoTowerModel
+from recsys.pretrained import load_tokenizer
 
 NET_SETTINGS = ("dim", "item", "user", "head", "biases", "bias_shrinkage")
 
@@ -118,7 +119,7 @@ def load_export(directory: Path | str) -> ExportBundle:
         item_vectors=load_file(str(directory / fmt.ITEM_EMBEDDINGS))["embeddings"],
         user_vectors=load_file(str(directory / fmt.USER_EMBEDDINGS))["embeddings"],
         net=net,
-        tokenizer=AutoTokenizer.from_pretrained(str(encoder_dir)),
+        tokenizer=load_tokenizer(encoder_dir),
         ease_weights=ease_weights,
         ease_fusion=ease_fusion,
     )
