@@ -206,6 +206,18 @@ class TextEncoder(nn.Module):
             layer.eval()
         return self
 
+    def check_token_ids(self, tokens: TokenizedTexts) -> None:
+        """Refuse token ids beyond the encoder's vocabulary, which a tokenizer of another model
+        gives (the embedding lookup would fail with a bare "index out of range")."""
+        vocabulary = int(self.bert.config.vocab_size)
+        largest = int(tokens.ids.max(initial=-1))
+        if largest >= vocabulary:
+            raise ValueError(
+                f"the texts hold token id {largest}, beyond the encoder's vocabulary of {vocabulary} tokens: the "
+                "tokenizer (data.tokenizer_path) is not the encoder's (model.text.pretrained_path); use the tokenizer "
+                "saved with the encoder"
+            )
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.bf16:
             return torch.autocast(self.bert.device.type, dtype=torch.bfloat16)
@@ -282,6 +294,7 @@ class TextEncoder(nn.Module):
         (sorting by length avoids most padding); ``pretrained`` uses the weights as loaded."""
         if len(tokens) == 0:
             return torch.empty(0, self.hidden_size)
+        self.check_token_ids(tokens)
         was_training = self.training
         self.eval()
         try:
@@ -346,6 +359,7 @@ class PrefixCache(nn.Module):
 
     def __init__(self, encoder: TextEncoder, tokens: TokenizedTexts, batch_size: int = ENCODE_BATCH) -> None:
         super().__init__()
+        encoder.check_token_ids(tokens)
         width = max(int(tokens.lengths().max(initial=1)), 1)
         device = encoder.bert.device
         states = torch.zeros(len(tokens), width, encoder.hidden_size, dtype=torch.bfloat16, device=device)

@@ -221,3 +221,17 @@ def test_an_encoder_of_another_family_is_refused_naming_those_that_work(tmp_path
                        r"whose layers recsys cannot run: use an encoder of type bert, roberta, xlm-roberta, "
                        r"camembert, distilbert, mpnet"):
         TextEncoder(pretrained_path=tmp_path)
+
+
+def test_token_ids_beyond_the_vocabulary_name_the_two_settings_that_disagree(tiny_bert_config):
+    # A tokenizer of another model: the embedding lookup failed with a bare "index out of range".
+    model = encoder(tiny_bert_config, layers=1)
+    beyond = TokenizedTexts(ids=np.array([101, 30522, 102]), offsets=np.array([0, 3]))
+    message = (r"the texts hold token id 30522, beyond the encoder's vocabulary of 30522 tokens: the tokenizer "
+               r"\(data.tokenizer_path\) is not the encoder's \(model.text.pretrained_path\)")
+    with pytest.raises(ValueError, match=message):
+        model.encode(beyond)
+    with pytest.raises(ValueError, match=message):
+        PrefixCache(model, beyond)
+    model.check_token_ids(TOKENS)  # the last id of the vocabulary and below are fine
+    model.check_token_ids(TokenizedTexts(ids=np.array([30521]), offsets=np.array([0, 1])))
