@@ -54,14 +54,19 @@ class TokenizedTexts:
     def row(self, index: int) -> np.ndarray:
         return self.ids[self.offsets[index] : self.offsets[index + 1]]
 
-    def pad(self, indices: np.ndarray | list[int], multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def pad(self, indices: np.ndarray | list[int], multiple: int = 1,
+            max_width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(input_ids, attention_mask)`` of shape ``[len(indices), width]`` for these rows, where
-        ``width`` is the longest row's length rounded up to a multiple of ``multiple``."""
+        ``width`` is the longest row's length rounded up to a multiple of ``multiple``, but no more
+        than ``max_width`` (an encoder's positions) where that still holds the longest row."""
         if multiple < 1:
             raise ValueError(f"multiple must be >= 1, got {multiple}")
         indices = np.asarray(indices, dtype=np.int64)
         lengths = self.offsets[indices + 1] - self.offsets[indices]
-        width = -(-max(int(lengths.max(initial=0)), 1) // multiple) * multiple
+        longest = max(int(lengths.max(initial=0)), 1)
+        width = -(-longest // multiple) * multiple
+        if max_width is not None:
+            width = max(min(width, max_width), longest)
         input_ids = np.full((len(indices), width), self.pad_token_id, dtype=np.int64)
         mask = np.arange(width)[None, :] < lengths[:, None]
         starts = self.offsets[indices]

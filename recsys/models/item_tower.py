@@ -82,8 +82,9 @@ class ItemTower(nn.Module):
         if self.encoder.fully_frozen and self.attention_pooling is None:
             text = pretrained_text
         else:
+            self.encoder.check_tokens(tokens)
             text = encode_in_length_order(lambda ids, mask: self.text_embeddings(None, ids, mask), tokens,
-                                          device=self.projection.weight.device)
+                                          device=self.projection.weight.device, max_width=self.encoder.max_tokens)
         weight = self.projection.weight
         return F.normalize(self.projection(text.to(weight.device, weight.dtype)), dim=-1)
 

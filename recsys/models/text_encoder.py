@@ -42,6 +42,9 @@ PAD_MULTIPLE = 32
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "mpnet")
 # Those without a pooler, which from_pretrained must not be asked to leave out.
 _WITHOUT_POOLER = ("distilbert",)
+# Those whose position ids start after the padding id (RoBERTa's scheme), so that they read
+# pad_token_id + 1 fewer tokens than they have position embeddings.
+_POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "mpnet")
 
 
 @contextlib.contextmanager
@@ -206,9 +209,18 @@ class TextEncoder(nn.Module):
             layer.eval()
         return self
 
-    def check_token_ids(self, tokens: TokenizedTexts) -> None:
-        """Refuse token ids beyond the encoder's vocabulary, which a tokenizer of another model
-        gives (the embedding lookup would fail with a bare "index out of range")."""
+    @property
+    def max_tokens(self) -> int:
+        """The longest text the encoder reads: one token per position embedding (fewer for the
+        types whose positions start after the padding id)."""
+        config = self.bert.config
+        offset = int(config.pad_token_id) + 1 if config.model_type in _POSITIONS_AFTER_PADDING else 0
+        return int(config.max_position_embeddings) - offset
+
+    def check_tokens(self, tokens: TokenizedTexts) -> None:
+        """Refuse texts that the encoder cannot read, naming the settings to change: token ids
+        beyond its vocabulary (a tokenizer of another model) or texts longer than its positions (a
+        tokenizer whose maximum length is not the model's); both failed deep in the embedding lookup."""
         vocabulary = int(self.bert.config.vocab_size)
         largest = int(tokens.ids.max(initial=-1))
         if largest >= vocabulary:
@@ -216,6 +228,12 @@ class TextEncoder(nn.Module):
                 f"the texts hold token id {largest}, beyond the encoder's vocabulary of {vocabulary} tokens: the "
                 "tokenizer (data.tokenizer_path) is not the encoder's (model.text.pretrained_path); use the tokenizer "
                 "saved with the encoder"
+            )
+        longest = int(tokens.lengths().max(initial=0))
+        if longest > self.max_tokens:
+            raise ValueError(
+                f"the texts hold up to {longest} tokens, more than the encoder reads ({self.max_tokens}, its position "
+                f"embeddings): set data.item_max_tokens and data.review_max_tokens to at most {self.max_tokens}"
             )
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -294,12 +312,12 @@ class TextEncoder(nn.Module):
         (sorting by length avoids most padding); ``pretrained`` uses the weights as loaded."""
         if len(tokens) == 0:
             return torch.empty(0, self.hidden_size)
-        self.check_token_ids(tokens)
+        self.check_tokens(tokens)
         was_training = self.training
         self.eval()
         try:
             return encode_in_length_order(self.forward_pretrained if pretrained else self.forward, tokens,
-                                          batch_size, progress, device=self.bert.device)
+                                          batch_size, progress, device=self.bert.device, max_width=self.max_tokens)
         finally:
             self.train(was_training)
 
@@ -323,11 +341,12 @@ class TextEncoder(nn.Module):
 def encode_in_length_order(
     encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], tokens: TokenizedTexts,
     batch_size: int = ENCODE_BATCH, progress: bool = False, pad_multiple: int = PAD_MULTIPLE,
-    device: torch.device | str | None = None,
+    device: torch.device | str | None = None, max_width: int | None = None,
 ) -> torch.Tensor:
     """``encode(input_ids, attention_mask)`` of every text [len(tokens), H] (on the CPU), run on
     batches of texts of similar length (sorting by length avoids most padding), each padded to a
-    multiple of ``pad_multiple`` tokens (few distinct shapes), rows in the original order.
+    multiple of ``pad_multiple`` tokens (few distinct shapes) but to no more than ``max_width``
+    (the encoder's positions), rows in the original order.
     ``device``: where ``encode`` runs (the token batches are moved there; default the CPU)."""
     order = torch.from_numpy(tokens.lengths().argsort(kind="stable"))
     output: torch.Tensor | None = None
@@ -338,7 +357,7 @@ def encode_in_length_order(
         starts = track(starts, description=f"Encoding {len(tokens)} texts")
     for start in starts:
         rows = order[start : start + batch_size]
-        embeddings = encode(*(t.to(device) for t in tokens.pad(rows.numpy(), multiple=pad_multiple)))
+        embeddings = encode(*(t.to(device) for t in tokens.pad(rows.numpy(), pad_multiple, max_width)))
         if output is None:
             output = torch.empty(len(tokens), embeddings.shape[-1])
         output[rows] = embeddings.to(output.device)
@@ -359,7 +378,7 @@ class PrefixCache(nn.Module):
 
     def __init__(self, encoder: TextEncoder, tokens: TokenizedTexts, batch_size: int = ENCODE_BATCH) -> None:
         super().__init__()
-        encoder.check_token_ids(tokens)
+        encoder.check_tokens(tokens)
         width = max(int(tokens.lengths().max(initial=1)), 1)
         device = encoder.bert.device
         states = torch.zeros(len(tokens), width, encoder.hidden_size, dtype=torch.bfloat16, device=device)

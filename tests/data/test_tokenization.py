@@ -62,6 +62,10 @@ def test_pad_to_a_multiple_rounds_the_width_up_with_masked_padding():
     assert tokens.pad([0], multiple=3)[0].shape == (1, 3)  # already a multiple: unchanged
     with pytest.raises(ValueError, match="multiple must be >= 1"):
         tokens.pad([0], multiple=0)
+    # An encoder's positions cap the rounding, never the longest row.
+    assert tokens.pad([2, 0, 1], multiple=4, max_width=3)[0].tolist() == [[9, 10, 0], [5, 6, 7], [8, 0, 0]]
+    assert tokens.pad([2, 0, 1], multiple=4, max_width=2)[0].shape == (3, 3)
+    assert tokens.pad([1], multiple=4, max_width=3)[0].tolist() == [[8, 0, 0]]
 
 
 def test_token_counter_counts_without_special_tokens_or_truncation(tokenizer):

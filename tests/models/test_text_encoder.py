@@ -233,5 +233,25 @@ def test_token_ids_beyond_the_vocabulary_name_the_two_settings_that_disagree(tin
         model.encode(beyond)
     with pytest.raises(ValueError, match=message):
         PrefixCache(model, beyond)
-    model.check_token_ids(TOKENS)  # the last id of the vocabulary and below are fine
-    model.check_token_ids(TokenizedTexts(ids=np.array([30521]), offsets=np.array([0, 1])))
+    model.check_tokens(TOKENS)  # the last id of the vocabulary and below are fine
+    model.check_tokens(TokenizedTexts(ids=np.array([30521]), offsets=np.array([0, 1])))
+
+
+@pytest.mark.parametrize(("model_type", "max_tokens"), [("bert", 40), ("roberta", 38), ("distilbert", 40)])
+def test_texts_longer_than_the_positions_are_refused_and_the_longest_allowed_runs(tmp_path, model_type, max_tokens):
+    # A tokenizer whose maximum length is not the model's let longer texts through, which failed in
+    # the position embeddings; RoBERTa's positions start after its padding id (1), so 2 fewer.
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model(model_type, vocab_size=4000, **{**TINY_FAMILIES[model_type],
+                                                                  "max_position_embeddings": 40})
+    AutoModel.from_config(config).save_pretrained(tmp_path)
+    model = TextEncoder(pretrained_path=tmp_path, trainable_layers=1, bf16=False)
+    assert model.max_tokens == max_tokens
+    longest = TokenizedTexts(ids=np.arange(3, 3 + max_tokens), offsets=np.array([0, max_tokens]))
+    assert model.encode(longest).shape == (1, 32)
+    too_long = TokenizedTexts(ids=np.arange(3, 4 + max_tokens), offsets=np.array([0, max_tokens + 1]))
+    with pytest.raises(ValueError, match=rf"the texts hold up to {max_tokens + 1} tokens, more than the encoder "
+                       rf"reads \({max_tokens}, its position embeddings\): set data.item_max_tokens and "
+                       rf"data.review_max_tokens to at most {max_tokens}"):
+        model.encode(too_long)
