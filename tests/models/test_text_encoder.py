@@ -166,6 +166,7 @@ TINY_FAMILIES = {
     "distilbert": dict(dim=32, n_layers=3, n_heads=2, hidden_dim=64),
 }
 TINY_FAMILIES["xlm-roberta"] = TINY_FAMILIES["camembert"] = TINY_FAMILIES["mpnet"] = TINY_FAMILIES["roberta"]
+TINY_FAMILIES["electra"] = {**TINY_FAMILIES["bert"], "embedding_size": 16}  # projected to the layers' 32
 
 
 @pytest.mark.parametrize("model_type", sorted(TINY_FAMILIES))
@@ -205,21 +206,35 @@ def test_a_bert_family_folder_runs_layer_by_layer_as_its_model_does(tmp_path, mo
     with torch.no_grad():
         next(model.layers[2].parameters()).add_(1.0)
     assert model.pretrained_fingerprint() == fingerprint
+    # Everything trainable (-1): the embeddings too (ELECTRA's projection with them; MPNet's bias
+    # table stays frozen), and the pretrained path keeps the weights as loaded.
+    everything = TextEncoder(pretrained_path=tmp_path, trainable_layers=-1, bf16=False)
+    frozen = {name for name, p in everything.bert.named_parameters() if not p.requires_grad}
+    assert frozen == ({"encoder.relative_attention_bias.weight"} if model_type == "mpnet" else set())
+    fingerprint = everything.pretrained_fingerprint()
+    with torch.no_grad():  # what training may change
+        for parameter in everything.bert.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    everything.eval()
+    assert torch.allclose(everything.forward_pretrained(ids, mask), expected, atol=1e-5)
+    assert not torch.allclose(everything(ids, mask), expected, atol=1e-3)
+    assert everything.pretrained_fingerprint() == fingerprint
 
 
 def test_an_encoder_of_another_family_is_refused_naming_those_that_work(tmp_path):
-    # ELECTRA projects its embeddings before the layers, which a layer-by-layer run would skip.
+    # ALBERT shares one layer's weights across its stack, in groups that a layer-by-layer run does not know.
     from transformers import AutoConfig, AutoModel
 
     from recsys.models.text_encoder import SUPPORTED_MODEL_TYPES
 
     assert set(TINY_FAMILIES) == set(SUPPORTED_MODEL_TYPES)  # each one accepted is run in the test above
-    AutoModel.from_config(AutoConfig.for_model("electra", vocab_size=100, embedding_size=16, hidden_size=32,
+    AutoModel.from_config(AutoConfig.for_model("albert", vocab_size=100, embedding_size=16, hidden_size=32,
                                                num_hidden_layers=2, num_attention_heads=2,
                                                intermediate_size=64)).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=rf"model.text.pretrained_path={tmp_path} is a model of type 'electra', "
+    with pytest.raises(ValueError, match=rf"model.text.pretrained_path={tmp_path} is a model of type 'albert', "
                        r"whose layers recsys cannot run: use an encoder of type bert, roberta, xlm-roberta, "
-                       r"camembert, distilbert, mpnet"):
+                       r"camembert, electra, distilbert, mpnet"):
         TextEncoder(pretrained_path=tmp_path)
 
 
