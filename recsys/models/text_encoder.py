@@ -1,10 +1,7 @@
 """A BERT-family encoder with mean pooling, of which only the top layers are fine-tuned.
 
 BERT-family means an encoder whose embeddings and stack of layers this module runs itself (to
-cache the frozen prefix): BERT's layout (``bert``, ``roberta``, ``xlm-roberta``, ``camembert``:
-``model.encoder.layer``), ELECTRA's (BERT's, with a projection of the embeddings to the layers'
-width), DistilBERT's (``model.transformer.layer``) and MPNet's (BERT's, its layers taking a
-relative position bias that stays frozen).
+cache the frozen prefix): see :mod:`recsys.models.encoder_families`.
 
 The frozen part (embeddings and the lower layers) never changes during training, so its output
 for a fixed set of texts (the item catalog) can be computed once and kept: then a training step
@@ -20,15 +17,23 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.utils import logging as hf_logging
 
 from recsys.data.tokenization import TokenizedTexts
+from recsys.models.encoder_families import (
+    built_model,
+    check_model_type,
+    embedding_layer,
+    layer_inputs,
+    layer_stack,
+    loading_options,
+    readable_tokens,
+)
 from recsys.pretrained import resolve_encoder_path
 from recsys.settings import checked_flag, is_whole_number
 
@@ -39,13 +44,6 @@ ENCODE_BATCH = 128
 # each have a shape of their own, and CPU kernels cache per shape: encoding Musical Instruments'
 # 8,208 reviews grew the process by 2.1 GB unpadded and by 0.7 GB padded, at the same speed.
 PAD_MULTIPLE = 32
-# Model types (config.json's model_type) whose layers are run as BERT's are.
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet")
-# Those without a pooler, which from_pretrained must not be asked to leave out.
-_WITHOUT_POOLER = ("electra", "distilbert")
-# Those whose position ids start after the padding id (RoBERTa's scheme), so that they read
-# pad_token_id + 1 fewer tokens than they have position embeddings.
-_POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "mpnet")
 
 
 @contextlib.contextmanager
@@ -66,54 +64,6 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def check_model_type(config: PretrainedConfig, where: str) -> None:
-    """Refuse an encoder whose layers this module cannot run, naming the ones it can (``where``:
-    the setting or folder the config came from)."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"{where} is a model of type {model_type!r}, whose layers recsys cannot run: use an "
-                         f"encoder of type {', '.join(SUPPORTED_MODEL_TYPES)} (config.json's model_type)")
-
-
-def built_model(config: PretrainedConfig) -> PreTrainedModel:
-    """A randomly initialised encoder of ``config``, without a pooler."""
-    check_model_type(config, "the encoder config")
-    return AutoModel.from_config(config, **_loading_options(config))
-
-
-def _loading_options(config: PretrainedConfig) -> dict[str, Any]:
-    return {} if config.model_type in _WITHOUT_POOLER else {"add_pooling_layer": False}
-
-
-def layer_stack(model: PreTrainedModel) -> nn.ModuleList:
-    """The transformer layers of a supported encoder, bottom first."""
-    container = cast(nn.Module, model.transformer if model.config.model_type == "distilbert" else model.encoder)
-    return cast(nn.ModuleList, container.layer)
-
-
-class ProjectedEmbeddings(nn.Module):
-    """ELECTRA's embeddings followed by the projection to the layers' width that its model applies
-    (where the embeddings are narrower than the layers)."""
-
-    def __init__(self, embeddings: nn.Module, projection: nn.Module) -> None:
-        super().__init__()
-        self.embeddings = embeddings
-        self.projection = projection
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.embeddings(input_ids=input_ids))
-
-
-def layer_inputs(model: PreTrainedModel, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What each layer of ``model`` takes besides the states ``hidden`` [N, L, H] and the mask: for
-    MPNet, the relative position bias [N, heads, L, L] that its encoder computes once for all its
-    layers (from a table that is never fine-tuned); nothing for the other types."""
-    if model.config.model_type != "mpnet":
-        return {}
-    encoder: Any = model.encoder
-    return {"position_bias": encoder.compute_position_bias(hidden)}
-
-
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``hidden`` [N, L, H] over the positions where ``attention_mask`` [N, L] is 1."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -125,7 +75,7 @@ class TextEncoder(nn.Module):
 
     Args:
         pretrained_path: local folder of a Hugging Face BERT-family model (None: bundled
-            all-MiniLM-L6-v2); see :data:`SUPPORTED_MODEL_TYPES`.
+            all-MiniLM-L6-v2); see :data:`~recsys.models.encoder_families.SUPPORTED_MODEL_TYPES`.
         trainable_layers: top layers to fine-tune (0 none, -1 all, embeddings included).
         bf16: run under bfloat16 autocast on CPU (about 2-3x faster than float32 there).
         config: build a randomly initialised encoder from this config instead (tests).
@@ -152,8 +102,7 @@ class TextEncoder(nn.Module):
             with quiet_transformers():
                 # float32 weights whatever the checkpoint stores (transformers would keep a float16
                 # or bfloat16 file's dtype): the optimiser updates them, and autocast sets the compute.
-                self.bert = AutoModel.from_pretrained(str(path), dtype=torch.float32,
-                                                      **_loading_options(stored))
+                self.bert = AutoModel.from_pretrained(str(path), dtype=torch.float32, **loading_options(stored))
             self.source = str(path)
         num_layers = self.bert.config.num_hidden_layers
         if not is_whole_number(trainable_layers) or not -1 <= trainable_layers <= num_layers:
@@ -192,9 +141,7 @@ class TextEncoder(nn.Module):
     def embeddings(self) -> nn.Module:
         """The model's embedding layer (token, position and, where the model has them, segment
         embeddings), with ELECTRA's projection to the layers' width where it has one."""
-        embeddings = cast(nn.Module, self.bert.embeddings)
-        projection = getattr(self.bert, "embeddings_project", None)
-        return embeddings if projection is None else ProjectedEmbeddings(embeddings, projection)
+        return embedding_layer(self.bert)
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -230,9 +177,7 @@ class TextEncoder(nn.Module):
     def max_tokens(self) -> int:
         """The longest text the encoder reads: one token per position embedding (fewer for the
         types whose positions start after the padding id)."""
-        config = self.bert.config
-        offset = int(config.pad_token_id) + 1 if config.model_type in _POSITIONS_AFTER_PADDING else 0
-        return int(config.max_position_embeddings) - offset
+        return readable_tokens(self.bert.config)
 
     def check_tokens(self, tokens: TokenizedTexts) -> None:
         """Refuse texts that the encoder cannot read, naming the settings to change: token ids

@@ -18,37 +18,17 @@ import contextlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 import torch
 from torch import nn
 
+from recsys.models.encoder_families import position_bias_module
 from recsys.models.text_encoder import TextEncoder, mean_pool
 from recsys.serving.backend_names import TEXT_BACKENDS
 
 ONNX_OPSET = 17
 
 TextBackend = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class RelativePositionBias(nn.Module):
-    """MPNet's relative position bias [N, heads, L, L] of states [N, L, H], as its encoder computes
-    it once for all its layers, holding only the encoder's bias table (so that the int8 backend's
-    copy of the layers does not copy the whole model)."""
-
-    def __init__(self, mpnet: nn.Module) -> None:
-        super().__init__()
-        self.table = cast(nn.Embedding, cast(nn.Module, mpnet.encoder).relative_attention_bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
-
-        length = hidden.shape[1]
-        position = torch.arange(length, device=hidden.device)
-        # 32 buckets, as MPNetEncoder.compute_position_bias asks for whatever the config's table holds.
-        buckets = MPNetEncoder.relative_position_bucket(position[None, :] - position[:, None], num_buckets=32)
-        bias = self.table(buckets).permute(2, 0, 1).unsqueeze(0)
-        return bias.expand(hidden.shape[0], -1, length, length)
 
 
 class PretrainedTextModel(nn.Module):
@@ -63,7 +43,7 @@ class PretrainedTextModel(nn.Module):
         self.embeddings = encoder.pretrained_embeddings or encoder.embeddings
         self.layers = nn.ModuleList([*encoder.layers[: encoder.frozen_layers], *encoder.pretrained_top])
         model = encoder.bert
-        self.position_bias = RelativePositionBias(model) if model.config.model_type == "mpnet" else None
+        self.position_bias = position_bias_module(model)
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
