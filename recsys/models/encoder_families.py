@@ -55,6 +55,14 @@ def layer_stack(model: PreTrainedModel) -> nn.ModuleList:
     return cast(nn.ModuleList, container.layer)
 
 
+def embedding_layer(model: PreTrainedModel) -> nn.Module:
+    """``model``'s embedding layer (token, position and, where the model has them, segment
+    embeddings), with ELECTRA's projection to the layers' width where it has one."""
+    embeddings = cast(nn.Module, model.embeddings)
+    projection = getattr(model, "embeddings_project", None)
+    return embeddings if projection is None else ProjectedEmbeddings(embeddings, projection)
+
+
 class ProjectedEmbeddings(nn.Module):
     """ELECTRA's embeddings followed by the projection to the layers' width that its model applies
     (where the embeddings are narrower than the layers)."""
@@ -68,34 +76,11 @@ class ProjectedEmbeddings(nn.Module):
         return self.projection(self.embeddings(input_ids=input_ids))
 
 
-def layer_inputs(model: PreTrainedModel, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What each layer of ``model`` takes besides the states ``hidden`` [N, L, H] and the mask: for
-    MPNet, the relative position bias [N, heads, L, L] that its encoder computes once for all its
-    layers (from a table that is never fine-tuned); nothing for the other types."""
-    if model.config.model_type != "mpnet":
-        return {}
-    encoder: Any = model.encoder
-    return {"position_bias": encoder.compute_position_bias(hidden)}
-
-def embedding_layer(model: PreTrainedModel) -> nn.Module:
-    """``model``'s embedding layer (token, position and, where the model has them, segment
-    embeddings), with ELECTRA's projection to the layers' width where it has one."""
-    embeddings = cast(nn.Module, model.embeddings)
-    projection = getattr(model, "embeddings_project", None)
-    return embeddings if projection is None else ProjectedEmbeddings(embeddings, projection)
-
-
 def readable_tokens(config: PretrainedConfig) -> int:
     """The longest text an encoder of ``config`` reads: one token per position embedding, fewer
     for the types whose positions start after the padding id."""
     offset = int(config.pad_token_id) + 1 if config.model_type in _POSITIONS_AFTER_PADDING else 0
     return int(config.max_position_embeddings) - offset
-
-
-def position_bias_module(model: PreTrainedModel) -> RelativePositionBias | None:
-    """For MPNet, a module computing its relative position bias from its table alone; None for the
-    other types."""
-    return RelativePositionBias(model) if model.config.model_type == "mpnet" else None
 
 
 class RelativePositionBias(nn.Module):
@@ -116,3 +101,17 @@ class RelativePositionBias(nn.Module):
         buckets = MPNetEncoder.relative_position_bucket(position[None, :] - position[:, None], num_buckets=32)
         bias = self.table(buckets).permute(2, 0, 1).unsqueeze(0)
         return bias.expand(hidden.shape[0], -1, length, length)
+
+
+def position_bias_module(model: PreTrainedModel) -> RelativePositionBias | None:
+    """For MPNet, a module computing its relative position bias from its table alone; None for the
+    other types."""
+    return RelativePositionBias(model) if model.config.model_type == "mpnet" else None
+
+
+def layer_inputs(model: PreTrainedModel, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What each layer of ``model`` takes besides the states ``hidden`` [N, L, H] and the mask: for
+    MPNet, the relative position bias [N, heads, L, L] that its encoder computes once for all its
+    layers; nothing for the other types."""
+    bias = position_bias_module(model)
+    return {} if bias is None else {"position_bias": bias(hidden)}
