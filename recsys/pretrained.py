@@ -34,6 +34,7 @@ def resolve_encoder_path(path: str | Path | None) -> Path:
         )
     return folder
 
+
 # Fewer tokens than any real vocabulary holds: what transformers builds from special tokens alone.
 MIN_VOCABULARY = 100
 

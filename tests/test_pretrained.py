@@ -7,7 +7,7 @@ from transformers import BertConfig, BertModel
 
 from recsys.data.datamodule import ReviewDataModule
 from recsys.data.sources import DatasetFiles
-from recsys.pretrained import bundled_encoder_path, load_tokenizer
+from recsys.pretrained import load_tokenizer
 from tests.conftest import TINY_BERT
 
 
@@ -32,4 +32,3 @@ def test_the_bundled_tokenizer_and_a_saved_copy_read_words(tmp_path: Path):
     copy = load_tokenizer(tmp_path)
     words = copy.tokenize("warm sounding guitar strings")
     assert words == bundled.tokenize("warm sounding guitar strings") and copy.unk_token not in words
-    assert load_tokenizer(bundled_encoder_path()).vocab == bundled.vocab

@@ -76,6 +76,11 @@ class ProjectedEmbeddings(nn.Module):
         return self.projection(self.embeddings(input_ids=input_ids))
 
 
+def inner_size(config: PretrainedConfig) -> int:
+    """The width of the layers' feed-forward part (``intermediate_size``; DistilBERT's ``hidden_dim``)."""
+    return int(config.hidden_dim if config.model_type == "distilbert" else config.intermediate_size)
+
+
 def readable_tokens(config: PretrainedConfig) -> int:
     """The longest text an encoder of ``config`` reads: one token per position embedding, fewer
     for the types whose positions start after the padding id."""
@@ -109,9 +114,8 @@ def position_bias_module(model: PreTrainedModel) -> RelativePositionBias | None:
     return RelativePositionBias(model) if model.config.model_type == "mpnet" else None
 
 
-def layer_inputs(model: PreTrainedModel, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What each layer of ``model`` takes besides the states ``hidden`` [N, L, H] and the mask: for
-    MPNet, the relative position bias [N, heads, L, L] that its encoder computes once for all its
-    layers; nothing for the other types."""
-    bias = position_bias_module(model)
-    return {} if bias is None else {"position_bias": bias(hidden)}
+def layer_inputs(position_bias: nn.Module | None, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What each layer takes besides the states ``hidden`` [N, L, H] and the mask: for MPNet, the
+    relative position bias [N, heads, L, L] of its :func:`position_bias_module`, computed once for
+    all its layers; nothing for the other types (``position_bias`` None)."""
+    return {} if position_bias is None else {"position_bias": position_bias(hidden)}

@@ -29,9 +29,11 @@ from recsys.models.encoder_families import (
     built_model,
     check_model_type,
     embedding_layer,
+    inner_size,
     layer_inputs,
     layer_stack,
     loading_options,
+    position_bias_module,
     readable_tokens,
 )
 from recsys.pretrained import resolve_encoder_path
@@ -208,7 +210,7 @@ class TextEncoder(nn.Module):
 
     def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: Iterable[nn.Module]) -> torch.Tensor:
         mask = self._mask(hidden, attention_mask)
-        inputs = layer_inputs(self.bert, hidden)
+        inputs = layer_inputs(position_bias_module(self.bert), hidden)
         for layer in layers:
             hidden = layer(hidden, attention_mask=mask, **inputs)
             if isinstance(hidden, tuple):
@@ -229,8 +231,7 @@ class TextEncoder(nn.Module):
         """
         config = self.bert.config
         n, length = attention_mask.shape
-        hidden = config.hidden_size
-        inner = config.hidden_dim if config.model_type == "distilbert" else config.intermediate_size
+        hidden, inner = config.hidden_size, inner_size(config)
         forward = n * layers * (2 * length * (4 * hidden * hidden + 2 * hidden * inner) + 4 * length * length * hidden)
         return float(forward * (3 if backward else 1))
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from recsys.models.encoder_families import position_bias_module
+from recsys.models.encoder_families import layer_inputs, position_bias_module
 from recsys.models.text_encoder import TextEncoder, mean_pool
 from recsys.serving.backend_names import TEXT_BACKENDS
 
@@ -42,15 +42,14 @@ class PretrainedTextModel(nn.Module):
         super().__init__()
         self.embeddings = encoder.pretrained_embeddings or encoder.embeddings
         self.layers = nn.ModuleList([*encoder.layers[: encoder.frozen_layers], *encoder.pretrained_top])
-        model = encoder.bert
-        self.position_bias = position_bias_module(model)
+        self.position_bias = position_bias_module(encoder.bert)
         self.eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.embeddings(input_ids=input_ids)
         blocked = 1.0 - attention_mask[:, None, None, :].to(hidden.dtype)
         mask = blocked * torch.finfo(hidden.dtype).min
-        inputs = {"position_bias": self.position_bias(hidden)} if self.position_bias is not None else {}
+        inputs = layer_inputs(self.position_bias, hidden)
         for layer in self.layers:
             hidden = layer(hidden, attention_mask=mask, **inputs)
             if isinstance(hidden, tuple):

@@ -18,10 +18,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from recsys.data.datamodule import ReviewDataModule
 from recsys.data.errors import ChangedDataError, DatasetNotFoundError
 from recsys.data.sources import locate
+from recsys.training.module import CONFIG_KEY
 
 log = logging.getLogger(__name__)
-# Where TwoTowerModule.on_save_checkpoint keeps the run config (YAML, resolved).
-CONFIG_KEY = "recsys_config"
 EVALUATE_ON_CHANGED_DATA = "Evaluating on it would count interactions that the model trained on as held out."
 
 

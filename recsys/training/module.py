@@ -22,7 +22,6 @@ from recsys.models.losses import LossConfig, distillation_loss, in_batch_retriev
 from recsys.models.text_encoder import TextEncoder
 from recsys.models.two_tower import TwoTowerModel
 from recsys.settings import checked_number, is_whole_number
-from recsys.training.checkpoints import CONFIG_KEY
 from recsys.training.optimization import (
     check_optimizer_settings,
     check_schedule,
@@ -33,6 +32,8 @@ from recsys.training.ranking import RANKING_METRICS, fused_scores, ranking_metri
 from recsys.training.teacher import EaseTeacher
 
 EVAL_STAGES = ("val", "test")
+# Where on_save_checkpoint keeps the run config (YAML, resolved); read back by recsys.training.checkpoints.
+CONFIG_KEY = "recsys_config"
 RANKING_CHUNK = 1024  # users scored at a time: memory is RANKING_CHUNK x num_items
 
 

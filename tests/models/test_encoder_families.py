@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from recsys.data.tokenization import TokenizedTexts
+from recsys.models.encoder_families import inner_size
 from recsys.models.text_encoder import TextEncoder, mean_pool
 
 TOKENS = TokenizedTexts(ids=np.array([101, 2000, 2001, 2002, 102, 101, 3000, 102, 101, 102]),
@@ -37,6 +38,7 @@ def test_a_bert_family_folder_runs_layer_by_layer_as_its_model_does(tmp_path, mo
         torch.nn.init.normal_(saved.encoder.relative_attention_bias.weight)
     saved.save_pretrained(tmp_path)
     model = TextEncoder(pretrained_path=tmp_path, trainable_layers=1, bf16=False)
+    assert inner_size(model.bert.config) == 64  # the FLOP estimate's feed-forward width, whatever its name
     reference = AutoModel.from_pretrained(tmp_path).eval()
     ids, mask = TOKENS.pad([0, 1, 2])
     ids = ids % 4000

@@ -68,7 +68,8 @@ def test_a_checkpoint_that_repeats_another_is_dropped_and_not_tested_twice(tiny_
 
 
 def test_a_file_that_is_not_a_recsys_checkpoint_says_what_it_is(tmp_path):
-    from recsys.training.checkpoints import CONFIG_KEY, load_checkpoint_config
+    from recsys.training.checkpoints import load_checkpoint_config
+    from recsys.training.module import CONFIG_KEY
 
     with pytest.raises(FileNotFoundError, match="No checkpoint at"):
         load_checkpoint_config(tmp_path / "missing.ckpt")
@@ -96,7 +97,7 @@ def test_a_file_that_is_not_a_recsys_checkpoint_says_what_it_is(tmp_path):
 
 @pytest.mark.parametrize("value", ["four", True, 6.0])
 def test_evaluate_refuses_a_relevance_threshold_that_is_not_a_rating(tmp_path, value):
-    from recsys.training.checkpoints import CONFIG_KEY
+    from recsys.training.module import CONFIG_KEY
     from recsys.training.run import evaluate
 
     path = tmp_path / "epoch00.ckpt"
