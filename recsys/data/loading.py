@@ -16,12 +16,12 @@ from recsys.data.readers import read_items, read_reviews
 from recsys.data.schema import INTERACTION_DTYPES, ITEM_DTYPES
 from recsys.data.sources import LocatedFiles
 from recsys.data.validation import BadLinePolicy, ReadReport
+from recsys.file_digest import file_sha256
 
 log = logging.getLogger(__name__)
 
 # Bump when the readers change what they produce, so old parsed tables are not reused.
 READER_VERSION = 2
-HASH_CHUNK = 1 << 20
 
 
 @dataclass
@@ -32,14 +32,6 @@ class LoadedTables:
     items: pd.DataFrame | None
     reports: list[ReadReport]
     cache_dir: Path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tables_cache_dir(files: LocatedFiles, policy: BadLinePolicy, cache_root: Path) -> Path:

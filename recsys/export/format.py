@@ -25,8 +25,9 @@ when it holds the EASE weights, so that older readers refuse it rather than rank
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from recsys.file_digest import file_sha256
 
 FORMAT_VERSION = 2  # the newest version this recsys reads and writes
 COSINE_FORMAT_VERSION = 1  # an export without ease.safetensors, readable by older recsys
@@ -47,18 +48,10 @@ class ExportError(RuntimeError):
     """An export directory is missing, incomplete, tampered with, or of an unknown format."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def checksums(directory: Path) -> dict[str, str]:
     """sha256 of every file under ``directory`` but the manifest, by relative POSIX path."""
     return {
-        path.relative_to(directory).as_posix(): sha256_of(path)
+        path.relative_to(directory).as_posix(): file_sha256(path)
         for path in sorted(directory.rglob("*"))
         if path.is_file() and path.name != MANIFEST
     }
