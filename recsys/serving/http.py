@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
-from recsys.serving.recommender import Recommendation, Recommender, ReviewInput
+from recsys.serving.recommender import Recommender, ReviewInput
 
 MAX_K = 1000
 MAX_TEXT_CHARS = 5000
@@ -25,32 +25,86 @@ Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class ReviewBody(BaseModel):
+    """One review of a new user: what they wrote, and of which item, with how many stars."""
+
     model_config = ConfigDict(extra="forbid")
-    text: Text
-    item_id: Identifier | None = None
-    rating: float | None = Field(default=None, ge=1, le=5)
+    text: Text = Field(description="The review's text.")
+    item_id: Identifier | None = Field(
+        default=None, description="The reviewed item, if it is in the catalog (an unknown id is refused).")
+    rating: float | None = Field(default=None, ge=1, le=5, description="The stars given, 1 to 5.")
 
 
 class RecommendBody(BaseModel):
-    """Ask by ``user_id`` (a known user), ``reviews`` (a new user) or ``query`` (free text)."""
+    """Ask by ``user_id`` (a known user), ``reviews`` (a new user) or ``query`` (free text): exactly one."""
 
-    model_config = ConfigDict(extra="forbid")
-    user_id: Identifier | None = None
-    reviews: list[ReviewBody] | None = Field(default=None, min_length=1, max_length=MAX_REVIEWS)
-    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)] | None = None
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    exclude_seen: bool = True
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"user_id": "A2IBPI20UZIR0U", "k": 10},
+        {"reviews": [{"text": "Bright, long-lasting strings", "item_id": "B0002E1G5C", "rating": 5}], "k": 10},
+        {"query": "warm sounding strings for an acoustic guitar", "k": 5},
+    ]})
+    user_id: Identifier | None = Field(default=None, description="A user of the training data (unknown: 404).")
+    reviews: list[ReviewBody] | None = Field(
+        default=None, min_length=1, max_length=MAX_REVIEWS,
+        description="A new user's reviews, read by the user tower as a history.")
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)] | None = Field(
+        default=None, description="Free text describing what is wanted.")
+    k: int = Field(default=10, ge=1, le=MAX_K, description="How many items to return.")
+    exclude_seen: bool = Field(
+        default=True, description="Leave out the items the user has reviewed (a known user's training items, "
+        "or the items of the given reviews); a query has none.")
 
     @model_validator(mode="after")
     def exactly_one_way_to_ask(self) -> RecommendBody:
+        """Refuse a body that names none, or more than one, of the three ways to ask."""
         given = [name for name in ("user_id", "reviews", "query") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of user_id, reviews, query (got {', '.join(given) or 'none'})")
         return self
 
 
+class RecommendedItem(BaseModel):
+    """One recommended item (:class:`recsys.serving.recommender.Recommendation`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    rank: int = Field(description="Its place in the list, 1 first.")
+    item_id: str = Field(description="The item's id in the catalog.")
+    score: float = Field(description="What the list is ordered by: the cosine, its fusion with EASE for an export "
+                         "trained with ease_fusion, or for a query its blend with the text's similarity.")
+    cosine: float = Field(description="Cosine of the user's and the item's vectors.")
+    predicted_rating: float = Field(description="The scoring head's predicted stars, 1 to 5.")
+    like_probability: float = Field(description="The scoring head's probability that the user likes it.")
+    explanation: str = Field(description="Why it was chosen, in one line.")
+    snippet: str = Field(description="The beginning of the item's document.")
+
+
 class RecommendResponse(BaseModel):
-    items: list[Recommendation]
+    """The recommended items, best first."""
+
+    items: list[RecommendedItem] = Field(description="At most k items, best first.")
+
+
+class HealthResponse(BaseModel):
+    """The server is up, and what it serves."""
+
+    status: str = Field(description='"ok" while the server answers.')
+    items: int = Field(description="Items in the catalog.")
+    users: int = Field(description="Known users (those of the training data).")
+    format_version: int = Field(description="The export's format version.")
+    ease_fusion: float = Field(description="Weight of EASE in the ranking; 0 for cosine ranking alone.")
+
+
+class CatalogItem(BaseModel):
+    """A catalog entry."""
+
+    item_id: str = Field(description="The item's id.")
+    snippet: str = Field(description="The beginning of the item's document.")
+    train_count: int = Field(description="Its interactions in the training data (0 for an item added after it).")
+
+
+class ErrorResponse(BaseModel):
+    """Why a request was refused."""
+
+    detail: str = Field(description="What was wrong, and with which value.")
 
 
 def create_app(recommender: Recommender) -> FastAPI:
@@ -59,20 +113,27 @@ def create_app(recommender: Recommender) -> FastAPI:
                   description="Two-tower review-based recommendations: known users, new users' reviews, text queries.")
 
     @app.get("/health")
-    def health() -> dict:
+    def health() -> HealthResponse:
+        """Whether the server is up, the catalog's and the known users' sizes, and how it ranks."""
         manifest = recommender.bundle.manifest
-        return {"status": "ok", "items": manifest["num_items"], "users": manifest["num_users"],
-                "format_version": manifest["format_version"], "ease_fusion": recommender.bundle.ease_fusion}
+        return HealthResponse(status="ok", items=manifest["num_items"], users=manifest["num_users"],
+                              format_version=manifest["format_version"], ease_fusion=recommender.bundle.ease_fusion)
 
-    @app.get("/items/{item_id}")
-    def item(item_id: str) -> dict:
+    @app.get("/items/{item_id}", responses={404: {"model": ErrorResponse, "description": "Unknown item"}})
+    def item(item_id: str) -> CatalogItem:
+        """The catalog entry of one item."""
         try:
-            return recommender.item(item_id)
+            return CatalogItem(**recommender.item(item_id))
         except UnknownItemError as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
 
-    @app.post("/recommend", response_model=RecommendResponse)
+    @app.post("/recommend", responses={404: {"model": ErrorResponse, "description": "Unknown user"}})
     def recommend(body: RecommendBody) -> RecommendResponse:
+        """Top-k items for a known user, a new user's reviews, or a free-text query.
+
+        422 for a body that is not exactly one of the three, a value beyond its limits, a review of
+        an item not in the catalog, or a blank text.
+        """
         try:
             if body.user_id is not None:
                 answer = recommender.recommend_user(body.user_id, body.k, body.exclude_seen)
@@ -87,6 +148,6 @@ def create_app(recommender: Recommender) -> FastAPI:
             raise HTTPException(status_code=404, detail=str(err)) from None
         except (UnknownItemError, InvalidRequestError) as err:  # in the body (an unknown item, a blank text)
             raise HTTPException(status_code=422, detail=str(err)) from None
-        return RecommendResponse(items=answer)
+        return RecommendResponse(items=[RecommendedItem.model_validate(entry) for entry in answer])
 
     return app

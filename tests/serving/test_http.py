@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -7,9 +8,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from recsys.serving.http import MAX_K, create_app
+from recsys.serving.http import MAX_K, RecommendBody, RecommendedItem, create_app
 from recsys.serving.load import free_port
-from recsys.serving.recommender import Recommender
+from recsys.serving.recommender import Recommendation, Recommender
 from tests.conftest import REPO_ROOT
 
 
@@ -28,6 +29,39 @@ def test_health_and_items(client, tiny_export):
     assert missing.status_code == 404 and missing.json()["detail"] == "unknown item 'nope'"
     assert "/recommend" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_the_openapi_docs_describe_every_field_and_error(client):
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    ours = ["ReviewBody", "RecommendBody", "RecommendedItem", "RecommendResponse", "HealthResponse", "CatalogItem",
+            "ErrorResponse"]
+    for name in ours:
+        assert schemas[name].get("description"), name
+        undescribed = [field for field, entry in schemas[name]["properties"].items() if not entry.get("description")]
+        assert undescribed == [], name
+    paths = spec["paths"]
+
+    def schema_of(path: str, method: str, status: str) -> str:
+        return paths[path][method]["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+
+    assert schema_of("/health", "get", "200").endswith("/HealthResponse")
+    assert schema_of("/items/{item_id}", "get", "200").endswith("/CatalogItem")
+    assert schema_of("/items/{item_id}", "get", "404").endswith("/ErrorResponse")
+    assert schema_of("/recommend", "post", "200").endswith("/RecommendResponse")
+    assert schema_of("/recommend", "post", "404").endswith("/ErrorResponse")
+    assert "422" in paths["/recommend"]["post"]["responses"]
+    for path, method in (("/health", "get"), ("/items/{item_id}", "get"), ("/recommend", "post")):
+        assert paths[path][method].get("description"), path
+
+
+def test_the_documented_examples_are_valid_requests_and_the_response_mirrors_the_recommendation():
+    examples = RecommendBody.model_json_schema()["examples"]
+    assert {next(key for key in ("user_id", "reviews", "query") if key in example) for example in examples} == {
+        "user_id", "reviews", "query"}
+    for example in examples:
+        RecommendBody.model_validate(example)
+    assert list(RecommendedItem.model_fields) == [field.name for field in dataclasses.fields(Recommendation)]
 
 
 def test_recommend_three_ways(client, tiny_export):
