@@ -103,10 +103,13 @@ class TextRidge(Baseline):
 
     def user_features(self, users: np.ndarray, own_review: np.ndarray | None = None,
                       own_rating: np.ndarray | None = None) -> np.ndarray:
+        """The users' side of the features (shrunk deviation, log count, mean review embedding), ``own_review``
+        and ``own_rating`` left out."""
         return self._side(self.user_count, self.user_deviation, self.user_text_sum, users, own_review, own_rating)
 
     def item_features(self, items: np.ndarray, own_review: np.ndarray | None = None,
                       own_rating: np.ndarray | None = None) -> np.ndarray:
+        """The items' side of the features, as :meth:`user_features`."""
         return self._side(self.item_count, self.item_deviation, self.item_text_sum, items, own_review, own_rating)
 
     def features(self, users: np.ndarray, items: np.ndarray, own_review: np.ndarray | None = None,

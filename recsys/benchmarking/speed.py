@@ -30,6 +30,8 @@ def matmul_flops_per_s(dtype: torch.dtype = torch.bfloat16, size: int = 2048, re
 
 @dataclass
 class EncoderSpeed:
+    """One row of the encoder table: throughput at one sequence length and precision."""
+
     seq_len: int
     dtype: str
     sequences_per_s: float

@@ -135,6 +135,8 @@ class PairCollator:
         return self._rng
 
     def negatives_for(self, positions: np.ndarray) -> np.ndarray:
+        """[len(positions), num_negatives] item ids: the fixed ones (evaluation) or freshly sampled ones that the
+        pair's user does not have in training."""
         if self.fixed_negatives is not None:
             return self.fixed_negatives[positions]
         return sample_negatives(

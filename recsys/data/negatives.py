@@ -20,6 +20,7 @@ class UserItemSets:
 
     @classmethod
     def from_pairs(cls, users: np.ndarray, items: np.ndarray, num_users: int, num_items: int) -> UserItemSets:
+        """The sets of these (user, item) pairs; repeated pairs count once."""
         keys = np.unique(np.asarray(users, dtype=np.int64) * num_items + np.asarray(items, dtype=np.int64))
         return cls(keys=keys, num_users=num_users, num_items=num_items)
 
@@ -41,6 +42,7 @@ class UserItemSets:
         return self._counts
 
     def items_of(self, user: int) -> np.ndarray:
+        """The item ids of ``user``, sorted."""
         low, high = np.searchsorted(self.keys, [user * self.num_items, (user + 1) * self.num_items])
         return self.keys[low:high] - user * self.num_items
 

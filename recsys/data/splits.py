@@ -79,6 +79,7 @@ class SplitSpec:
             )
 
     def file_stem(self) -> str:
+        """The split file's name without suffix: strategy, format version and every setting it depends on."""
         if self.strategy == "temporal":
             return f"temporal-v{SPLIT_FORMAT_VERSION}"
         if self.strategy == "kfold":

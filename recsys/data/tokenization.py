@@ -49,9 +49,11 @@ class TokenizedTexts:
         return len(self.offsets) - 1
 
     def lengths(self) -> np.ndarray:
+        """Tokens per text [len(self)]."""
         return np.diff(self.offsets)
 
     def row(self, index: int) -> np.ndarray:
+        """The token ids of text ``index``, unpadded."""
         return self.ids[self.offsets[index] : self.offsets[index + 1]]
 
     def pad(self, indices: np.ndarray | list[int], multiple: int = 1,
@@ -122,6 +124,7 @@ class TokenCache:
         self.last_misses = 0
 
     def path_for(self, max_length: int) -> Path:
+        """The cache file of this tokenizer's texts truncated to ``max_length`` tokens."""
         return self.directory / f"tokens-{self.fingerprint[:16]}-L{max_length}.parquet"
 
     def tokenize(self, texts: list[str], max_length: int) -> TokenizedTexts:

@@ -114,6 +114,7 @@ class ServingOptions:
             raise ValueError(f"export.quantize={self.quantize!r} is not allowed; use null or int8")
 
     def text_backend(self, bf16: bool) -> str:
+        """The backend name that the manifest records: ``onnx``, ``int8``, else the run's ``bf16`` or ``fp32``."""
         if self.onnx:
             return "onnx"
         if self.quantize == "int8":

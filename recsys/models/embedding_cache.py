@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def tokens_fingerprint(tokens: TokenizedTexts) -> str:
+    """sha256 of the texts' token ids and their boundaries (a cache key part: same tokens, same embeddings)."""
     digest = hashlib.sha256(tokens.ids.astype("int64").tobytes())
     digest.update(tokens.offsets.astype("int64").tobytes())
     return digest.hexdigest()

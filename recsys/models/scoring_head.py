@@ -52,6 +52,7 @@ class RatingScoring(nn.Module):
 
     def init_rating_scoring(self, num_items: int, dim: int, head: dict | None, biases: bool,
                             bias_shrinkage: float) -> None:
+        """Build the head and, with ``biases``, the item biases (zero) and the user offset's weight."""
         biases = checked_flag("model.net.biases", biases)
         bias_shrinkage = checked_number("model.net.bias_shrinkage", bias_shrinkage, least=0)
         self.head = ScoringHead(dim, **(head or {}))

@@ -19,6 +19,8 @@ from recsys.serving.recommender import Recommender
 
 @dataclass
 class Measurement:
+    """One row of the serving table: a search path on a catalog at a batch size (latencies for batch 1)."""
+
     catalog: str
     path: str
     batch: int

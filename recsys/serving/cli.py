@@ -19,6 +19,7 @@ def recommender_from_config(cfg: DictConfig) -> Recommender:
 
 
 def render(recommendations: list[Recommendation], title: str) -> Table:
+    """A Rich table of the recommendations: rank, item and snippet, score, cosine, stars, explanation."""
     table = Table(title=title, show_lines=False)
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("rank", "right"), ("item", "left"), ("score", "right"), ("cosine", "right"), ("stars", "right"),

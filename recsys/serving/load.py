@@ -110,6 +110,7 @@ class LoadResult:
         return np.where(self.valid(), self.statuses != 200, ~client_error)
 
     def summary(self) -> dict[str, float]:
+        """The load table's row: throughput, latency percentiles over answered requests, and wrong answers."""
         valid, wrong = self.valid(), self.wrong_answers()
         sent = int(np.isfinite(self.latencies_ms).sum())
         return {
