@@ -24,7 +24,9 @@ def top_k_from_scores(
     chunk: int, num_items: int,
 ) -> torch.Tensor:
     """Top-k [len(users), k] from ``scores_of(start, stop)``, the [stop - start, num_items] scores of
-    users ``users[start:stop]``, computed one chunk at a time; excluded items never appear."""
+    users ``users[start:stop]``, computed one chunk at a time. Excluded items rank below every other
+    item: they appear only where a user has fewer than k others (ranking metrics count them as misses,
+    since held-out items are never excluded ones)."""
     k = min(k, num_items)
     result = torch.empty(len(users), k, dtype=torch.long)
     for start in range(0, len(users), chunk):

@@ -54,6 +54,17 @@ def test_top_k_excludes_training_items_and_matches_dense_ranking():
     assert 3 not in top[0] and 5 not in top[0]
 
 
+def test_excluded_items_fill_the_top_k_last_where_too_few_others_remain():
+    # 4 items scored 0.4, 0.3, 0.2, 0.1; the user's training items are 0 and 2: k = 4 ranks 1, 3, then the two
+    # excluded ones, which the metrics count as misses (a held-out item is never a training one).
+    scores = torch.tensor([[0.4, 0.3, 0.2, 0.1]])
+    top = top_k_from_scores(lambda start, stop: scores[start:stop], np.array([0]), 4, sets([(0, 0), (0, 2)], 1, 4),
+                            1, 4)
+    assert top[0, :2].tolist() == [1, 3] and sorted(top[0, 2:].tolist()) == [0, 2]
+    metrics = ranking_metrics(top, np.array([0]), sets([(0, 3)], 1, 4), ks=[2, 4])
+    assert metrics["recall@2"] == 1.0 and metrics["precision@4"] == 0.25 and metrics["mrr@4"] == 0.5
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.sampled_from([1, 3, 10]))
 def test_metrics_equal_torchmetrics_retrieval(seed: int, k: int):
