@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py ckpt=outputs/train/<run>/checkpoints/last.ckpt split=test
     python scripts/evaluate.py ckpt=... relevance_min_rating=4   # recall etc. of the items rated 4+
+    python scripts/evaluate.py ckpt=... breakdown=true           # also where the errors lie (breakdown_*.md)
 """
 
 import hydra
@@ -16,7 +17,8 @@ def main(cfg: DictConfig) -> None:
     # Imported here, so that --help and Hydra's own errors answer before torch loads (~6 s).
     from recsys.training.run import evaluate
 
-    evaluate(cfg.ckpt, cfg.split, cfg.output_dir, cfg.relevance_min_rating, paths=cfg.paths)  # logs the metrics
+    evaluate(cfg.ckpt, cfg.split, cfg.output_dir, cfg.relevance_min_rating, paths=cfg.paths,
+             breakdown=cfg.breakdown)  # logs the metrics
 
 
 if __name__ == "__main__":

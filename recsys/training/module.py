@@ -173,13 +173,19 @@ class TwoTowerModule(pl.LightningModule):
             self.net.head.set_rating_prior(self.catalog.mean_rating)
 
     # -- steps -----------------------------------------------------------------------------
-    def model_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
-        """Losses and predictions of one batch; each distinct item is encoded once."""
-        config = self.loss_config
+    def pair_predictions(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """User vectors [B, d], the vectors of the batch's distinct items [U, d] (each encoded once),
+        and each pair's predicted rating and like-logit [B]."""
         users = self.net.user_vectors(batch)
         items = self.net.item_vectors(batch.batch_items, batch.item_input_ids, batch.item_attention_mask)
         offset = self.net.user_offset(batch.history_ratings, batch.history_mask)
-        rating, like_positive = self.net.score(users, items[batch.item_slot], batch.item, offset)
+        rating, like = self.net.score(users, items[batch.item_slot], batch.item, offset)
+        return users, items, rating, like
+
+    def model_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        """Losses and predictions of one batch; each distinct item is encoded once."""
+        config = self.loss_config
+        users, items, rating, like_positive = self.pair_predictions(batch)
         negatives = items[batch.negative_slot]
         _, like_negative = self.net.score(users.unsqueeze(1).expand_as(negatives), negatives)
         needs_catalog = config.retrieval == "catalog_softmax" or config.distill_weight > 0

@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
-from recsys.settings import flag_setting, plain_config, whole_number_setting
+from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
 from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
 from recsys.training.loggers import (
@@ -288,7 +288,7 @@ FROM_CHECKPOINT = "checkpoint"
 
 def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | None = None,
              relevance_min_rating: float | str | None = FROM_CHECKPOINT,
-             paths: DictConfig | None = None) -> dict[str, float]:
+             paths: DictConfig | None = None, breakdown: bool = False) -> dict[str, float]:
     """Metrics of a checkpoint on ``split`` (``val`` or ``test``), written to ``metrics.json``
     (in ``output_dir``, by default the checkpoint's run directory as ``metrics_<split>_<checkpoint>.json``:
     one file per checkpoint, as a run keeps a best-ranking and a rating checkpoint).
@@ -297,9 +297,12 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
     every one); by default the run's own ``data.relevance_min_rating``. Another value than the
     run's is named in the file (``..._min-rating-4.json``, ``..._every-held-out.json``). ``paths``
     (this invocation's ``paths`` config) is where to look for the data and caches where the run's
-    own folders are not on this machine."""
+    own folders are not on this machine. ``breakdown`` also writes where the errors lie
+    (:mod:`recsys.benchmarking.error_breakdown`) as ``breakdown.md`` beside ``metrics.json``
+    (``breakdown_<split>_<checkpoint>.md`` beside the run)."""
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r} is not allowed; use val or test")
+    breakdown = checked_flag("breakdown", breakdown)
     path = Path(ckpt)
     cfg, checkpoint = load_checkpoint_config(path)
     suffix = ""
@@ -309,9 +312,18 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
         suffix = "_every-held-out" if relevance_min_rating is None else f"_min-rating-{relevance_min_rating:g}"
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = checkpoint_datamodule(cfg, checkpoint, path, split, paths=paths)
-    metrics = metrics_of_weights(build_module(cfg, datamodule), datamodule, checkpoint["state_dict"], split)
+    module = build_module(cfg, datamodule)
+    metrics = metrics_of_weights(module, datamodule, checkpoint["state_dict"], split)
     beside_run = path.parent.parent / f"metrics_{split}_{path.stem}{suffix}.json"
     target = Path(output_dir) / "metrics.json" if output_dir else beside_run
     write_metrics(target, metrics)
     log.info("Wrote %s\n\n%s", target, metrics_table(metrics))
+    if breakdown:
+        from recsys.benchmarking.error_breakdown import model_error_breakdown, write_breakdown
+
+        tables = model_error_breakdown(module, datamodule, split)
+        written = write_breakdown(tables, target.with_name(target.name.replace("metrics", "breakdown", 1)).with_suffix(
+            ".md"), f"Where the errors lie: the {split} split, {path.name}")
+        log.info("Wrote %s\n\n%s\n\n%s", written, tables.rating.round(4).to_string(index=False),
+                 tables.recall.round(4).to_string(index=False))
     return metrics
