@@ -14,15 +14,10 @@ from recsys.benchmarking.error_breakdown import (
     recall_by_popularity,
     recall_per_user,
 )
-from recsys.data.negatives import UserItemSets
 from recsys.training.ranking import ranking_metrics
 from recsys.training.run import evaluate
 from tests.training.test_learning_curves import train_tiny
-
-
-def sets(pairs, num_users, num_items):
-    return UserItemSets.from_pairs(np.array([u for u, _ in pairs]), np.array([i for _, i in pairs]), num_users,
-                                   num_items)
+from tests.training.test_ranking import sets
 
 
 def test_rating_error_by_stars_by_hand():
