@@ -83,8 +83,10 @@ def recall_per_user(top_items: np.ndarray, users: np.ndarray, relevant: UserItem
 
 def held_out_popularity(users: np.ndarray, relevant: UserItemSets, item_counts: np.ndarray) -> np.ndarray:
     """[len(users)] the mean training interactions of each user's relevant items (NaN without one)."""
-    return np.array([item_counts[relevant.items_of(int(u))].mean() if relevant.counts()[u] else np.nan
-                     for u in users])
+    owners, items = np.divmod(relevant.keys, relevant.num_items)
+    sums = np.bincount(owners, np.asarray(item_counts, dtype=np.float64)[items], minlength=relevant.num_users)
+    counts = relevant.counts()
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)[np.asarray(users, dtype=np.int64)]
 
 
 def popularity_bin_labels(edges: Sequence[float]) -> list[str]:
