@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
+from recsys.benchmarking.error_breakdown import model_error_breakdown, write_breakdown
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
@@ -319,8 +320,6 @@ def evaluate(ckpt: str | Path, split: str = "test", output_dir: str | Path | Non
     write_metrics(target, metrics)
     log.info("Wrote %s\n\n%s", target, metrics_table(metrics))
     if breakdown:
-        from recsys.benchmarking.error_breakdown import model_error_breakdown, write_breakdown
-
         tables = model_error_breakdown(module, datamodule, split)
         written = write_breakdown(tables, target.with_name(target.name.replace("metrics", "breakdown", 1)).with_suffix(
             ".md"), f"Where the errors lie: the {split} split, {path.name}")
