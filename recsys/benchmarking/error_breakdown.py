@@ -27,7 +27,7 @@ from recsys.baselines.popularity import Popularity
 from recsys.benchmarking.evaluation import USER_CHUNK, network_scorer
 from recsys.data.datamodule import ReviewDataModule
 from recsys.data.negatives import UserItemSets
-from recsys.training.ranking import top_k_from_scores
+from recsys.training.ranking import ranking_metrics, top_k_from_scores
 from recsys.training.report import markdown_table
 
 if TYPE_CHECKING:
@@ -73,14 +73,6 @@ def rating_error_by_stars(ratings: np.ndarray, predictions: Mapping[str, np.ndar
     return pd.DataFrame(rows)
 
 
-def recall_per_user(top_items: np.ndarray, users: np.ndarray, relevant: UserItemSets, k: int) -> np.ndarray:
-    """[len(users)] recall@k of each user's ranked items ``top_items`` [n, >= k] (NaN for a user
-    without a relevant item, whom ranking metrics skip)."""
-    hits = relevant.contains(users[:, None], np.asarray(top_items)[:, :k]).sum(1)
-    counts = relevant.counts()[users]
-    return np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
-
-
 def held_out_popularity(users: np.ndarray, relevant: UserItemSets, item_counts: np.ndarray) -> np.ndarray:
     """[len(users)] the mean training interactions of each user's relevant items (NaN without one)."""
     owners, items = np.divmod(relevant.keys, relevant.num_items)
@@ -103,15 +95,15 @@ def recall_by_popularity(users: np.ndarray, relevant: UserItemSets, item_counts:
     with a relevant item (the row ``all``, which is the ranking metrics' recall@k)."""
     popularity = held_out_popularity(users, relevant, item_counts)
     ranked = ~np.isnan(popularity)
-    recalls = {name: recall_per_user(top, users, relevant, k) for name, top in rankings.items()}
     bins = np.digitize(popularity, edges[1:-1], right=True)
     groups = [(label, ranked & (bins == index)) for index, label in enumerate(popularity_bin_labels(edges))]
     groups.append(("all", ranked))
     rows = []
     for label, chosen in groups:
         row: dict[str, object] = {"held-out items' training interactions": label, "users": int(chosen.sum())}
-        for name, recall in recalls.items():
-            row[f"{name}: recall@{k}"] = float(recall[chosen].mean()) if chosen.any() else float("nan")
+        for name, top in rankings.items():
+            recall = ranking_metrics(torch.from_numpy(np.asarray(top)[chosen]), users[chosen], relevant, [k])
+            row[f"{name}: recall@{k}"] = recall[f"recall@{k}"] if chosen.any() else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
 
