@@ -9,22 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from recsys.benchmarking.harness import configured_dataset
 from recsys.data.sources import DatasetFiles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
-MUSICAL_INSTRUMENTS = DatasetFiles(
-    name="musical_instruments",
-    subdir="amazon2014-musical-instruments-5core",
-    reviews="reviews_Musical_Instruments_5.json.gz",
-)
-MAGAZINE = DatasetFiles(
-    name="magazine",
-    subdir="amazon2018-magazine-subscriptions-5core",
-    reviews="Magazine_Subscriptions_5.json.gz",
-    meta="meta_Magazine_Subscriptions.json.gz",
-)
+# The shipped dataset configs' files (conf/data/*.yaml), as the scripts read them.
+MUSICAL_INSTRUMENTS = configured_dataset("musical_instruments")
+MAGAZINE = configured_dataset("magazine")
 
 
 @pytest.fixture(scope="session", autouse=True)

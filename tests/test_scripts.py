@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO_ROOT, tiny_reviews, write_lines
+from tests.conftest import MUSICAL_INSTRUMENTS, REPO_ROOT, tiny_reviews, write_lines
 
 
 def run_script(name: str, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -55,8 +55,8 @@ def test_the_scripts_load_no_torch_before_their_task_runs():
 
 def test_prepare_data_prints_stats_and_reuses_its_cache(tmp_path: Path):
     data_dir = tmp_path / "data"
-    write_lines(data_dir / "amazon2014-musical-instruments-5core" / "reviews_Musical_Instruments_5.json.gz",
-                tiny_reviews(num_users=10, num_items=12, per_user=5))
+    write_lines(data_dir / MUSICAL_INSTRUMENTS.subdir / MUSICAL_INSTRUMENTS.reviews,
+                tiny_reviews(num_users=10, num_items=12, per_user=5))  # in place of the default dataset
     args = (f"paths.data_dir={data_dir}", f"paths.cache_dir={tmp_path / 'cache'}",
             f"hydra.run.dir={tmp_path / 'run'}")
     first = run_script("prepare_data.py", *args)

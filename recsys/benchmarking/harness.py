@@ -16,10 +16,24 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from recsys.data.sources import DatasetFiles
+
 log = logging.getLogger(__name__)
 
 MODELS = ("popularity", "bias", "ease", "text_ease", "zero_shot", "mf", "two_tower")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def configured_dataset(name: str, config_dir: Path = CONF_DIR) -> DatasetFiles:
+    """The raw files of dataset config ``name`` (``conf/data/<name>.yaml``'s ``dataset``), for code that
+    reads a shipped dataset without composing a whole training config."""
+    from hydra.utils import instantiate
+
+    if not (config_dir / "data" / f"{name}.yaml").is_file():
+        shipped = sorted(p.stem for p in (config_dir / "data").glob("*.yaml"))
+        raise ValueError(f"data={name} is not a dataset config; use one of: {', '.join(shipped)}")
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return instantiate(compose("train", overrides=[f"data={name}"]).data.dataset)  # its defaults list applied
 
 
 @dataclass

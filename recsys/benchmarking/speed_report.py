@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from recsys.benchmarking.harness import configured_dataset
 from recsys.benchmarking.speed import (
     EncoderSpeed,
     encoder_speed,
@@ -21,14 +22,11 @@ from recsys.benchmarking.speed import (
     training_speed,
 )
 from recsys.data.datamodule import ReviewDataModule
-from recsys.data.sources import DatasetFiles
 from recsys.data.splits import SplitSpec
 from recsys.models.text_encoder import TextEncoder
 from recsys.models.two_tower import TwoTowerModel
 from recsys.training.module import TwoTowerModule
 
-MUSICAL_INSTRUMENTS = DatasetFiles("musical_instruments", "amazon2014-musical-instruments-5core",
-                                   "reviews_Musical_Instruments_5.json.gz")
 # (trainable layers, item document tokens) of the training-step rows: the frozen default, and
 # fine-tuning one layer over shorter documents.
 TRAINING_SETTINGS = ((0, 256), (1, 128))
@@ -79,7 +77,7 @@ def training_lines(data_dir: str | Path | None, cache: Path, batches: int) -> li
     lines = ["| training step (batch 128, Musical Instruments) | ours samples/s | naive samples/s | speed-up | "
              "loss ours / naive (same batch) |", "|---|---:|---:|---:|---:|"]
     for layers, item_tokens in TRAINING_SETTINGS:
-        datamodule = ReviewDataModule(MUSICAL_INSTRUMENTS, data_dir=data_dir, cache_dir=cache,
+        datamodule = ReviewDataModule(configured_dataset("musical_instruments"), data_dir=data_dir, cache_dir=cache,
                                       split=SplitSpec(seed=0), batch_size=128, item_max_tokens=item_tokens)
         datamodule.prepare_data()
         datamodule.setup("fit")

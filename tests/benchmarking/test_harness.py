@@ -53,3 +53,16 @@ def test_a_trained_networks_run_adds_the_recall_curve_of_its_best_checkpoint(tmp
     assert curve == sorted(curve) and curve[-1] == pytest.approx(1.0)  # 10 items: all ranked by K = 50
     assert 0 < metrics["test/coverage@10"] <= 1 and metrics["test/popularity@10"] > 0
     assert result["minutes"] > 0 and result["peak_mb"] > 100
+
+
+def test_a_shipped_dataset_config_gives_its_files_with_its_defaults_applied():
+    from recsys.benchmarking.harness import configured_dataset
+
+    magazine = configured_dataset("magazine")  # conf/data/magazine.yaml: musical_instruments' config, overridden
+    assert (magazine.name, magazine.reviews, magazine.meta) == (
+        "magazine", "Magazine_Subscriptions_5.json.gz", "meta_Magazine_Subscriptions.json.gz")
+    assert magazine.review_fields.user == "reviewerID"  # inherited from the musical_instruments config
+    assert configured_dataset("musical_instruments").meta is None
+    with pytest.raises(ValueError, match=r"^data=nope is not a dataset config; use one of: custom, magazine, "
+                       r"musical_instruments$"):
+        configured_dataset("nope")
