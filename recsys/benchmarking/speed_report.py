@@ -76,9 +76,10 @@ def training_lines(data_dir: str | Path | None, cache: Path, batches: int) -> li
     step (same batches, weights and loss), on Musical Instruments, for each of :data:`TRAINING_SETTINGS`."""
     lines = ["| training step (batch 128, Musical Instruments) | ours samples/s | naive samples/s | speed-up | "
              "loss ours / naive (same batch) |", "|---|---:|---:|---:|---:|"]
+    dataset = configured_dataset("musical_instruments")
     for layers, item_tokens in TRAINING_SETTINGS:
-        datamodule = ReviewDataModule(configured_dataset("musical_instruments"), data_dir=data_dir, cache_dir=cache,
-                                      split=SplitSpec(seed=0), batch_size=128, item_max_tokens=item_tokens)
+        datamodule = ReviewDataModule(dataset, data_dir=data_dir, cache_dir=cache, split=SplitSpec(seed=0),
+                                      batch_size=128, item_max_tokens=item_tokens)
         datamodule.prepare_data()
         datamodule.setup("fit")
         torch.manual_seed(0)
