@@ -11,6 +11,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning import Callback
+from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
 
 from recsys.training.report import LEARNING_CURVE_PANELS
 
@@ -40,6 +41,22 @@ class RandomStateCheckpoint(Callback):
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
         version, internal, gauss_next = state_dict["python"]
         random.setstate((version, tuple(internal), gauss_next))
+
+
+class RunProgressBar(RichProgressBar):
+    """Lightning's default progress bar (rich, a dependency of recsys) without the logger's version
+    (``v_num``) beside it: that is no figure of the run (0 for the first run of a folder)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+def run_progress_bar(callbacks: list[Callback]) -> list[Callback]:
+    """The progress bar to add to ``callbacks``: none where they hold one already (a user's
+    ``callbacks.*`` entry wins), else :class:`RunProgressBar`."""
+    return [] if any(isinstance(callback, ProgressBar) for callback in callbacks) else [RunProgressBar()]
 
 
 # Validation metrics drawn by epoch.

@@ -21,7 +21,7 @@ from pytorch_lightning.loggers import Logger
 from recsys.benchmarking.error_breakdown import model_error_breakdown, write_breakdown
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
-from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint
+from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint, run_progress_bar
 from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
 from recsys.training.loggers import (
     closing_loggers,
@@ -169,6 +169,8 @@ def train(cfg: DictConfig) -> float | None:
         curves = LearningCurves()
         callbacks = [*usable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers), RandomStateCheckpoint(),
                      curves]
+        if cfg.trainer.get("enable_progress_bar", True):
+            callbacks += run_progress_bar(callbacks)
         if cfg.trainer.get("enable_model_summary", True):
             callbacks.append(ComponentSummary())  # in place of Lightning's (see ComponentSummary)
         trainer = built_trainer(cfg, logger=loggers or False, callbacks=callbacks, enable_model_summary=False)

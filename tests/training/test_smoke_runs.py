@@ -44,6 +44,7 @@ def test_smoke_run_writes_metrics_checkpoints_and_reports(logger, env, tmp_path,
     assert "LeafSpec" not in result.stderr and "in eval mode" not in result.stderr  # recsys.cli.LIBRARY_NOISE
     output = result.stdout + result.stderr
     assert "litlogger" not in output  # recsys.cli.LIGHTNING_TIP_PREFIX
+    assert "train/loss" in output and "v_num" not in output  # recsys.training.callbacks.RunProgressBar
     # Two trainers (fit + test, and the rating checkpoint's test), one device line: recsys.cli.LightningInfoFilter
     assert output.count("GPU available: False, used: False") == 1
     assert "anonymous setting" not in output  # recsys.training.loggers.drop_unset_wandb_anonymous
