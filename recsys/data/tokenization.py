@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,16 @@ class TokenizedTexts:
     def row(self, index: int) -> np.ndarray:
         """The token ids of text ``index``, unpadded."""
         return self.ids[self.offsets[index] : self.offsets[index + 1]]
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> TokenizedTexts:
+        """The texts ``rows`` (repeats allowed), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.offsets[rows + 1] - self.offsets[rows]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # Position j of the output comes from self.offsets[row] + (j - offsets[row's slot]).
+        slot = np.repeat(np.arange(len(rows)), lengths)
+        gather = self.offsets[rows][slot] + np.arange(offsets[-1]) - offsets[:-1][slot]
+        return TokenizedTexts(ids=self.ids[gather].astype(np.int64), offsets=offsets, pad_token_id=self.pad_token_id)
 
     def pad(self, indices: np.ndarray | list[int], multiple: int = 1,
             max_width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,17 +166,9 @@ class TokenCache:
             self.last_hits + self.last_misses, max_length, self.last_hits, self.last_misses,
         )
 
-        rows = np.array([position[key] for key in keys], dtype=np.int64)
-        lengths = stored_offsets[rows + 1] - stored_offsets[rows]
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        # Position j of the output comes from stored_offsets[row] + (j - offsets[row's slot]).
-        slot = np.repeat(np.arange(len(rows)), lengths)
-        gather = stored_offsets[rows][slot] + np.arange(offsets[-1]) - offsets[:-1][slot]
-        return TokenizedTexts(
-            ids=stored_ids[gather].astype(np.int64),
-            offsets=offsets,
-            pad_token_id=int(self.tokenizer.pad_token_id or 0),
-        )
+        pad = int(self.tokenizer.pad_token_id or 0)
+        stored = TokenizedTexts(ids=stored_ids, offsets=stored_offsets, pad_token_id=pad)
+        return stored.subset([position[key] for key in keys])
 
     def _encode(self, texts: list[str], max_length: int) -> list[np.ndarray]:
         rows: list[np.ndarray] = []

@@ -1,14 +1,21 @@
-"""Embeddings that are a pure function of (frozen weights, token ids), kept on disk between runs."""
+"""Embeddings that are a pure function of (frozen weights, token ids), kept on disk between runs.
+
+The cache holds one row per distinct text (keyed by the sha256 of its token ids), so a run whose
+texts overlap an earlier one's encodes only the new ones: another split seed, the folds of a
+cross-validation, a reviews file that has grown. A row does not depend on the batch it was encoded
+in (length-sorted batches padded to a multiple of 32 tokens, tested), so a run reads the same
+embeddings whichever runs filled the cache before it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -20,30 +27,76 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DIGEST_BYTES = 32  # sha256 of a text's token ids
 
-def tokens_fingerprint(tokens: TokenizedTexts) -> str:
-    """sha256 of the texts' token ids and their boundaries (a cache key part: same tokens, same embeddings)."""
-    digest = hashlib.sha256(tokens.ids.astype("int64").tobytes())
-    digest.update(tokens.offsets.astype("int64").tobytes())
-    return digest.hexdigest()
+
+def row_digests(tokens: TokenizedTexts) -> list[bytes]:
+    """sha256 of each text's token ids (as int64), the key of its cached embedding."""
+    ids, offsets = tokens.ids.astype("int64"), tokens.offsets
+    return [hashlib.sha256(ids[offsets[i] : offsets[i + 1]].tobytes()).digest() for i in range(len(tokens))]
+
+
+class EmbeddingStore:
+    """The cached embeddings of one encoder (``encoder_fingerprint``) under ``directory``: files
+    ``embeddings-<encoder>-<shard>.safetensors``, each holding ``digests`` [n, 32] (uint8) and
+    ``embeddings`` [n, H]. A run that encodes new texts adds one shard of them; shards are written
+    atomically and never changed, so runs filling the cache at once (``cv.parallel``, the ranks of a
+    distributed run) at worst encode a text twice."""
+
+    def __init__(self, directory: Path | str, encoder_fingerprint: str) -> None:
+        self.directory = Path(directory)
+        self.prefix = f"embeddings-{encoder_fingerprint[:16]}-"
+
+    def shards(self) -> list[Path]:
+        """This encoder's shard files, in name order."""
+        return sorted(self.directory.glob(f"{self.prefix}*.safetensors"))
+
+    def lookup(self, digests: Sequence[bytes]) -> dict[bytes, torch.Tensor]:
+        """The stored embedding of each of ``digests`` that the shards hold."""
+        wanted, found = set(digests), {}
+        for path in self.shards():
+            shard = load_file(str(path))
+            blob = shard["digests"].numpy().tobytes()
+            for row in range(len(blob) // DIGEST_BYTES):
+                key = blob[row * DIGEST_BYTES : (row + 1) * DIGEST_BYTES]
+                if key in wanted and key not in found:
+                    found[key] = shard["embeddings"][row]
+            if len(found) == len(wanted):
+                break
+        return found
+
+    def add(self, digests: Sequence[bytes], embeddings: torch.Tensor) -> Path:
+        """Write a shard of ``embeddings`` [len(digests), H], named by its digests."""
+        name = hashlib.sha256(b"".join(digests)).hexdigest()[:16]
+        keys = torch.from_numpy(np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, DIGEST_BYTES).copy())
+        tensors = {"digests": keys, "embeddings": embeddings.float().contiguous()}
+        return atomic_write(self.directory / f"{self.prefix}{name}.safetensors",
+                            lambda partial: save_file(tensors, str(partial)))
 
 
 def cached_embeddings(
     directory: Path | str | None, encoder_fingerprint: str, tokens: TokenizedTexts,
-    compute: Callable[[], torch.Tensor],
+    compute: Callable[[TokenizedTexts], torch.Tensor],
 ) -> torch.Tensor:
-    """``compute()`` once per (encoder weights, token ids); later calls read the safetensors file.
-    With ``directory`` None nothing is kept."""
-    if directory is None:
-        return compute()
-    key = hashlib.sha256(f"{encoder_fingerprint}|{tokens_fingerprint(tokens)}".encode()).hexdigest()[:24]
-    path = Path(directory) / f"embeddings-{key}.safetensors"
-    if path.exists():
-        log.info("Read %d cached embeddings from %s", len(tokens), path)
-        return load_file(str(path))["embeddings"]
-    embeddings = compute()
-    atomic_write(path, lambda partial: save_file({"embeddings": embeddings.contiguous()}, str(partial)))
-    return embeddings
+    """Embeddings [len(tokens), H] of the texts: read from the store under ``directory`` where an
+    earlier run encoded them, ``compute(missing)`` for the others (each distinct text once), which
+    then join the store. With ``directory`` None nothing is kept and every text is computed."""
+    if directory is None or len(tokens) == 0:
+        return compute(tokens)
+    store = EmbeddingStore(directory, encoder_fingerprint)
+    digests = row_digests(tokens)
+    found = store.lookup(digests)
+    first_of: dict[bytes, int] = {}
+    for row, key in enumerate(digests):
+        if key not in found:
+            first_of.setdefault(key, row)
+    if first_of:
+        computed = compute(tokens.subset(list(first_of.values())))
+        store.add(list(first_of), computed)
+        found.update(zip(first_of, computed, strict=True))
+    log.info("Embeddings for %d texts (%d distinct): %d from cache, %d encoded", len(tokens), len(set(digests)),
+             len(set(digests)) - len(first_of), len(first_of))
+    return torch.stack([found[key] for key in digests])
 
 
 def pretrained_embeddings(
@@ -53,8 +106,8 @@ def pretrained_embeddings(
     """The ``encoder``'s pretrained (as loaded, never fine-tuned) embeddings [n, H] of each token
     set, through the disk cache of :func:`cached_embeddings`; the weights are hashed once."""
     fingerprint = encoder.pretrained_fingerprint()
-    return [
-        cached_embeddings(directory, fingerprint, tokens,
-                          partial(encoder.encode, tokens, progress=progress, pretrained=True))
-        for tokens in token_sets
-    ]
+
+    def encode(tokens: TokenizedTexts) -> torch.Tensor:
+        return encoder.encode(tokens, progress=progress, pretrained=True)
+
+    return [cached_embeddings(directory, fingerprint, tokens, encode) for tokens in token_sets]

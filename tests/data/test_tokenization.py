@@ -73,3 +73,11 @@ def test_token_counter_counts_without_special_tokens_or_truncation(tokenizer):
     count = token_counter(tokenizer)
     long_text = "guitar " * 600
     assert count(["warm strings", long_text]) == [2, 600]
+
+
+def test_subset_takes_rows_in_the_order_given_repeats_included():
+    texts = TokenizedTexts.from_rows([[101, 5, 102], [101, 102], [101, 7, 8, 9, 102]], pad_token_id=3)
+    picked = texts.subset([2, 0, 2])
+    assert [picked.row(i).tolist() for i in range(3)] == [[101, 7, 8, 9, 102], [101, 5, 102], [101, 7, 8, 9, 102]]
+    assert picked.offsets.tolist() == [0, 5, 8, 13] and picked.pad_token_id == 3
+    assert len(texts.subset([])) == 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recsys.data.tokenization import TokenizedTexts
-from recsys.models.embedding_cache import pretrained_embeddings
+from recsys.models.embedding_cache import pretrained_embeddings, row_digests
 from recsys.models.text_encoder import TextEncoder
 
 REVIEWS = TokenizedTexts(ids=np.array([101, 2000, 2001, 102, 101, 3000, 102]), offsets=np.array([0, 4, 7]))
@@ -39,3 +39,53 @@ def test_pretrained_embeddings_are_computed_once_then_read_from_disk(tiny_bert_c
     assert torch.equal(again_reviews, reviews) and torch.equal(again_documents, documents)
     with pytest.raises(AssertionError, match="encoded again"):
         pretrained_embeddings(encoder, [REVIEWS, DOCUMENTS], None)  # no directory: nothing is kept
+
+
+def random_texts(count: int, seed: int) -> TokenizedTexts:
+    """``count`` texts of 3 to 90 tokens: several encoding batches of different padded widths."""
+    rng = np.random.default_rng(seed)
+    return TokenizedTexts.from_rows([[101, *rng.integers(1000, 5000, rng.integers(1, 89)).tolist(), 102]
+                                     for _ in range(count)])
+
+
+def test_a_run_encodes_only_the_texts_no_earlier_run_did_and_reads_the_same_embeddings(tiny_bert_config, tmp_path,
+                                                                                       monkeypatch):
+    torch.manual_seed(0)
+    encoder = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=True)  # autocast, as trained
+    texts = random_texts(300, seed=1)
+    cold = pretrained_embeddings(encoder, [texts], tmp_path / "cold")[0]
+    assert torch.equal(cold, encoder.encode(texts, pretrained=True))
+
+    # Another cache, filled first by a run over a third of the texts (other batches, other widths).
+    encoded: list[int] = []
+    encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda tokens, **kw: encoded.append(len(tokens)) or encode(tokens, **kw))
+    earlier = np.random.default_rng(2).choice(300, 100, replace=False)
+    pretrained_embeddings(encoder, [texts.subset(earlier)], tmp_path / "warm")
+    warm = pretrained_embeddings(encoder, [texts], tmp_path / "warm")[0]
+    assert encoded == [100, 200]  # the second run encoded only the texts the first had not
+    assert torch.equal(warm, cold)  # bit for bit: a row does not depend on the batch it was encoded in
+    assert len(list((tmp_path / "warm").glob("embeddings-*.safetensors"))) == 2  # a shard a run
+
+    # Repeated texts are encoded once; a run with nothing new writes nothing.
+    twice = texts.subset([5, 7, 5, 5, 7])
+    assert torch.equal(pretrained_embeddings(encoder, [twice], tmp_path / "dup")[0], cold[[5, 7, 5, 5, 7]])
+    assert encoded[-1] == 2
+    pretrained_embeddings(encoder, [texts], tmp_path / "warm")
+    assert len(encoded) == 3 and len(list((tmp_path / "warm").glob("*.safetensors"))) == 2
+
+
+def test_other_weights_never_read_the_rows_of_an_encoder(tiny_bert_config, tmp_path):
+    torch.manual_seed(0)
+    first = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=False)
+    second = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=False)  # other random weights
+    texts = random_texts(20, seed=3)
+    a = pretrained_embeddings(first, [texts], tmp_path)[0]
+    b = pretrained_embeddings(second, [texts], tmp_path)[0]
+    assert not torch.allclose(a, b) and torch.equal(b, second.encode(texts, pretrained=True))
+    assert len({path.name.split("-")[1] for path in tmp_path.glob("embeddings-*.safetensors")}) == 2
+
+
+def test_row_digests_tell_texts_apart_by_their_token_ids():
+    digests = row_digests(TokenizedTexts.from_rows([[101, 7, 102], [101, 7, 102], [101, 7, 0, 102], [101, 102]]))
+    assert digests[0] == digests[1] and len(set(digests)) == 3 and {len(d) for d in digests} == {32}

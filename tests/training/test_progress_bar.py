@@ -1,4 +1,4 @@
-"""The training progress bar shows the run's figures, not the logger's version (recsys.training.callbacks.RunProgressBar)."""
+"""The training progress bar shows the run's figures, not the logger's version (callbacks.RunProgressBar)."""
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
