@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from recsys.atomic import atomic_write
 from recsys.data.tokenization import TokenizedTexts
@@ -52,15 +53,18 @@ class EmbeddingStore:
         return sorted(self.directory.glob(f"{self.prefix}*.safetensors"))
 
     def lookup(self, digests: Sequence[bytes]) -> dict[bytes, torch.Tensor]:
-        """The stored embedding of each of ``digests`` that the shards hold."""
-        wanted, found = set(digests), {}
+        """The stored embedding of each of ``digests`` that the shards hold (a shard's embeddings are
+        read only where it holds one of them)."""
+        wanted = set(digests)
+        found: dict[bytes, torch.Tensor] = {}
         for path in self.shards():
-            shard = load_file(str(path))
-            blob = shard["digests"].numpy().tobytes()
-            for row in range(len(blob) // DIGEST_BYTES):
-                key = blob[row * DIGEST_BYTES : (row + 1) * DIGEST_BYTES]
-                if key in wanted and key not in found:
-                    found[key] = shard["embeddings"][row]
+            with safe_open(str(path), framework="pt") as shard:
+                blob = shard.get_tensor("digests").numpy().tobytes()
+                keys = [blob[start : start + DIGEST_BYTES] for start in range(0, len(blob), DIGEST_BYTES)]
+                hits = {key: row for row, key in enumerate(keys) if key in wanted and key not in found}
+                if hits:
+                    rows = shard.get_tensor("embeddings")[list(hits.values())]
+                    found.update(zip(hits, rows, strict=True))
             if len(found) == len(wanted):
                 break
         return found
@@ -94,8 +98,9 @@ def cached_embeddings(
         computed = compute(tokens.subset(list(first_of.values())))
         store.add(list(first_of), computed)
         found.update(zip(first_of, computed, strict=True))
-    log.info("Embeddings for %d texts (%d distinct): %d from cache, %d encoded", len(tokens), len(set(digests)),
-             len(set(digests)) - len(first_of), len(first_of))
+    distinct = len(set(digests))
+    log.info("Embeddings for %d texts (%d distinct): %d from cache, %d encoded", len(tokens), distinct,
+             distinct - len(first_of), len(first_of))
     return torch.stack([found[key] for key in digests])
 
 
