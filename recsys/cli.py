@@ -29,6 +29,10 @@ LIBRARY_NOISE = (
     # so that their output can be cached).
     r".*module\(s\) in eval mode",
 )
+# Loggers whose info lines report a library's own start-up, not the run: faiss's loader tells of
+# each CPU build it tries ("Could not load library with AVX512 support due to: ModuleNotFoundError"
+# reads as a failure where it is the expected fallback). Their warnings still show.
+QUIET_LOGGERS = ("faiss.loader",)
 # Lightning's info lines that advertise a product rather than report on the run.
 LIGHTNING_TIPS_LOGGER = "pytorch_lightning.utilities.rank_zero"
 LIGHTNING_TIP_PREFIX = "💡 Tip:"
@@ -62,11 +66,15 @@ class LightningInfoFilter(logging.Filter):
 
 @contextmanager
 def quiet_library_noise() -> Iterator[None]:
-    """Silence the libraries' :data:`LIBRARY_NOISE` warnings, Lightning's advertising tips and its
-    repeated device lines inside the ``with`` block."""
+    """Silence the libraries' :data:`LIBRARY_NOISE` warnings, the info lines of :data:`QUIET_LOGGERS`,
+    Lightning's advertising tips and its repeated device lines inside the ``with`` block."""
     lightning_info = logging.getLogger(LIGHTNING_TIPS_LOGGER)
     info_filter = LightningInfoFilter()
     lightning_info.addFilter(info_filter)
+    quiet = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
     try:
         with warnings.catch_warnings():
             for message in LIBRARY_NOISE:
@@ -74,6 +82,8 @@ def quiet_library_noise() -> Iterator[None]:
             yield
     finally:
         lightning_info.removeFilter(info_filter)
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
 
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:

@@ -147,6 +147,7 @@ def test_the_recommend_script_answers_an_unknown_user_with_its_message(tiny_expo
     assert result.returncode == 2, output
     assert "unknown user 'nobody'; ask with the user's reviews instead" in output
     assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output
+    assert "faiss" not in output  # its loader's start-up lines: recsys.cli.QUIET_LOGGERS
 
 
 def test_blank_texts_and_a_rerank_depth_below_one_are_refused(tiny_export):
