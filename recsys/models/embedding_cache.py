@@ -2,9 +2,9 @@
 
 The cache holds one row per distinct text (keyed by the sha256 of its token ids), so a run whose
 texts overlap an earlier one's encodes only the new ones: another split seed, the folds of a
-cross-validation, a reviews file that has grown. A row does not depend on the batch it was encoded
-in (length-sorted batches padded to a multiple of 32 tokens, tested), so a run reads the same
-embeddings whichever runs filled the cache before it.
+cross-validation, a reviews file that has grown. On the CPU a row does not depend on the batch it
+was encoded in (length-sorted batches padded to a multiple of 32 tokens; tested bit for bit), so a
+run reads the same embeddings whichever runs filled the cache before it.
 """
 
 from __future__ import annotations
