@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recsys.data.tokenization import TokenizedTexts
-from recsys.models.embedding_cache import pretrained_embeddings, row_digests
+from recsys.models.embedding_cache import cached_embeddings, pretrained_embeddings, row_digests
 from recsys.models.text_encoder import TextEncoder
 
 REVIEWS = TokenizedTexts(ids=np.array([101, 2000, 2001, 102, 101, 3000, 102]), offsets=np.array([0, 4, 7]))
@@ -89,3 +89,33 @@ def test_other_weights_never_read_the_rows_of_an_encoder(tiny_bert_config, tmp_p
 def test_row_digests_tell_texts_apart_by_their_token_ids():
     digests = row_digests(TokenizedTexts.from_rows([[101, 7, 102], [101, 7, 102], [101, 7, 0, 102], [101, 102]]))
     assert digests[0] == digests[1] and len(set(digests)) == 3 and {len(d) for d in digests} == {32}
+
+
+def test_a_run_stopped_while_encoding_keeps_the_shards_it_wrote(tiny_bert_config, tmp_path):
+    torch.manual_seed(0)
+    encoder = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=False)
+    fingerprint = encoder.pretrained_fingerprint()
+    texts = random_texts(120, seed=4)
+    calls: list[int] = []
+
+    def stopped_at_the_third_shard(tokens: TokenizedTexts) -> torch.Tensor:
+        calls.append(len(tokens))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return encoder.encode(tokens, pretrained=True)
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_embeddings(tmp_path, fingerprint, texts, stopped_at_the_third_shard, shard_texts=50)
+    assert calls == [50, 50, 20] and len(list(tmp_path.glob("embeddings-*.safetensors"))) == 2
+    shortest = np.argsort(texts.lengths(), kind="stable")[:100]  # shards fill shortest texts first
+    resumed: list[int] = []
+
+    def encode(tokens: TokenizedTexts) -> torch.Tensor:
+        resumed.append(len(tokens))
+        return encoder.encode(tokens, pretrained=True)
+
+    embeddings = cached_embeddings(tmp_path, fingerprint, texts, encode, shard_texts=50)
+    assert resumed == [20]  # only the texts the stopped run had not stored
+    assert torch.equal(embeddings, encoder.encode(texts, pretrained=True))
+    cached_embeddings(tmp_path, fingerprint, texts.subset(shortest), encode)
+    assert resumed == [20]  # the stopped run's shards hold the shortest 100
