@@ -61,12 +61,13 @@ def rating_error_by_stars(ratings: np.ndarray, predictions: Mapping[str, np.ndar
     ratings = np.asarray(ratings, dtype=np.float64)
     levels: list[tuple[str, np.ndarray]] = [(f"{level:g}", ratings == level) for level in np.unique(ratings)]
     levels.append(("all", np.ones(len(ratings), dtype=bool)))
-    squared = {name: (np.asarray(values, dtype=np.float64) - ratings) ** 2 for name, values in predictions.items()}
+    predicted = {name: np.asarray(values, dtype=np.float64) for name, values in predictions.items()}
+    squared = {name: (values - ratings) ** 2 for name, values in predicted.items()}
     rows = []
     for label, chosen in levels:
         row: dict[str, object] = {"stars": label, "pairs": int(chosen.sum()), "share of pairs": chosen.mean()}
-        for name, values in predictions.items():
-            row[f"{name}: mean predicted"] = float(np.asarray(values, dtype=np.float64)[chosen].mean())
+        for name, values in predicted.items():
+            row[f"{name}: mean predicted"] = float(values[chosen].mean())
             row[f"{name}: RMSE"] = float(np.sqrt(squared[name][chosen].mean()))
             row[f"{name}: share of squared error"] = float(squared[name][chosen].sum() / squared[name].sum())
         rows.append(row)

@@ -43,9 +43,9 @@ def row_digests(tokens: TokenizedTexts) -> list[bytes]:
 class EmbeddingStore:
     """The cached embeddings of one encoder (``encoder_fingerprint``) under ``directory``: files
     ``embeddings-<encoder>-<shard>.safetensors``, each holding ``digests`` [n, 32] (uint8) and
-    ``embeddings`` [n, H]. A run that encodes new texts adds one shard of them; shards are written
-    atomically and never changed, so runs filling the cache at once (``cv.parallel``, the ranks of a
-    distributed run) at worst encode a text twice."""
+    ``embeddings`` [n, H]. A run that encodes new texts adds them as shards of at most
+    :data:`SHARD_TEXTS`; shards are written atomically and never changed, so runs filling the cache at
+    once (``cv.parallel``, the ranks of a distributed run) at worst encode a text twice."""
 
     def __init__(self, directory: Path | str, encoder_fingerprint: str) -> None:
         self.directory = Path(directory)
