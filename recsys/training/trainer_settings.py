@@ -18,7 +18,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 
 from recsys.data.datamodule import ReviewDataModule
-from recsys.settings import checked_flag, checked_number, checked_whole_number, whole_number_setting
+from recsys.settings import (
+    checked_flag,
+    checked_number,
+    checked_whole_number,
+    is_whole_number,
+    whole_number_setting,
+)
 from recsys.training.module import TwoTowerModule, check_cutoffs
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,27 @@ def check_trainer_settings(cfg: DictConfig) -> None:
                              note="(or -1 or auto: every device; or device ids, e.g. [0,1])")
     if "deterministic" in trainer and trainer.deterministic != "warn":
         checked_flag("trainer.deterministic", trainer.deterministic)
+    check_training_length(trainer)
+
+
+def check_training_length(trainer: DictConfig) -> None:
+    """Refuse ``trainer.max_epochs`` / ``trainer.max_steps`` that train nothing (0) or without end
+    (-1 for both): the learning-rate schedule, warmup then decay, is laid out over the run's steps, so
+    Lightning's endless run would fail at its start with an overflow that names neither setting."""
+    steps = checked_whole_number("trainer.max_steps", trainer.get("max_steps", -1), least=-1,
+                                 note="(-1: no step limit, train trainer.max_epochs epochs)")
+    if steps == 0:
+        raise ValueError("trainer.max_steps=0 is not allowed: it trains nothing; give a number of optimiser "
+                         "steps >= 1, or -1 to train trainer.max_epochs epochs")
+    epochs = trainer.get("max_epochs")
+    if epochs is None or not is_whole_number(epochs):  # None: Lightning's default; a word: refused by the caller
+        return
+    if epochs == 0 or epochs < -1:
+        raise ValueError(f"trainer.max_epochs={epochs} is not allowed: give a number of epochs >= 1 "
+                         "(0 trains nothing)")
+    if epochs == -1 and steps == -1:
+        raise ValueError("trainer.max_epochs=-1 (no epoch limit) needs trainer.max_steps=N: the learning-rate "
+                         "schedule (warmup, then decay) is laid out over the run's length")
 
 
 def built_trainer(cfg: DictConfig, **arguments: Any) -> pl.Trainer:

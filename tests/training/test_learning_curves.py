@@ -91,6 +91,7 @@ def train_tiny(tmp_path: Path, monkeypatch, *overrides: str) -> Path:
                  "model.module.loss.distill_weight=0", f"trainer.default_root_dir={out}",
                  f"callbacks.checkpoint.dirpath={out / 'checkpoints'}",
                  f"callbacks.rating_checkpoint.dirpath={out / 'checkpoints'}",
+                 f"callbacks.last_checkpoint.dirpath={out / 'checkpoints'}",
                  *overrides))
     return out
 

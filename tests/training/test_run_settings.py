@@ -23,6 +23,12 @@ from tests.training.test_schedule import config
     # Lightning took it, to fail at the first logging step:
     ("trainer.log_every_n_steps=abc", r"^trainer.log_every_n_steps='abc' is not allowed: give a whole number >= 1$"),
     ("ckpt_path=/nowhere/last.ckpt", r"^ckpt_path=/nowhere/last.ckpt: no checkpoint there"),  # was after the data
+    # Lightning's endless run failed at its start ("cannot convert float infinity to integer"); 0 trained nothing.
+    ("trainer.max_epochs=-1", r"^trainer.max_epochs=-1 \(no epoch limit\) needs trainer.max_steps=N: the learning"),
+    ("trainer.max_epochs=0", r"^trainer.max_epochs=0 is not allowed: give a number of epochs >= 1 \(0 trains nothing"),
+    ("trainer.max_epochs=-2", r"^trainer.max_epochs=-2 is not allowed: give a number of epochs >= 1"),
+    ("trainer.max_steps=0", r"^trainer.max_steps=0 is not allowed: it trains nothing"),
+    ("trainer.max_steps=-5", r"^trainer.max_steps=-5 is not allowed: give a whole number >= -1 \(-1: no step limit"),
     pytest.param("trainer=gpu", r"^trainer.accelerator=gpu needs a CUDA GPU, and torch sees none .*; use trainer=cpu$",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
 ])

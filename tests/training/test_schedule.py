@@ -57,3 +57,31 @@ def test_an_epoch_or_step_count_that_is_not_a_whole_number_is_named(override, tm
     # train() refuses it before it reads any data (none exists here).
     with pytest.raises(ValueError, match=rf"^{key}="):
         train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
+
+
+def test_a_run_of_steps_without_an_epoch_limit_stops_at_max_steps(tmp_path, monkeypatch):
+    import torch
+
+    from tests.training.test_learning_curves import train_tiny
+
+    out = train_tiny(tmp_path, monkeypatch, "logger=none", "trainer.max_epochs=-1", "trainer.max_steps=7")
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 7
+    # The schedule is laid out over those 7 steps: warmup, then decay to (near) zero at the last.
+    scheduler = last["lr_schedulers"][0]
+    assert scheduler["last_epoch"] == 7 and scheduler["_last_lr"][0] < 0.2 * max(scheduler["base_lrs"])
+
+
+def test_last_ckpt_is_the_latest_epoch_when_the_best_is_an_earlier_one(tmp_path, monkeypatch):
+    import torch
+
+    from tests.training.test_learning_curves import train_tiny
+
+    # On the tiny data validation recall@10 is 1.0 from the first epoch: epoch 0 stays the best.
+    out = train_tiny(tmp_path, monkeypatch, "logger=none", "trainer.max_epochs=3")
+    checkpoints = out / "checkpoints"
+    epochs = {path.name: torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+              for path in checkpoints.glob("*.ckpt")}
+    assert epochs["epoch00.ckpt"] == 0
+    assert epochs["last.ckpt"] == 2  # Lightning's save_last kept epoch 0's here: resuming re-ran two epochs
+    assert sorted(epochs) == ["epoch00.ckpt", "last.ckpt", *[n for n in epochs if n.startswith("rating-")]]
