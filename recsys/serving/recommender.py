@@ -134,7 +134,8 @@ class Recommender:
         self.index = ItemIndex(bundle.item_vectors.numpy(), index)
         # Norms only: the documents' embeddings are not copied, which matters for large catalogs.
         self.document_norms = self.net.item_text.float().norm(dim=-1).clamp(min=1e-12)
-        if bundle.ease_weights is not None and index is not None:
+        if bundle.ease_weights is not None and index is not None and index.kind != "flat":
+            # Only an approximate index is worth a word: the default (flat) is exact, as the fused ranking is.
             log.info("This export ranks by cosine fused with EASE, exactly over the catalog: index=%s is not used",
                      index.kind)
         config = bundle.config["data"]

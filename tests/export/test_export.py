@@ -1,4 +1,5 @@
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -256,6 +257,16 @@ def test_an_ease_fused_export_serves_the_ranking_its_model_was_tested_by(fused_e
     by_hand = fused_scores((vector @ bundle.item_vectors.T)[None], reviewed.float() @ bundle.ease_weights, ~reviewed,
                            0.7).masked_fill(reviewed, float("-inf"))
     assert [datamodule.data.item_ids.get_loc(a.item_id) for a in answer] == by_hand.topk(5).indices[0].tolist()
+
+
+def test_a_fused_export_names_an_approximate_index_it_does_not_use(fused_export, caplog):
+    from recsys.serving.index import IndexConfig
+
+    with caplog.at_level(logging.INFO, logger="recsys.serving.recommender"):
+        Recommender.from_export(fused_export[0], index=IndexConfig(kind="flat"))
+        assert "is not used" not in caplog.text  # the default, exact as the fused ranking: nothing to say
+        Recommender.from_export(fused_export[0], index=IndexConfig(kind="hnsw"))
+    assert "ranks by cosine fused with EASE, exactly over the catalog: index=hnsw is not used" in caplog.text
 
 
 def test_a_fused_export_without_its_ease_weights_is_refused(fused_export, tmp_path):
