@@ -228,6 +228,9 @@ def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewD
             # First, so that the best checkpoint's weights stay loaded for the reports.
             outcome.metrics.update(evaluate_rating_checkpoint(module, datamodule, outcome.rating))
             outcome.tested[RATING_CHECKPOINT_KEY] = Path(outcome.rating).name
+        if checkpoint is not None and not best:
+            log.warning("No best checkpoint by %s: training ended (step %d) before any validation; testing the "
+                        "weights it ended with", monitor, trainer.global_step)
         results = trainer.test(module, datamodule, ckpt_path=best, verbose=False)
         outcome.metrics.update(results[0] if results else {})
         if best:

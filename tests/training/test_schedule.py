@@ -85,3 +85,19 @@ def test_last_ckpt_is_the_latest_epoch_when_the_best_is_an_earlier_one(tmp_path,
     assert epochs["epoch00.ckpt"] == 0
     assert epochs["last.ckpt"] == 2  # Lightning's save_last kept epoch 0's here: resuming re-ran two epochs
     assert sorted(epochs) == ["epoch00.ckpt", "last.ckpt", *[n for n in epochs if n.startswith("rating-")]]
+
+
+def test_a_run_that_ends_before_any_validation_says_what_it_tested(tmp_path, monkeypatch, caplog):
+    import json
+    import logging
+
+    from tests.training.test_learning_curves import train_tiny
+
+    # 3 batches an epoch: 2 steps end training inside the first, before its validation.
+    with caplog.at_level(logging.WARNING, logger="recsys.training.run"):
+        out = train_tiny(tmp_path, monkeypatch, "logger=none", "trainer.max_epochs=-1", "trainer.max_steps=2")
+    assert ("No best checkpoint by val/recall@10: training ended (step 2) before any validation; testing the "
+            "weights it ended with") in caplog.text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "checkpoint" not in metrics and not any(key.startswith("val/") for key in metrics)
+    assert 0 < metrics["test/rmse"] < 4
