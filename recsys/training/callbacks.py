@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -11,9 +15,12 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning import Callback
-from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from recsys.training.report import LEARNING_CURVE_PANELS
+
+log = logging.getLogger(__name__)
 
 
 class RandomStateCheckpoint(Callback):
@@ -41,6 +48,54 @@ class RandomStateCheckpoint(Callback):
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
         version, internal, gauss_next = state_dict["python"]
         random.setstate((version, tuple(internal), gauss_next))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, whose kept checkpoints follow a resumed run into its folder.
+
+    A resumed run (``ckpt_path=...``) writes to a folder of its own. Restored from a checkpoint of
+    another folder, Lightning's callback keeps the path of the earlier best checkpoint but forgets
+    its score, so the resumed run's first validated epoch became the best however it scored: a run
+    killed after its best epoch tested a worse one. This one brings the earlier run's kept
+    checkpoints into the new folder (a hard link, else a copy; the earlier folder is left as it is)
+    with their scores, so the best epoch is chosen over the whole run, as without the interruption.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        earlier = state_dict.get("dirpath")
+        if earlier is None or self.dirpath is None or earlier == self.dirpath:
+            super().load_state_dict(state_dict)
+            return
+        kept = {str(path): score for path, score in state_dict.get("best_k_models", {}).items()}
+        gone = [path for path in kept if not Path(path).is_file()]
+        if gone:
+            log.warning("The earlier run's checkpoint %s is gone: the best epoch by %s is chosen among the "
+                        "resumed run's epochs only", gone[0], self.monitor)
+            kept = {}
+        here = {path: str(Path(self.dirpath) / Path(path).name) for path in kept}
+        if getattr(rank_zero_only, "rank", 0) == 0:  # one process links; the others only read them, later
+            Path(self.dirpath).mkdir(parents=True, exist_ok=True)
+            for source, target in here.items():
+                _link_or_copy(Path(source), Path(target))
+        super().load_state_dict({
+            **state_dict,
+            "dirpath": self.dirpath,
+            "best_k_models": {here[path]: score for path, score in kept.items()},
+            "best_model_path": here.get(str(state_dict.get("best_model_path", "")), ""),
+            "best_model_score": state_dict.get("best_model_score") if kept else None,
+            "kth_best_model_path": here.get(str(state_dict.get("kth_best_model_path", "")), ""),
+            "kth_value": state_dict.get("kth_value", self.kth_value) if kept else self.kth_value,
+            "last_model_path": "",
+        })
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or one without hard links
+        shutil.copy2(source, target)
 
 
 class RunProgressBar(RichProgressBar):

@@ -101,3 +101,43 @@ def test_a_run_that_ends_before_any_validation_says_what_it_tested(tmp_path, mon
     metrics = json.loads((out / "metrics.json").read_text())
     assert "checkpoint" not in metrics and not any(key.startswith("val/") for key in metrics)
     assert 0 < metrics["test/rmse"] < 4
+
+
+def test_a_resumed_run_keeps_the_earlier_best_epoch_and_brings_its_checkpoint(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    from tests.training.test_learning_curves import train_tiny
+
+    earlier = train_tiny(tmp_path / "a", monkeypatch, "logger=none", "trainer.max_epochs=1")
+    resumed = train_tiny(tmp_path / "b", monkeypatch, "logger=none", "trainer.max_epochs=3",
+                         f"ckpt_path={earlier / 'checkpoints' / 'last.ckpt'}")
+    curves = pd.read_csv(resumed / "learning_curves.csv").dropna(subset=["val/recall@10"])
+    assert curves["epoch"].tolist() == [0, 1, 2]  # epoch 0 from the earlier run
+    recall = curves["val/recall@10"].tolist()
+    best = recall.index(max(recall))  # the first epoch of the highest: later ties do not replace it
+    assert best == 0  # what this test is about: the best epoch is the earlier run's
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    # Lightning's own callback forgot the earlier score: the first resumed epoch became the best.
+    assert metrics["checkpoint"] == "epoch00.ckpt" and metrics["best_val/recall@10"] == recall[0]
+    assert (resumed / "checkpoints" / "epoch00.ckpt").is_file()  # in the resumed run's folder
+    assert (earlier / "checkpoints" / "epoch00.ckpt").is_file()  # and still in the earlier one's
+    assert not (resumed / "checkpoints" / "epoch01.ckpt").exists()
+
+
+def test_a_resumed_run_whose_earlier_best_checkpoint_is_gone_says_so(tmp_path, monkeypatch, caplog):
+    import json
+    import logging
+
+    from tests.training.test_learning_curves import train_tiny
+
+    earlier = train_tiny(tmp_path / "a", monkeypatch, "logger=none", "trainer.max_epochs=1")
+    (earlier / "checkpoints" / "epoch00.ckpt").unlink()
+    with caplog.at_level(logging.WARNING, logger="recsys.training.callbacks"):
+        resumed = train_tiny(tmp_path / "b", monkeypatch, "logger=none", "trainer.max_epochs=2",
+                             f"ckpt_path={earlier / 'checkpoints' / 'last.ckpt'}")
+    assert (f"The earlier run's checkpoint {earlier.resolve() / 'checkpoints' / 'epoch00.ckpt'} is gone: the best "
+            "epoch by val/recall@10 is chosen among the resumed run's epochs only") in caplog.text
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert metrics["checkpoint"] == "epoch01.ckpt" and (resumed / "checkpoints" / "epoch01.ckpt").is_file()
