@@ -137,7 +137,7 @@ class ReadReport:
         for reason, count in sorted(self.skipped.items()):
             log.warning(
                 "%s: skipped %d lines (%s), e.g. %s",
-                name, count, BAD_LINE_REASONS[reason], "; ".join(self.examples.get(reason, [])),
+                name, count, BAD_LINE_REASONS[reason], grouped_examples(self.examples.get(reason, [])),
             )
         self.warn_absent_fields()
 
@@ -150,3 +150,19 @@ class ReadReport:
                 "empty; set it to the field that holds it, or to null if the file has none",
                 name, setting, looked_for, setting.rsplit(".", 1)[-1],
             )
+
+
+def grouped_examples(examples: list[str]) -> str:
+    """Examples of one reason, each distinct detail once: ``lines 3, 9: 'text' is empty; line 12: ...``.
+
+    Lines that fail alike (the same missing field, the same hint) would otherwise repeat a long
+    message once per example.
+    """
+    lines_by_detail: dict[str, list[str]] = {}
+    for example in examples:
+        where, _, detail = example.partition(": ")
+        lines_by_detail.setdefault(detail, []).append(where.removeprefix("line "))
+    return "; ".join(
+        f"{'lines' if len(lines) > 1 else 'line'} {', '.join(lines)}: {detail}"
+        for detail, lines in lines_by_detail.items()
+    )

@@ -64,6 +64,20 @@ def test_duplicate_pairs_keep_the_latest_review():
     assert latest["rating"].tolist() == [1.0] and latest["timestamp"].tolist() == [1_500_000_000]
 
 
+def test_skip_warning_names_each_distinct_problem_once(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    reviews = tmp_path / "reviews.json"
+    good = {"reviewerID": "A", "asin": "X", "overall": 5.0, "unixReviewTime": 1_500_000_000}
+    rows = [{**good, "reviewText": "fine"}, {**good, "reviewText": ""}, {**good, "reviewText": " "},
+            {**good, "overall": 9.0, "reviewText": "odd"}, {**good, "reviewText": "\t"}]
+    reviews.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = read_reviews(reviews, on_bad_line="skip").report
+    caplog.set_level("WARNING", logger="recsys.data.validation")
+    report.log_summary()
+    empty = next(r.getMessage() for r in caplog.records if "neither text nor summary" in r.getMessage())
+    assert "skipped 3 lines" in empty and "e.g. lines 2, 3, 5: " in empty
+    assert empty.count("missing, empty or whitespace") == 1
+
+
 def test_ten_megabyte_line_is_refused_without_reading_it_whole():
     case = CASES["ten_megabyte_line"]
     # With a limit above the line's size it parses: the line itself is valid JSON.
