@@ -67,7 +67,10 @@ def test_the_report_tables_each_setting_and_the_ratio_of_its_own_rows(encoder):
                                                      "| seq 16, bf16"]
     fp32, bf16 = (float(row.split(" | ")[1].replace(",", "")) for row in rows[:2])
     (ratio_line,) = [line for line in lines if "bf16 vs fp32 encoder at seq 8:" in line]
-    # The ratio is of the measured speeds, which the rows show rounded to whole sequences/s.
-    assert float(ratio_line.rsplit(": ", 1)[1].rstrip("x.")) == pytest.approx(bf16 / fp32, rel=0.02, abs=0.01)
+    # The ratio is of the measured speeds, which the rows show rounded to whole sequences/s (on a busy
+    # machine a tiny encoder runs at tens a second, where that rounding alone moves the ratio by 5%),
+    # and it is printed to two decimals: it lies within what those roundings allow.
+    ratio = float(ratio_line.rsplit(": ", 1)[1].rstrip("x."))
+    assert (bf16 - 0.5) / (fp32 + 0.5) - 0.005 <= ratio <= (bf16 + 0.5) / (fp32 - 0.5) + 0.005
     shares = [line for line in lines if line.endswith("% |") and not line.startswith("| seq ")]
     assert {line.split(" | ")[0][2:] for line in shares} == {*OPERATOR_GROUPS, "other"}
