@@ -26,6 +26,7 @@ from recsys.training.optimization import (
     check_optimizer_settings,
     check_schedule,
     parameter_groups,
+    resume_schedule,
     warmup_then_decay,
 )
 from recsys.training.ranking import RANKING_METRICS, fused_scores, ranking_metrics, standardised, top_k_from_scores
@@ -171,6 +172,12 @@ class TwoTowerModule(pl.LightningModule):
         # (Lightning restores the step counter only after this hook: ask for the checkpoint instead.)
         if self.trainer.ckpt_path is None and self.catalog is not None:
             self.net.head.set_rating_prior(self.catalog.mean_rating)
+
+    def on_train_start(self) -> None:
+        # After Lightning restored a resumed run's optimizer and scheduler (after on_fit_start).
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, LambdaLR):
+                resume_schedule(config.scheduler)
 
     # -- steps -----------------------------------------------------------------------------
     def pair_predictions(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
 
 from recsys.settings import checked_choice, checked_number
 
@@ -45,6 +46,21 @@ def warmup_then_decay(total_steps: int, warmup_ratio: float, decay: str = "cosin
         return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
 
     return multiplier
+
+
+def resume_schedule(scheduler: LambdaLR) -> None:
+    """Set the optimizer's learning rates to what ``scheduler`` gives at its restored step.
+
+    A resumed run restores the rates that the checkpoint's schedule left in the optimizer. The
+    schedule itself is laid out anew over the resumed run's length, which a larger
+    ``trainer.max_epochs`` makes longer: without this, the first resumed step took the old
+    schedule's last rate (0 at the end of a finished run) and only the next one the new schedule's.
+    For a run resumed with its own length, the rates are the ones restored.
+    """
+    for group, base_lr, multiplier in zip(scheduler.optimizer.param_groups, scheduler.base_lrs,
+                                          scheduler.lr_lambdas, strict=True):
+        group["lr"] = base_lr * multiplier(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
 

@@ -141,3 +141,24 @@ def test_a_resumed_run_whose_earlier_best_checkpoint_is_gone_says_so(tmp_path, m
             "epoch by val/recall@10 is chosen among the resumed run's epochs only") in caplog.text
     metrics = json.loads((resumed / "metrics.json").read_text())
     assert metrics["checkpoint"] == "epoch01.ckpt" and (resumed / "checkpoints" / "epoch01.ckpt").is_file()
+
+
+def test_a_run_resumed_with_more_epochs_takes_the_longer_schedule_from_its_first_step(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from tests.training.test_learning_curves import train_tiny
+
+    def rates(name: str, *overrides: str) -> pd.Series:
+        out = train_tiny(tmp_path / name, monkeypatch, "logger=csv", f"logger.csv.save_dir={tmp_path / name}",
+                         "trainer.log_every_n_steps=1", *overrides)
+        logged = pd.read_csv(next((tmp_path / name).rglob("metrics.csv"))).dropna(subset=["lr-AdamW/rest"])
+        assert (out / "checkpoints" / "last.ckpt").is_file()
+        return logged.set_index("step")["lr-AdamW/rest"]
+
+    finished = rates("a", "trainer.max_epochs=1")  # 3 steps, its schedule decayed to 0 at the end
+    extended = rates("b", "trainer.max_epochs=3", f"ckpt_path={tmp_path / 'a' / 'run' / 'checkpoints' / 'last.ckpt'}")
+    whole = rates("c", "trainer.max_epochs=3")  # 9 steps
+    assert finished.index.tolist() == [0, 1, 2] and extended.index.tolist() == [3, 4, 5, 6, 7, 8]
+    # The resumed steps follow the 9-step schedule, the first included (it took the old schedule's 0).
+    assert extended.tolist() == pytest.approx(whole.loc[3:].tolist(), rel=1e-6)
+    assert extended.loc[3] > 0.5 * whole.max()
