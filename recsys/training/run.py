@@ -41,6 +41,7 @@ from recsys.training.report import (
     write_metrics,
     write_recommendations,
 )
+from recsys.training.resume import check_resumable, check_resumed_length
 from recsys.training.summary import ComponentSummary
 from recsys.training.trainer_settings import (
     built_trainer,
@@ -143,7 +144,7 @@ def train(cfg: DictConfig) -> float | None:
     for key in ("seed", "trainer.max_epochs", "model.min_steps"):  # before the data, which can take minutes
         whole_number_setting(cfg, key)
     testing = flag_setting(cfg, "test") if "test" in cfg else True
-    resume = None
+    resume, resumed = None, None
     if "baseline" not in cfg.model:
         check_monitor(cfg)
         check_accelerator(cfg)
@@ -152,6 +153,7 @@ def train(cfg: DictConfig) -> float | None:
         if resume is not None and not Path(resume).is_file():
             raise FileNotFoundError(f"ckpt_path={resume}: no checkpoint there; give a run's checkpoints/last.ckpt, "
                                     "or ckpt_path=last for the newest one")
+        resumed = check_resumable(Path(resume), cfg) if resume is not None else None
     pl.seed_everything(cfg.seed, workers=True)
     out = run_dir(cfg)
     datamodule: ReviewDataModule = hydra.utils.instantiate(cfg.data)
@@ -162,6 +164,8 @@ def train(cfg: DictConfig) -> float | None:
     if "baseline" in cfg.model:
         return fit_baseline(cfg, datamodule, out, started, evaluated)
     epochs = training_epochs(cfg, datamodule)
+    if resumed is not None:
+        check_resumed_length(resumed, epochs)
     with open_dict(cfg):  # the run config (logged, and kept in checkpoints) holds the epochs run
         cfg.trainer.max_epochs = epochs
     module = build_module(cfg, datamodule)
