@@ -63,7 +63,6 @@ def resume_schedule(scheduler: LambdaLR) -> None:
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
-
 def parameter_groups(model: nn.Module, encoder: nn.Module | None, encoder_lr: float,
                      embedding_weight_decay: float | None = None,
                      embedding_lr: float | None = None) -> list[dict[str, Any]]:
