@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback
@@ -45,7 +46,8 @@ def is_wandb_entry(entry: Any) -> bool:
 
 def dashboard_identity(cfg: DictConfig, run_directory: Path) -> dict[str, Any]:
     """How a run is found and compared in the dashboard: its ``name`` (the run directory, relative
-    to ``paths.output_dir`` when under it, e.g. ``mi_full/2026-12-05_15-16-04``), its ``tags`` (the
+    to ``paths.output_dir`` when under it, e.g. ``mi_full/2026-12-05_15-16-04``; in a multirun, then
+    the job's values of the swept settings, e.g. ``train/multirun-<time>/0 model.net.dim=64``), its ``tags`` (the
     dataset, the model's class and the split strategy) and, in a Hydra multirun (``-m``), its
     ``group`` (the sweep's folder), so that a sweep's runs are averaged and compared together."""
     task = cfg.get("task_name", "train")
@@ -59,12 +61,28 @@ def dashboard_identity(cfg: DictConfig, run_directory: Path) -> dict[str, Any]:
         name = f"{task}/{Path(sweep).name}/{run_directory.name}"
     else:
         name = f"{task}/{run_directory.name}"
+    if sweep is not None:
+        name = " ".join([name, *swept_settings(Path(sweep), list(HydraConfig.get().overrides.task))])
     model = OmegaConf.select(cfg, "model.baseline._target_") or OmegaConf.select(cfg, "model.net._target_")
     tags = [str(cfg.data.dataset.name), str(model).rsplit(".", 1)[-1], f"{cfg.data.split.strategy} split"]
     identity: dict[str, Any] = {"name": name, "tags": tags}
     if sweep is not None:
         identity["group"] = f"{task}/{Path(sweep).name}"
     return identity
+
+
+def swept_settings(sweep_dir: Path, job_overrides: list[str]) -> list[str]:
+    """This job's values of the settings that its Hydra multirun sweeps, e.g. ``["model.net.dim=64"]``
+    for a job of ``-m model.net.dim=64,128 data=magazine``: the job's overrides whose key the
+    sweep's command line gave several values (read from the ``multirun.yaml`` that Hydra's basic
+    sweeper writes in ``sweep_dir``); none where that file is not there (another sweeper)."""
+    sweep_file = sweep_dir / "multirun.yaml"
+    if not sweep_file.is_file():
+        return []
+    sweep_overrides = OmegaConf.select(OmegaConf.load(sweep_file), "hydra.overrides.task", default=None) or []
+    parser = OverridesParser.create()
+    swept = {o.get_key_element() for o in parser.parse_overrides(list(sweep_overrides)) if o.is_sweep_override()}
+    return [str(o.input_line) for o in parser.parse_overrides(job_overrides) if o.get_key_element() in swept]
 
 
 def set_dashboard_group(cfg: DictConfig, group: str) -> None:

@@ -16,6 +16,7 @@ from recsys.training.loggers import (
     instantiate_loggers,
     log_final_metrics,
     set_dashboard_group,
+    swept_settings,
 )
 from tests.conftest import REPO_ROOT, script_env, tiny_reviews, write_lines
 from tests.test_configs import compose_run
@@ -90,6 +91,14 @@ def test_final_metrics_of_a_run_without_a_trainer_reach_every_logger(tmp_path):
     assert "l2: 200.0" in (Path(csv.log_dir) / "hparams.yaml").read_text()
 
 
+def test_a_multirun_job_is_named_by_its_values_of_the_swept_settings(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task: ['data=magazine', 'model.net.dim=64,128', 'seed=range(0,3)', '+x=1']\n")
+    job = ["data=magazine", "model.net.dim=128", "seed=2", "+x=1"]
+    assert swept_settings(tmp_path, job) == ["model.net.dim=128", "seed=2"]
+    assert swept_settings(tmp_path / "another_sweeper", job) == []  # no multirun.yaml: nothing to tell
+
+
 def test_each_job_of_a_multirun_is_its_own_wandb_run_in_the_sweeps_group(tmp_path):
     # Lightning leaves a W&B run open: the second job's WandbLogger logged into the first job's
     # run. Baselines (here most-popular) log to the dashboards as trained models do.
@@ -105,7 +114,8 @@ def test_each_job_of_a_multirun_is_its_own_wandb_run_in_the_sweeps_group(tmp_pat
     for job in (0, 1):
         (folder,) = (sweep / str(job) / "wandb").glob("offline-run-*")
         run = offline_run(folder)
-        assert (run.name, run.group, run.tags) == (f"train/sweep/{job}", "train/sweep",
+        # Named by the job's value of the swept setting: the other overrides are every job's.
+        assert (run.name, run.group, run.tags) == (f"train/sweep/{job} seed={job}", "train/sweep",
                                                    ["tiny", "Popularity", "random split"])
         assert run.config["seed"] == job and run.exit_code == 0
         metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
