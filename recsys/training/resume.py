@@ -14,8 +14,9 @@ from recsys.training.checkpoints import load_checkpoint_config
 
 # What a resumed run must share with the run it resumes: the data and its split (with another
 # split, interactions that the checkpoint trained on would be held out) and the network (its
-# weights must fit). Folders are left out: they differ between machines and do not change the run.
-RESUMED_SETTINGS = ("data.dataset", "data.split", "model.text", "model.net")
+# weights must fit; model.net.text holds the encoder's settings, model.text, so they are named once).
+# Folders are left out: they differ between machines and do not change the run.
+RESUMED_SETTINGS = ("data.dataset", "data.split", "model.net")
 MACHINE_SETTINGS = ("model.net.embedding_cache_dir",)
 MAX_DIFFERENCES_SHOWN = 5
 
@@ -57,11 +58,10 @@ def check_resumed_length(resumed: ResumedCheckpoint, max_epochs: int | None) -> 
     (Lightning's MisconfigurationException names its own ``Trainer(max_epochs=...)``)."""
     if max_epochs is not None and max_epochs != -1 and resumed.epoch > max_epochs:
         run = f" of a run of trainer.max_epochs={resumed.max_epochs}" if resumed.max_epochs is not None else ""
-        longer = (f"above {resumed.max_epochs}" if resumed.max_epochs is not None and resumed.max_epochs > resumed.epoch
-                  else f"above {resumed.epoch}")
         raise ValueError(f"ckpt_path={resumed.path} was saved in epoch {resumed.epoch} (numbered from 0){run}, past "
-                         f"trainer.max_epochs={max_epochs}: give trainer.max_epochs {longer} to train it further, "
-                         f"or test it with python scripts/evaluate.py ckpt={resumed.path}")
+                         f"trainer.max_epochs={max_epochs}: give trainer.max_epochs above "
+                         f"{max(resumed.epoch, resumed.max_epochs or 0)} to train it further, or test it with python "
+                         f"scripts/evaluate.py ckpt={resumed.path}")
 
 
 def setting_differences(stored: DictConfig, cfg: DictConfig) -> list[tuple[str, Any, Any]]:

@@ -34,6 +34,9 @@ def test_a_resume_with_another_split_or_network_names_each_setting(tmp_path, mon
         "here; model.net.dim: 128 there, 32 here): give the same data, split and model settings as the run it "
         "comes from")
     assert not (tmp_path / "resumed" / "run" / "checkpoints").exists()  # refused before training
+    # The encoder's settings are named once (model.net.text holds model.text).
+    with pytest.raises(ValueError, match=r"\(model\.net\.text\.trainable_layers: 0 there, 1 here\)"):
+        resume(tmp_path / "again", monkeypatch, earlier_run, "model.text.trainable_layers=1")
 
 
 def test_a_resume_shorter_than_its_checkpoint_says_how_long_to_make_it(tmp_path, monkeypatch, earlier_run):
