@@ -4,6 +4,7 @@ failing inside Lightning (a size mismatch of the id tables, or a corrupt file) m
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def check_resumable(path: Path, cfg: DictConfig) -> ResumedCheckpoint:
         more = len(differences) - MAX_DIFFERENCES_SHOWN
         shown += f"; and {more} more" if more > 0 else ""
         started = started_with(path)
-        remedy = (f"resume with the settings it was started with: python scripts/train.py {' '.join(started)} "
+        remedy = (f"resume with the settings it was started with: python scripts/train.py {shlex.join(started)} "
                   f"ckpt_path={path}" if started is not None else
                   "give the same data, split and model settings as the run it comes from")
         raise ValueError(f"ckpt_path={path} was trained with other settings than this run's ({shown}): {remedy}")

@@ -23,6 +23,7 @@ from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint, run_progress_bar
 from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
+from recsys.training.interruption import fit_or_explain_interruption
 from recsys.training.loggers import (
     closing_loggers,
     dashboard_identity,
@@ -182,7 +183,7 @@ def train(cfg: DictConfig) -> float | None:
         run_config = plain_config(cfg)
         for logger in loggers:
             logger.log_hyperparams(run_config)
-        trainer.fit(module, datamodule, ckpt_path=resume)
+        fit_or_explain_interruption(trainer, module, datamodule, resume)
         fit_minutes = (time.perf_counter() - started) / 60
         # Taken before testing: a test from the best checkpoint restores the callbacks' states too.
         trained_curves, last_step = curves.frame, trainer.global_step

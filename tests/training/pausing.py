@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -18,3 +19,17 @@ class PauseAtBatch(Callback):
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             self.marker.write_text(f"epoch {trainer.current_epoch} batch {batch_idx} step {trainer.global_step}")
             time.sleep(self.seconds)
+
+
+class InterruptAtBatch(Callback):
+    """At batch ``batch`` of epoch ``epoch``, raise KeyboardInterrupt, as Ctrl-C does, or exit with
+    ``exit_code`` where one is given."""
+
+    def __init__(self, epoch: int, batch: int, exit_code: int | None = None) -> None:
+        self.epoch, self.batch, self.exit_code = epoch, batch, exit_code
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            if self.exit_code is not None:
+                sys.exit(self.exit_code)
+            raise KeyboardInterrupt

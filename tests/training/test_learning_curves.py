@@ -81,7 +81,7 @@ def train_tiny(tmp_path: Path, monkeypatch, *overrides: str) -> Path:
     """``train()`` on a tiny dataset with a tiny random encoder (seconds); its run directory."""
     write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
     out = tmp_path / "run"
-    out.mkdir()
+    out.mkdir(exist_ok=True)  # a test may put files there first
     monkeypatch.setattr("recsys.training.run.run_dir", lambda cfg: out)  # wherever an earlier test left Hydra
     encoder = ",".join(f"{key}:{value}" for key, value in TINY_BERT.items())
     train(config("data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",

@@ -4,6 +4,7 @@ the metrics of an uninterrupted run of the same seed, without re-running finishe
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -89,3 +90,37 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     curves = pd.read_csv(resumed / "learning_curves.csv")
     pd.testing.assert_frame_equal(curves, pd.read_csv(full / "learning_curves.csv"), atol=TOLERANCE)
     assert set(curves["epoch"]) == {0, 1, 2}
+
+
+def test_a_sigterm_run_exits_143_and_the_command_it_prints_resumes_it(tmp_path: Path, real_data_dir: Path):
+    # Ctrl-C is tested in-process (test_interruption.py): Python turns SIGINT into KeyboardInterrupt.
+    output = tmp_path / "outputs"
+    env = script_env(tmp_path / "cache", real_data_dir, PYTHONPATH=str(REPO_ROOT))
+    stopped = output / "resume" / "stopped"
+    marker = tmp_path / "paused"
+    pause = ["+callbacks.pause._target_=tests.training.pausing.PauseAtBatch", "+callbacks.pause.epoch=1",
+             "+callbacks.pause.batch=2", f"+callbacks.pause.marker={marker}", "+callbacks.pause.seconds=2"]
+    process = subprocess.Popen(_command(stopped, output, *pause), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), "the run never reached the pause point"
+        process.send_signal(signal.SIGTERM)
+        log, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143, log[-3000:]  # Lightning exits 0: a scheduler took the run for finished
+    last = stopped / "checkpoints" / "last.ckpt"
+    assert "Training stopped by SIGTERM in epoch 1 (numbered from 0) at step " in log, log[-3000:]
+    assert f"{last} holds the end of epoch 0. Resume it with: python scripts/train.py " in log
+    assert not (stopped / "metrics.json").exists()
+
+    python, *command = shlex.split(log.split("Resume it with: ")[1].splitlines()[0])
+    assert python == "python" and command[-1] == f"ckpt_path={last}" and "data=magazine" in command
+    resumed = output / "resume" / "resumed"
+    result = _run([sys.executable, *command, f"hydra.run.dir={resumed}"], env)
+    assert f"Restored all states from the checkpoint at {last}" in result.stdout + result.stderr
+    assert _epochs_trained(resumed) == {"1", "2"}
+    assert json.loads((resumed / "metrics.json").read_text())["test/recall@10"] > 0

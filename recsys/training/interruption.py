@@ -1,0 +1,80 @@
+"""A training run stopped by Ctrl-C or SIGTERM: what it left and how to go on.
+
+Lightning ends an interrupted ``fit`` with ``SystemExit``: status 1 after Ctrl-C, and status 0 after
+SIGTERM (its ``SIGTERMException`` carries no code), so a scheduler read a killed run as finished.
+:func:`fit_or_explain_interruption` turns both into the shell's status for the signal and one line
+naming the checkpoint to resume from and the command that resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from recsys.training.checkpoints import load_checkpoint_config
+from recsys.training.resume import started_with
+
+log = logging.getLogger(__name__)
+
+
+def exit_status(sigterm: bool) -> int:
+    """The status a shell gives a process ended by the signal: 128 + its number."""
+    return 128 + (signal.SIGTERM if sigterm else signal.SIGINT)
+
+
+def fit_or_explain_interruption(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+                                ckpt_path: str | None) -> None:
+    """``trainer.fit(module, datamodule, ckpt_path=ckpt_path)``; when Ctrl-C or SIGTERM stops it, log
+    what :func:`interruption_message` says and exit with :func:`exit_status` (130 or 143)."""
+    try:
+        trainer.fit(module, datamodule, ckpt_path=ckpt_path)
+    except SystemExit as stopped:
+        # Lightning's two ways out: SIGTERMException, and sys.exit(1) while handling KeyboardInterrupt.
+        sigterm = isinstance(stopped, SIGTERMException)
+        if not sigterm and not isinstance(stopped.__context__, KeyboardInterrupt):
+            raise
+        if trainer.is_global_zero:
+            log.error(interruption_message(trainer, "SIGTERM" if sigterm else "Ctrl-C (SIGINT)"))
+        sys.exit(exit_status(sigterm))
+
+
+def interruption_message(trainer: pl.Trainer, cause: str) -> str:
+    """Where the run stopped, the newest checkpoint it saved and the command that resumes from it."""
+    stopped = (f"Training stopped by {cause} in epoch {trainer.current_epoch} (numbered from 0) at step "
+               f"{trainer.global_step}, before its test and reports")
+    latest = latest_checkpoint(trainer)
+    if latest is None:
+        return (f"{stopped}; it saved no checkpoint (none is saved before the first epoch ends, nor with "
+                "callbacks=none): run it again")
+    epoch = _saved_epoch(latest)
+    held = f" holds the end of epoch {epoch}" if epoch is not None else " is the newest checkpoint"
+    overrides = started_with(latest)
+    command = ("python scripts/train.py " + shlex.join([*overrides, f"ckpt_path={latest}"]) if overrides is not None
+               else f"python scripts/train.py <the run's overrides> ckpt_path={latest}")
+    return f"{stopped}; {latest}{held}. Resume it with: {command}"
+
+
+def latest_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The most recently written checkpoint of the run's checkpoint callbacks (``last.ckpt`` where
+    it and another were written in the same epoch), or None when none was written."""
+    paths = {Path(path) for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
+             for path in (callback.last_model_path, callback.best_model_path) if path}
+    written = [path for path in paths if path.is_file()]
+    if not written:
+        return None
+    return max(written, key=lambda path: (path.stat().st_mtime_ns, path.name == "last.ckpt"))
+
+
+def _saved_epoch(path: Path) -> Any:
+    try:
+        return load_checkpoint_config(path)[1].get("epoch")
+    except ValueError:  # a file it cannot read: the message names the file without its epoch
+        return None
