@@ -95,8 +95,8 @@ class PairIndexDataset(Dataset):
 class PairCollator:
     """Builds :class:`PairBatch` from pair positions.
 
-    Negatives are drawn fresh for every batch from ``seed`` (each DataLoader worker derives its
-    own stream from its worker seed), unless ``fixed_negatives`` [num_pairs, N] is given, as it
+    Negatives are drawn fresh for every batch from ``seed`` (in a DataLoader worker, from ``seed``
+    and the batch's pair positions), unless ``fixed_negatives`` [num_pairs, N] is given, as it
     is for validation and test so that their losses are comparable across epochs.
     """
 
@@ -125,14 +125,14 @@ class PairCollator:
         self.seed = seed
         self.fixed_negatives = fixed_negatives
         self._rng = rng if rng is not None else np.random.default_rng(seed)
-        self._rng_worker: int | None = None
 
-    def _generator(self) -> np.random.Generator:
-        worker = get_worker_info()
-        if worker is not None and self._rng_worker != worker.id:
-            self._rng = np.random.default_rng([self.seed, worker.seed])
-            self._rng_worker = worker.id
-        return self._rng
+    def _generator(self, positions: np.ndarray) -> np.random.Generator:
+        if get_worker_info() is None:
+            return self._rng  # one stream, which the datamodule's state (and so a checkpoint) keeps
+        # In a DataLoader worker, a stream of the batch's own, from the seed and its pairs in their
+        # shuffled order: the same for any number of workers, and after a resume, where the workers'
+        # own streams would start again.
+        return np.random.default_rng([self.seed, *positions.tolist()])
 
     def negatives_for(self, positions: np.ndarray) -> np.ndarray:
         """[len(positions), num_negatives] item ids: the fixed ones (evaluation) or freshly sampled ones that the
@@ -141,7 +141,7 @@ class PairCollator:
             return self.fixed_negatives[positions]
         return sample_negatives(
             self.pairs.user[positions], self.pairs.item[positions], self.num_negatives,
-            self.train_items, self._generator(),
+            self.train_items, self._generator(positions),
         )
 
     def _histories(self, users: np.ndarray, reviews: np.ndarray) -> list[np.ndarray]:

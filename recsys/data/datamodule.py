@@ -276,7 +276,7 @@ class ReviewDataModule(pl.LightningDataModule):
             sampler=sampler,
             collate_fn=self.collator(split),
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=False,
         )
 
     def train_dataloader(self) -> DataLoader:

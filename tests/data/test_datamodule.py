@@ -1,4 +1,5 @@
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -169,3 +170,22 @@ def test_what_setup_builds_is_refused_before_it_with_what_to_call(tiny_dataset, 
     assert dm.prepared is dm.data
     assert len(dm.item_tokens) == dm.num_items == 8
     assert len(dm.review_tokens) == len(dm.prepared.pairs["train"]) == len(dm.catalog().review_tokens)
+
+
+def test_negatives_drawn_in_workers_depend_on_the_batch_not_on_the_worker_count(tiny_dataset, tmp_path):
+    files, data_dir = tiny_dataset
+    epochs = {}
+    for workers in (1, 2):
+        dm = make_datamodule(files, data_dir, tmp_path / "cache", num_negatives=3, num_workers=workers)
+        torch.manual_seed(0)  # the shuffle
+        loader = dm.train_dataloader()
+        epochs[workers] = [[(b.user.tolist(), b.negatives.tolist()) for b in loader] for _ in range(2)]
+    assert epochs[1] == epochs[2]
+    assert epochs[1][0] != epochs[1][1]  # another shuffle, other batches, other negatives
+    # Each batch's own stream: one batch's pairs drawn again give the same negatives, other pairs others.
+    collate = make_datamodule(files, data_dir, tmp_path / "cache", num_negatives=3).collator("train")
+    positions = np.arange(len(collate.pairs))
+    with patch("recsys.data.batches.get_worker_info", return_value=object()):
+        assert torch.equal(collate(positions.tolist()).negatives, collate(positions.tolist()).negatives)
+        reversed_order = collate(positions[::-1].tolist()).negatives.flip(0)
+        assert not torch.equal(collate(positions.tolist()).negatives, reversed_order)

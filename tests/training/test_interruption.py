@@ -60,3 +60,21 @@ def test_an_error_inside_training_is_not_taken_for_an_interruption(tmp_path, mon
         train_tiny(tmp_path, monkeypatch, "logger=none", INTERRUPT, "+callbacks.interrupt.epoch=1",
                    "+callbacks.interrupt.batch=1", "+callbacks.interrupt.exit_code=3")
     assert stopped.value.code == 3
+
+
+def test_a_run_with_dataloader_workers_resumed_after_ctrl_c_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    import json
+
+    settings = ("logger=none", "trainer.max_epochs=3", "data.num_workers=2")
+    whole = train_tiny(tmp_path / "whole", monkeypatch, *settings)
+    with pytest.raises(SystemExit):
+        train_tiny(tmp_path / "stopped", monkeypatch, *settings, INTERRUPT, "+callbacks.interrupt.epoch=1",
+                   "+callbacks.interrupt.batch=1")
+    last = tmp_path / "stopped" / "run" / "checkpoints" / "last.ckpt"
+    resumed = train_tiny(tmp_path / "resumed", monkeypatch, *settings, f"ckpt_path={last}")
+    expected = json.loads((whole / "metrics.json").read_text())
+    got = json.loads((resumed / "metrics.json").read_text())
+    compared = [key for key in expected if key.startswith(("val/", "test/"))]
+    assert {"val/rmse", "test/rmse", "test/recall@10", "test/loss"} <= set(compared)
+    # The workers' negatives: a stream per batch, so the resumed epochs draw what the whole run drew.
+    assert {key: got[key] for key in compared} == pytest.approx({key: expected[key] for key in compared}, abs=1e-6)
