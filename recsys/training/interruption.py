@@ -63,10 +63,11 @@ def interruption_message(trainer: pl.Trainer, cause: str) -> str:
 
 
 def latest_checkpoint(trainer: pl.Trainer) -> Path | None:
-    """The most recently written checkpoint of the run's checkpoint callbacks (``last.ckpt`` where
-    it and another were written in the same epoch), or None when none was written."""
-    paths = {Path(path) for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
-             for path in (callback.last_model_path, callback.best_model_path) if path}
+    """The most recently written checkpoint of the run's checkpoint callbacks, or the one it resumed
+    from (``last.ckpt`` where it and another were written in the same epoch); None when there is none."""
+    saved = [path for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
+             for path in (callback.last_model_path, callback.best_model_path)]
+    paths = {Path(path) for path in (*saved, trainer.ckpt_path) if path}
     written = [path for path in paths if path.is_file()]
     if not written:
         return None

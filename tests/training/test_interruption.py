@@ -78,3 +78,12 @@ def test_a_run_with_dataloader_workers_resumed_after_ctrl_c_ends_as_an_uninterru
     assert {"val/rmse", "test/rmse", "test/recall@10", "test/loss"} <= set(compared)
     # The workers' negatives: a stream per batch, so the resumed epochs draw what the whole run drew.
     assert {key: got[key] for key in compared} == pytest.approx({key: expected[key] for key in compared}, abs=1e-6)
+
+
+def test_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(tmp_path, monkeypatch, caplog):
+    earlier = train_tiny(tmp_path / "a", monkeypatch, "logger=none", "trainer.max_epochs=1")
+    resumed_from = earlier / "checkpoints" / "last.ckpt"
+    with caplog.at_level(logging.ERROR, logger="recsys.training.interruption"), pytest.raises(SystemExit):
+        train_tiny(tmp_path / "b", monkeypatch, "logger=none", "trainer.max_epochs=3", f"ckpt_path={resumed_from}",
+                   INTERRUPT, "+callbacks.interrupt.epoch=1", "+callbacks.interrupt.batch=1")
+    assert f"; {resumed_from} holds the end of epoch 0. Resume it with: " in caplog.text
