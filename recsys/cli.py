@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -38,6 +39,8 @@ LIGHTNING_TIPS_LOGGER = "pytorch_lightning.utilities.rank_zero"
 LIGHTNING_TIP_PREFIX = "💡 Tip:"
 LIGHTNING_DEVICE_PREFIXES = ("GPU available:", "TPU available:", "HPU available:")
 
+# What a shell reports for a process ended by Ctrl-C (128 + SIGINT).
+INTERRUPTED_STATUS = 128 + signal.SIGINT
 # Errors whose message already tells the user what to do: no traceback needed.
 USER_ERRORS = (
     DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError, UnknownIdError,
@@ -88,14 +91,20 @@ def quiet_library_noise() -> Iterator[None]:
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Print the message of an error the user can act on and exit with status 2, instead of a
-    traceback (``RECSYS_DEBUG=1`` shows it); any other exception propagates unchanged. Also
-    silences the libraries' :data:`LIBRARY_NOISE` while ``main`` runs."""
+    traceback (``RECSYS_DEBUG=1`` shows it), and end a Ctrl-C with one line and the shell's status
+    for it; any other exception propagates unchanged. Also silences the libraries'
+    :data:`LIBRARY_NOISE` while ``main`` runs."""
 
     @wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             with quiet_library_noise():
                 return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            if os.environ.get("RECSYS_DEBUG"):
+                raise
+            log.error("Stopped by Ctrl-C (SIGINT)")
+            sys.exit(INTERRUPTED_STATUS)
         except MissingMandatoryValue as err:
             if os.environ.get("RECSYS_DEBUG"):
                 raise

@@ -59,3 +59,19 @@ def test_lightning_device_lines_show_once_and_tips_never(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "GPU available: False, used: False", "TPU available: False, using: 0 TPU cores",
         "`Trainer.fit` stopped: `max_epochs=1` reached.", "GPU available: False, used: False"]
+
+
+@exit_on_user_error
+def interrupted_main() -> None:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_ends_with_one_line_and_the_shells_status(caplog, monkeypatch):
+    monkeypatch.delenv("RECSYS_DEBUG", raising=False)
+    with caplog.at_level(logging.ERROR, logger="recsys"), pytest.raises(SystemExit) as exited:
+        interrupted_main()
+    assert exited.value.code == 130
+    assert [r.getMessage() for r in caplog.records] == ["Stopped by Ctrl-C (SIGINT)"]
+    monkeypatch.setenv("RECSYS_DEBUG", "1")
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_main()

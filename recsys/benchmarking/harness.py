@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import resource
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from recsys.cli import INTERRUPTED_STATUS
 from recsys.data.sources import DatasetFiles
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,8 @@ def _train_in_child(overrides: list[str], out: Path, threads: int | None, group:
         connection.send({"ok": True, "metrics": metrics, "minutes": minutes, "peak_mb": peak_mb})
     except Exception as err:  # the parent reports which run failed and why
         connection.send({"ok": False, "error": f"{type(err).__name__}: {err}"})
+    except KeyboardInterrupt:  # Ctrl-C reaches the parent too, which says so: no traceback from here
+        sys.exit(INTERRUPTED_STATUS)
 
 
 def best_checkpoint(run_dir: Path) -> Path:

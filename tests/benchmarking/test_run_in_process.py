@@ -62,3 +62,19 @@ def test_a_process_that_ends_without_a_result_fails_instead_of_hanging(target, r
     error = _outcome(target)
     assert isinstance(error, RuntimeError)
     assert str(error) == f"fold 3 failed: its process ended without a result ({reason})"
+
+
+def test_a_run_stopped_by_ctrl_c_exits_130_without_a_traceback(tmp_path, monkeypatch, capsys):
+    from multiprocessing import Pipe
+
+    from recsys.benchmarking import harness
+
+    def interrupted(cfg) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("recsys.training.run.train", interrupted)
+    receiver, sender = Pipe(duplex=False)
+    with pytest.raises(SystemExit) as exited:
+        harness._train_in_child(["data=magazine"], tmp_path / "run", None, None, sender)
+    assert exited.value.code == 130 and not receiver.poll()  # the parent learns it from the exit status
+    assert "Traceback" not in capsys.readouterr().err
