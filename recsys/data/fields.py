@@ -17,6 +17,33 @@ STARS_MIN, STARS_MAX = 1.0, 5.0
 
 
 @dataclass(frozen=True)
+class RatingScale:
+    """A dataset's rating scale, ``minimum..maximum``, mapped linearly onto the model's 1..5 stars."""
+
+    minimum: float = STARS_MIN
+    maximum: float = STARS_MAX
+
+    @property
+    def is_stars(self) -> bool:
+        return (self.minimum, self.maximum) == (STARS_MIN, STARS_MAX)
+
+    def to_stars(self, rating: float) -> float:
+        """``rating`` (on this scale) in stars."""
+        if self.is_stars:
+            return rating
+        return STARS_MIN + (STARS_MAX - STARS_MIN) * (rating - self.minimum) / (self.maximum - self.minimum)
+
+    def from_stars(self, stars: float) -> float:
+        """``stars`` (1..5) on this scale."""
+        if self.is_stars:
+            return stars
+        return self.minimum + (self.maximum - self.minimum) * (stars - STARS_MIN) / (STARS_MAX - STARS_MIN)
+
+    def __str__(self) -> str:
+        return f"{self.minimum:g}..{self.maximum:g}"
+
+
+@dataclass(frozen=True)
 class ReviewFields:
     """Field names of a reviews record.
 
@@ -60,11 +87,14 @@ class ReviewFields:
                 "recsys reads review text for the user tower and for item documents"
             )
 
+    @property
+    def rating_scale(self) -> RatingScale:
+        """The file's rating scale, ``rating_min..rating_max``."""
+        return RatingScale(self.rating_min, self.rating_max)
+
     def to_stars(self, rating: float) -> float:
         """``rating`` (in ``rating_min..rating_max``) on the 1..5 scale."""
-        if (self.rating_min, self.rating_max) == (STARS_MIN, STARS_MAX):
-            return rating
-        return STARS_MIN + (STARS_MAX - STARS_MIN) * (rating - self.rating_min) / (self.rating_max - self.rating_min)
+        return self.rating_scale.to_stars(rating)
 
     @property
     def numeric(self) -> tuple[str, ...]:

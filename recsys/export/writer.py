@@ -95,10 +95,17 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
         "num_users": int(data.num_users),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "serving": {"text_backend": serving.text_backend(net.encoder.bf16)},
+        # The data's rating scale: served ratings, given and predicted, are on it (the model's are stars).
+        "rating_scale": _rating_scale(datamodule),
         **ranking,
         "files": fmt.checksums(directory),
     }
     (directory / fmt.MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _rating_scale(datamodule: ReviewDataModule) -> list[float]:
+    scale = datamodule.dataset.review_fields.rating_scale
+    return [scale.minimum, scale.maximum]
 
 
 @dataclass(frozen=True)

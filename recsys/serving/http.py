@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
@@ -25,13 +29,16 @@ Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class ReviewBody(BaseModel):
-    """One review of a new user: what they wrote, and of which item, with how many stars."""
+    """One review of a new user: what they wrote, and of which item, with what rating."""
 
     model_config = ConfigDict(extra="forbid")
     text: Text = Field(description="The review's text.")
     item_id: Identifier | None = Field(
         default=None, description="The reviewed item, if it is in the catalog (an unknown id is refused).")
-    rating: float | None = Field(default=None, ge=1, le=5, description="The stars given, 1 to 5.")
+    rating: float | None = Field(
+        default=None, allow_inf_nan=False,
+        description="The rating given, on the data's scale (GET /health: rating_scale; 1 to 5 stars for the Amazon "
+        "data); another value is refused (422).")
 
 
 class RecommendBody(BaseModel):
@@ -71,7 +78,8 @@ class RecommendedItem(BaseModel):
     score: float = Field(description="What the list is ordered by: the cosine, its fusion with EASE for an export "
                          "trained with ease_fusion, or for a query its blend with the text's similarity.")
     cosine: float = Field(description="Cosine of the user's and the item's vectors.")
-    predicted_rating: float = Field(description="The scoring head's predicted stars, 1 to 5.")
+    predicted_rating: float = Field(description="The scoring head's predicted rating, on the data's scale "
+                                    "(GET /health: rating_scale).")
     like_probability: float = Field(description="The scoring head's probability that the user likes it.")
     explanation: str = Field(description="Why it was chosen, in one line.")
     snippet: str = Field(description="The beginning of the item's document.")
@@ -91,6 +99,8 @@ class HealthResponse(BaseModel):
     users: int = Field(description="Known users (those of the training data).")
     format_version: int = Field(description="The export's format version.")
     ease_fusion: float = Field(description="Weight of EASE in the ranking; 0 for cosine ranking alone.")
+    rating_scale: list[float] = Field(description="The data's rating scale [lowest, highest]: of the ratings a "
+                                      "request gives and of the predicted ones.")
 
 
 class CatalogItem(BaseModel):
@@ -107,17 +117,35 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="What was wrong, and with which value.")
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every float that JSON cannot hold (NaN, infinities) written as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def create_app(recommender: Recommender) -> FastAPI:
     """A FastAPI app answering from ``recommender`` (CPU-bound handlers run in the threadpool)."""
     app = FastAPI(title="recsys", version=str(recommender.bundle.manifest.get("recsys_version", "")),
                   description="Two-tower review-based recommendations: known users, new users' reviews, text queries.")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 answer, but one that can echo a NaN (Python's JSON reader takes ``NaN``,
+        which FastAPI's own answer then failed to write: a 500)."""
+        return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(error.errors()))})
 
     @app.get("/health")
     def health() -> HealthResponse:
         """Whether the server is up, the catalog's and the known users' sizes, and how it ranks."""
         manifest = recommender.bundle.manifest
         return HealthResponse(status="ok", items=manifest["num_items"], users=manifest["num_users"],
-                              format_version=manifest["format_version"], ease_fusion=recommender.bundle.ease_fusion)
+                              format_version=manifest["format_version"], ease_fusion=recommender.bundle.ease_fusion,
+                              rating_scale=[recommender.rating_scale.minimum, recommender.rating_scale.maximum])
 
     @app.get("/items/{item_id}", responses={404: {"model": ErrorResponse, "description": "Unknown item"}})
     def item(item_id: str) -> CatalogItem:
@@ -132,7 +160,7 @@ def create_app(recommender: Recommender) -> FastAPI:
         """Top-k items for a known user, a new user's reviews, or a free-text query.
 
         422 for a body that is not exactly one of the three, a value beyond its limits, a review of
-        an item not in the catalog, or a blank text.
+        an item not in the catalog, a rating off the data's scale, or a blank text.
         """
         try:
             if body.user_id is not None:

@@ -11,6 +11,7 @@ faiss index is then not used; EASE exports are for catalogs of up to 20,000 item
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys.data.fields import STARS_MAX, STARS_MIN, RatingScale
 from recsys.data.negatives import UserItemSets
 from recsys.export.reader import ExportBundle, load_export
 from recsys.serving.backend_names import ONNX_FILE
@@ -138,6 +140,8 @@ class Recommender:
             # Only an approximate index is worth a word: the default (flat) is exact, as the fused ranking is.
             log.info("This export ranks by cosine fused with EASE, exactly over the catalog: index=%s is not used",
                      index.kind)
+        # Ratings given and predicted are on the data's scale (exports before it was recorded: stars).
+        self.rating_scale = RatingScale(*bundle.manifest.get("rating_scale", (STARS_MIN, STARS_MAX)))
         config = bundle.config["data"]
         self.max_reviews = int(config.get("max_reviews", 20))
         self.review_max_tokens = int(config.get("review_max_tokens", 128))
@@ -196,7 +200,7 @@ class Recommender:
             raise UnknownItemError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
         text, tower_text = self._embed([r.text for r in reviews])
         items = torch.tensor([self.item_position[r.item_id] if r.item_id is not None else -1 for r in reviews])
-        ratings = torch.tensor([float(r.rating) if r.rating is not None else QUERY_RATING for r in reviews])
+        ratings = torch.tensor([self._stars(r.rating) if r.rating is not None else QUERY_RATING for r in reviews])
         mask = torch.ones(1, len(reviews), dtype=torch.bool)
         vector = self.net.user_vectors_from_texts(tower_text[None], items[None], ratings[None], mask)[0]
         offset = self.net.user_offset(ratings[None], mask)[0]
@@ -239,6 +243,7 @@ class Recommender:
             rating, like = self.net.score(asker.vector.expand(len(items), -1), vectors, items,
                                           asker.offset.expand(len(items)))
             like = torch.sigmoid(like)
+            rating = self._on_scale(rating)
             key = {"cosine": torch.from_numpy(row_scores[valid]), "like": like, "rating": rating}[self.order]
             best = torch.argsort(key, descending=True, stable=True)[:k].tolist()
             chosen = [int(items[i]) for i in best]
@@ -318,14 +323,33 @@ class Recommender:
     def explain(self, asker: _Asker, items: list[int], ratings: list[float]) -> list[str]:
         """``predicted 4.6 stars; similar to your review of <item>: "<snippet>"`` for each item, naming
         the asker's review whose text is closest (cosine of pretrained embeddings) to the item's
-        document."""
-        lines = [f"predicted {rating:.1f} stars" for rating in ratings]
+        document. ``ratings`` are on the data's scale (``predicted 8.4 of 10`` where it is not 1..5)."""
+        unit = "stars" if self.rating_scale.is_stars else f"of {self.rating_scale.maximum:g}"
+        lines = [f"predicted {rating:.1f} {unit}" for rating in ratings]
         if len(asker.review_vectors) == 0 or not items:
             return lines
         reviews = F.normalize(asker.review_vectors, dim=-1)
         documents = F.normalize(self.net.item_text[torch.tensor(items)], dim=-1)
         closest = (reviews @ documents.T).argmax(0).tolist()
         return [f"{line}; similar to {asker.review_label(r)}" for line, r in zip(lines, closest, strict=True)]
+
+    def _stars(self, rating: Any) -> float:
+        """A given rating, on the data's scale, in the model's stars; refused unless a number on that scale."""
+        try:
+            value = float(rating)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not self.rating_scale.minimum <= value <= self.rating_scale.maximum:  # NaN is refused too
+            raise InvalidRequestError(f"rating {rating!r} is not on this export's rating scale, {self.rating_scale}: "
+                                      "give a number in it, or no rating")
+        return self.rating_scale.to_stars(value)
+
+    def _on_scale(self, stars: torch.Tensor) -> torch.Tensor:
+        """The head's predicted stars on the data's rating scale."""
+        if self.rating_scale.is_stars:
+            return stars
+        offset = self.rating_scale.from_stars(0.0)  # the map is affine: offset + slope * stars
+        return offset + (self.rating_scale.from_stars(1.0) - offset) * stars
 
     def search(self, user_ids: list[str], k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Retrieval only, batched: ``(scores, item indices)`` [len(user_ids), k] of known users by

@@ -21,7 +21,8 @@ def client(tiny_export) -> TestClient:
 
 def test_health_and_items(client, tiny_export):
     health = client.get("/health").json()
-    assert health == {"status": "ok", "items": 10, "users": 12, "format_version": 1, "ease_fusion": 0.0}
+    assert health == {"status": "ok", "items": 10, "users": 12, "format_version": 1, "ease_fusion": 0.0,
+                      "rating_scale": [1.0, 5.0]}
     item = str(tiny_export[2].data.item_ids[0])
     body = client.get(f"/items/{item}").json()
     assert body["item_id"] == item and body["train_count"] > 0 and body["snippet"]
@@ -106,12 +107,22 @@ def test_a_blank_text_is_422_saying_so(client, body, detail):
     {"reviews": []},
     {"reviews": [{"text": "x"}] * 51},
     {"reviews": [{"text": "x", "rating": 6}]},
+    {"reviews": [{"text": "x", "rating": 0.5}]},
+    {"reviews": [{"text": "x", "rating": "many"}]},
     {"reviews": [{"text": "y" * 5001}]},
     {"query": "x", "unexpected": 1},
     {"reviews": [{"text": "x", "item_id": "not-an-item"}]},
 ])
 def test_invalid_bodies_are_422(client, body):
     assert client.post("/recommend", json=body).status_code == 422
+
+
+@pytest.mark.parametrize("body", [b'{"reviews": [{"text": "x", "rating": NaN}]}', b'{"query": "x", "k": Infinity}'])
+def test_a_number_that_json_cannot_hold_is_422(client, body):
+    # Python's JSON reader takes NaN and Infinity; FastAPI's own 422 answer then failed to echo them (a 500).
+    response = client.post("/recommend", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["input"] in ("nan", "inf")
 
 
 def test_malformed_json_is_422(client):

@@ -210,3 +210,60 @@ def test_the_serve_entry_names_a_bad_port(tiny_export):
         cfg = compose("serve", overrides=[f"export={tiny_export[0]}", "port=abc"])
     with pytest.raises(ValueError, match=r"^port='abc' is not allowed: give a whole number >= 0, e.g. port=8000$"):
         serve(cfg)
+
+
+@pytest.mark.parametrize("rating", [7, 0.5, float("nan"), "many"])
+def test_a_given_rating_off_the_scale_is_refused(recommender, rating):
+    with pytest.raises(InvalidRequestError, match=r"is not on this export's rating scale, 1\.\.5"):
+        recommender.recommend_reviews([ReviewInput("good strings", rating=rating)], k=2)
+
+
+def _export_on_scale(tiny_export, tmp_path, scale: list[float] | None):
+    import json
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(tiny_export[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["rating_scale"] == [1.0, 5.0]  # written from the data's review fields
+    if scale is None:
+        del manifest["rating_scale"]  # as exports written before it was recorded
+    else:
+        manifest["rating_scale"] = scale
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return Recommender.from_export(copy)
+
+
+def test_ratings_given_and_predicted_are_on_the_datas_scale(recommender, tiny_export, tmp_path):
+    tens = _export_on_scale(tiny_export, tmp_path, [0.0, 10.0])
+    item = str(tiny_export[2].data.item_ids[2])
+    in_stars = recommender.recommend_reviews([ReviewInput("good strings", item_id=item, rating=4)], k=3)
+    # 7.5 of 0..10 is 4 stars
+    in_tens = tens.recommend_reviews([ReviewInput("good strings", item_id=item, rating=7.5)], k=3)
+    assert [a.item_id for a in in_tens] == [a.item_id for a in in_stars]
+    assert [a.cosine for a in in_tens] == [a.cosine for a in in_stars]
+    for tens_answer, stars_answer in zip(in_tens, in_stars, strict=True):
+        assert tens_answer.predicted_rating == pytest.approx((stars_answer.predicted_rating - 1) * 2.5, abs=1e-3)
+        assert tens_answer.explanation.startswith(f"predicted {tens_answer.predicted_rating:.1f} of 10; ")
+    known = tens.recommend_user(str(tiny_export[2].data.user_ids[0]), k=3)
+    assert all(0 <= a.predicted_rating <= 10 for a in known)
+    with pytest.raises(InvalidRequestError, match=r"rating 11 is not on this export's rating scale, 0\.\.10"):
+        tens.recommend_reviews([ReviewInput("good strings", rating=11)], k=2)
+
+
+def test_an_export_without_a_recorded_scale_is_read_in_stars(recommender, tiny_export, tmp_path):
+    older = _export_on_scale(tiny_export, tmp_path, None)
+    assert (older.rating_scale.minimum, older.rating_scale.maximum) == (1.0, 5.0)
+    reviews = [ReviewInput("good strings", rating=5)]
+    assert [a.to_dict() for a in older.recommend_reviews(reviews, k=3)] == \
+        [a.to_dict() for a in recommender.recommend_reviews(reviews, k=3)]
+
+
+def test_the_export_records_the_scale_of_the_datas_review_fields():
+    from types import SimpleNamespace
+
+    from recsys.data.fields import ReviewFields
+    from recsys.export.writer import _rating_scale
+
+    datamodule = SimpleNamespace(dataset=SimpleNamespace(review_fields=ReviewFields(rating_min=2, rating_max=10)))
+    assert _rating_scale(datamodule) == [2.0, 10.0]
