@@ -18,11 +18,12 @@ def recommender_from_config(cfg: DictConfig) -> Recommender:
                                    query_text_weight=cfg.get("query_text_weight", QUERY_TEXT_WEIGHT))
 
 
-def render(recommendations: list[Recommendation], title: str) -> Table:
-    """A Rich table of the recommendations: rank, item and snippet, score, cosine, stars, explanation."""
+def render(recommendations: list[Recommendation], title: str, rating: str = "stars") -> Table:
+    """A Rich table of the recommendations: rank, item and snippet, score, cosine, predicted
+    rating (its column named ``rating``), explanation."""
     table = Table(title=title, show_lines=False)
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("rank", "right"), ("item", "left"), ("score", "right"), ("cosine", "right"), ("stars", "right"),
+        ("rank", "right"), ("item", "left"), ("score", "right"), ("cosine", "right"), (rating, "right"),
         ("explanation", "left"),
     )
     for column, justify in columns:
@@ -46,7 +47,8 @@ def recommend(cfg: DictConfig) -> list[Recommendation]:
     else:
         answer = recommender.recommend_query(str(cfg.query), cfg.k)
         title = f"Top {cfg.k} for \"{cfg.query}\""
-    Console(width=160).print(render(answer, title))
+    scale = recommender.rating_scale
+    Console(width=160).print(render(answer, title, "stars" if scale.is_stars else f"rating {scale}"))
     return answer
 
 

@@ -251,6 +251,20 @@ def test_ratings_given_and_predicted_are_on_the_datas_scale(recommender, tiny_ex
         tens.recommend_reviews([ReviewInput("good strings", rating=11)], k=2)
 
 
+def test_the_recommend_entry_names_the_rating_column_by_the_scale(tiny_export, tmp_path, capsys):
+    from hydra import compose, initialize_config_dir
+
+    from recsys.serving.cli import recommend
+
+    _export_on_scale(tiny_export, tmp_path, [0.0, 10.0])
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("serve", overrides=[f"export={tmp_path / 'export'}", "user=U0", "k=2"])
+    answer = recommend(cfg)
+    printed = capsys.readouterr().out
+    assert "rating 0..10" in printed and "stars" not in printed
+    assert f"{answer[0].predicted_rating:.2f}" in printed and answer[0].predicted_rating > 5  # 1..5 stars read 0..10
+
+
 def test_an_export_without_a_recorded_scale_is_read_in_stars(recommender, tiny_export, tmp_path):
     older = _export_on_scale(tiny_export, tmp_path, None)
     assert (older.rating_scale.minimum, older.rating_scale.maximum) == (1.0, 5.0)
