@@ -45,7 +45,8 @@ SNIPPET = 70
 
 @dataclass
 class ReviewInput:
-    """A review of a user outside the training data: its text, and the item and stars if known."""
+    """A review of a user outside the training data: its text, and the item and rating if known (the
+    rating on the data's scale, :attr:`Recommender.rating_scale`)."""
 
     text: str
     item_id: str | None = None
@@ -55,13 +56,13 @@ class ReviewInput:
 @dataclass
 class Recommendation:
     """One recommended item: its rank (1 first), the score the list is ordered by, the towers'
-    cosine, the head's predicted stars and like probability, why it was chosen, and a snippet of
-    its document.
+    cosine, the head's predicted rating (on the data's scale) and like probability, why it was
+    chosen, and a snippet of its document.
 
     ``score`` is what ``order`` ranks by: under ``cosine`` (the default) the trained retrieval
     score, which is the cosine itself, its fusion with EASE for an export trained with
     ``ease_fusion``, or, for a free-text query, its blend with the query's text similarity; under
-    ``like`` or ``rating``, the head's like probability or predicted stars.
+    ``like`` or ``rating``, the head's like probability or predicted rating.
     """
 
     rank: int
@@ -103,7 +104,7 @@ class Recommender:
         rerank_top: how many cosine candidates the head re-scores (at least k).
         order: final order of the candidates: ``cosine`` (the trained retrieval score: the cosine,
             or its fusion with EASE for such an export), ``like`` (head like-probability) or
-            ``rating`` (head predicted stars).
+            ``rating`` (head predicted rating).
         text_backend: how new reviews and queries are encoded: ``fp32``, ``bf16``, ``int8`` or
             ``onnx`` (see :mod:`recsys.serving.text_backends`); ``auto`` takes the export's choice.
         query_text_weight: a free-text query ranks the catalog by z(cosine of the towers) plus
@@ -374,7 +375,7 @@ class Recommender:
 
     def recommend_reviews(self, reviews: list[ReviewInput], k: int = 10, exclude_seen: bool = True
                           ) -> list[Recommendation]:
-        """Top-k for a new user given as reviews (texts, optionally item ids and stars)."""
+        """Top-k for a new user given as reviews (texts, optionally item ids and ratings)."""
         return self._answer([self._new(reviews)], k, exclude_seen)[0]
 
     def recommend_query(self, text: str, k: int = 10) -> list[Recommendation]:
