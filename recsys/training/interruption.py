@@ -12,6 +12,9 @@ import logging
 import shlex
 import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +33,35 @@ def exit_status(sigterm: bool) -> int:
     return 128 + (signal.SIGTERM if sigterm else signal.SIGINT)
 
 
-def fit_or_explain_interruption(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
-                                ckpt_path: str | None) -> None:
-    """``trainer.fit(module, datamodule, ckpt_path=ckpt_path)``; when Ctrl-C or SIGTERM stops it, log
-    what :func:`interruption_message` says and exit with :func:`exit_status` (130 or 143)."""
+@contextmanager
+def explained_interruption(message: Callable[[str], str], speaks: bool = True) -> Iterator[None]:
+    """Run the block; when Ctrl-C or SIGTERM stops Lightning inside it, log ``message(cause)`` (where
+    ``speaks``: rank zero of a distributed run) and exit with :func:`exit_status` (130 or 143)."""
     try:
-        trainer.fit(module, datamodule, ckpt_path=ckpt_path)
+        yield
     except SystemExit as stopped:
         # Lightning's two ways out: SIGTERMException, and sys.exit(1) while handling KeyboardInterrupt.
         sigterm = isinstance(stopped, SIGTERMException)
         if not sigterm and not isinstance(stopped.__context__, KeyboardInterrupt):
             raise
-        if trainer.is_global_zero:
-            log.error(interruption_message(trainer, "SIGTERM" if sigterm else "Ctrl-C (SIGINT)"))
+        if speaks:
+            log.error(message("SIGTERM" if sigterm else "Ctrl-C (SIGINT)"))
         sys.exit(exit_status(sigterm))
+
+
+def fit_or_explain_interruption(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+                                ckpt_path: str | None) -> None:
+    """``trainer.fit(module, datamodule, ckpt_path=ckpt_path)``; when Ctrl-C or SIGTERM stops it, say
+    what :func:`interruption_message` says (see :func:`explained_interruption`)."""
+    with explained_interruption(partial(interruption_message, trainer), trainer.is_global_zero):
+        trainer.fit(module, datamodule, ckpt_path=ckpt_path)
+
+
+def testing_interruption_message(best: str | None, cause: str) -> str:
+    """What a run stopped while testing, after training, has left: the checkpoint to test."""
+    test = (f"test its best checkpoint with: python scripts/evaluate.py ckpt={best} split=test" if best
+            else "it saved no checkpoint to test")
+    return f"Testing stopped by {cause}: training had ended; {test}"
 
 
 def interruption_message(trainer: pl.Trainer, cause: str) -> str:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,11 @@ from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint, run_progress_bar
 from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
-from recsys.training.interruption import fit_or_explain_interruption
+from recsys.training.interruption import (
+    explained_interruption,
+    fit_or_explain_interruption,
+    testing_interruption_message,
+)
 from recsys.training.loggers import (
     closing_loggers,
     dashboard_identity,
@@ -187,7 +192,9 @@ def train(cfg: DictConfig) -> float | None:
         fit_minutes = (time.perf_counter() - started) / 60
         # Taken before testing: a test from the best checkpoint restores the callbacks' states too.
         trained_curves, last_step = curves.frame, trainer.global_step
-        outcome = fit_outcome(trainer, module, datamodule, cfg.model.monitor, testing)
+        best = getattr(monitoring_checkpoint(trainer, cfg.model.monitor), "best_model_path", None)
+        with explained_interruption(partial(testing_interruption_message, best), trainer.is_global_zero):
+            outcome = fit_outcome(trainer, module, datamodule, cfg.model.monitor, testing)
         outcome.curves, outcome.step = trained_curves, last_step
         outcome.metrics["train_minutes"] = fit_minutes
         outcome.metrics["total_minutes"] = (time.perf_counter() - started) / 60

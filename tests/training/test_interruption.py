@@ -87,3 +87,14 @@ def test_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(tmp_p
         train_tiny(tmp_path / "b", monkeypatch, "logger=none", "trainer.max_epochs=3", f"ckpt_path={resumed_from}",
                    INTERRUPT, "+callbacks.interrupt.epoch=1", "+callbacks.interrupt.batch=1")
     assert f"; {resumed_from} holds the end of epoch 0. Resume it with: " in caplog.text
+
+
+def test_ctrl_c_while_testing_after_training_names_the_checkpoint_to_test(tmp_path, monkeypatch, caplog):
+    with caplog.at_level(logging.ERROR, logger="recsys.training.interruption"), \
+            pytest.raises(SystemExit) as stopped:
+        train_tiny(tmp_path, monkeypatch, "logger=none", INTERRUPT, "+callbacks.interrupt.testing=true")
+    assert stopped.value.code == 130
+    best = tmp_path / "run" / "checkpoints" / "epoch00.ckpt"  # the tiny data's validation recall is 1.0 from epoch 0
+    assert best.is_file()
+    assert ("Testing stopped by Ctrl-C (SIGINT): training had ended; test its best checkpoint with: python "
+            f"scripts/evaluate.py ckpt={best} split=test") in caplog.text
