@@ -89,11 +89,24 @@ def quiet_library_noise() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def lightning_interruption(stopped: SystemExit) -> signal.Signals | None:
+    """The signal behind Lightning's way out of a run it stopped: ``SIGTERMException`` (status 0)
+    for SIGTERM, ``sys.exit(1)`` while handling KeyboardInterrupt for Ctrl-C; None for any other exit."""
+    # Looked up, not imported: the scripts answer --help before torch loads, and a Lightning that
+    # was never loaded raised nothing.
+    exceptions = sys.modules.get("pytorch_lightning.utilities.exceptions")
+    if exceptions is not None and isinstance(stopped, exceptions.SIGTERMException):
+        return signal.SIGTERM
+    if stopped.code == 1 and isinstance(stopped.__context__, KeyboardInterrupt):
+        return signal.SIGINT
+    return None
+
+
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Print the message of an error the user can act on and exit with status 2, instead of a
-    traceback (``RECSYS_DEBUG=1`` shows it), and end a Ctrl-C with one line and the shell's status
-    for it; any other exception propagates unchanged. Also silences the libraries'
-    :data:`LIBRARY_NOISE` while ``main`` runs."""
+    traceback (``RECSYS_DEBUG=1`` shows it), and end a Ctrl-C or a SIGTERM (also where Lightning
+    caught it) with one line and the shell's status for it; any other exception propagates
+    unchanged. Also silences the libraries' :data:`LIBRARY_NOISE` while ``main`` runs."""
 
     @wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> T:
@@ -105,6 +118,12 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
                 raise
             log.error("Stopped by Ctrl-C (SIGINT)")
             sys.exit(INTERRUPTED_STATUS)
+        except SystemExit as stopped:
+            signalled = lightning_interruption(stopped)
+            if signalled is None or os.environ.get("RECSYS_DEBUG"):
+                raise
+            log.error("Stopped by %s", "Ctrl-C (SIGINT)" if signalled == signal.SIGINT else signalled.name)
+            sys.exit(128 + signalled)
         except MissingMandatoryValue as err:
             if os.environ.get("RECSYS_DEBUG"):
                 raise

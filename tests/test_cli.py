@@ -1,6 +1,7 @@
 """recsys.cli: how the entry points answer errors a user can act on."""
 
 import logging
+import sys
 
 import pytest
 from hydra.errors import InstantiationException
@@ -75,3 +76,28 @@ def test_ctrl_c_ends_with_one_line_and_the_shells_status(caplog, monkeypatch):
     monkeypatch.setenv("RECSYS_DEBUG", "1")
     with pytest.raises(KeyboardInterrupt):
         interrupted_main()
+
+
+@exit_on_user_error
+def lightning_main(way_out: str) -> None:
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    if way_out == "sigterm":
+        raise SIGTERMException  # Lightning's answer to SIGTERM: a SystemExit of status 0
+    if way_out == "ctrl-c":
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            sys.exit(1)  # Lightning's answer to Ctrl-C
+    sys.exit(int(way_out))
+
+
+@pytest.mark.parametrize(("way_out", "status", "line"), [
+    ("sigterm", 143, "Stopped by SIGTERM"), ("ctrl-c", 130, "Stopped by Ctrl-C (SIGINT)"), ("1", 1, None),
+    ("0", 0, None)])
+def test_lightnings_ways_out_of_a_signal_end_with_the_shells_status(caplog, monkeypatch, way_out, status, line):
+    monkeypatch.delenv("RECSYS_DEBUG", raising=False)
+    with caplog.at_level(logging.ERROR, logger="recsys"), pytest.raises(SystemExit) as exited:
+        lightning_main(way_out)
+    assert exited.value.code == status
+    assert [r.getMessage() for r in caplog.records] == ([line] if line else [])
