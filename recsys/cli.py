@@ -89,6 +89,11 @@ def quiet_library_noise() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def signal_label(signalled: signal.Signals) -> str:
+    """How a message names the signal: Ctrl-C for SIGINT, which is how users send it."""
+    return "Ctrl-C (SIGINT)" if signalled == signal.SIGINT else signalled.name
+
+
 def lightning_interruption(stopped: SystemExit) -> signal.Signals | None:
     """The signal behind Lightning's way out of a run it stopped: ``SIGTERMException`` (status 0)
     for SIGTERM, ``sys.exit(1)`` while handling KeyboardInterrupt for Ctrl-C; None for any other exit."""
@@ -122,7 +127,7 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
             signalled = lightning_interruption(stopped)
             if signalled is None or os.environ.get("RECSYS_DEBUG"):
                 raise
-            log.error("Stopped by %s", "Ctrl-C (SIGINT)" if signalled == signal.SIGINT else signalled.name)
+            log.error("Stopped by %s", signal_label(signalled))
             sys.exit(128 + signalled)
         except MissingMandatoryValue as err:
             if os.environ.get("RECSYS_DEBUG"):

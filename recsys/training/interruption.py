@@ -3,14 +3,14 @@
 Lightning ends an interrupted ``fit`` with ``SystemExit``: status 1 after Ctrl-C, and status 0 after
 SIGTERM (its ``SIGTERMException`` carries no code), so a scheduler read a killed run as finished.
 :func:`fit_or_explain_interruption` turns both into the shell's status for the signal and one line
-naming the checkpoint to resume from and the command that resumes it.
+naming the checkpoint to resume from and the command that resumes it (every script's
+:func:`~recsys.cli.exit_on_user_error` does the first for any stopped Lightning run).
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,33 +20,28 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from recsys.cli import lightning_interruption, signal_label
 from recsys.training.checkpoints import load_checkpoint_config
 from recsys.training.resume import started_with
 
 log = logging.getLogger(__name__)
 
 
-def exit_status(sigterm: bool) -> int:
-    """The status a shell gives a process ended by the signal: 128 + its number."""
-    return 128 + (signal.SIGTERM if sigterm else signal.SIGINT)
-
-
 @contextmanager
 def explained_interruption(message: Callable[[str], str], speaks: bool = True) -> Iterator[None]:
     """Run the block; when Ctrl-C or SIGTERM stops Lightning inside it, log ``message(cause)`` (where
-    ``speaks``: rank zero of a distributed run) and exit with :func:`exit_status` (130 or 143)."""
+    ``speaks``: rank zero of a distributed run) and exit with the shell's status for the signal
+    (130 or 143)."""
     try:
         yield
     except SystemExit as stopped:
-        # Lightning's two ways out: SIGTERMException, and sys.exit(1) while handling KeyboardInterrupt.
-        sigterm = isinstance(stopped, SIGTERMException)
-        if not sigterm and not isinstance(stopped.__context__, KeyboardInterrupt):
+        signalled = lightning_interruption(stopped)
+        if signalled is None:
             raise
         if speaks:
-            log.error(message("SIGTERM" if sigterm else "Ctrl-C (SIGINT)"))
-        sys.exit(exit_status(sigterm))
+            log.error(message(signal_label(signalled)))
+        sys.exit(128 + signalled)
 
 
 def fit_or_explain_interruption(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,

@@ -9,7 +9,6 @@ import signal
 import pytest
 import torch
 
-from recsys.training.interruption import exit_status
 from tests.training.test_learning_curves import train_tiny
 
 INTERRUPT = "+callbacks.interrupt._target_=tests.training.pausing.InterruptAtBatch"
@@ -21,10 +20,6 @@ def _keep_ctrl_c():
     handler = signal.getsignal(signal.SIGINT)
     yield
     signal.signal(signal.SIGINT, handler)
-
-
-def test_the_exit_statuses_are_the_shells():
-    assert (exit_status(sigterm=False), exit_status(sigterm=True)) == (130, 143)
 
 
 def test_ctrl_c_after_an_epoch_names_its_checkpoint_and_the_command_that_resumes_it(tmp_path, monkeypatch, caplog):
