@@ -16,7 +16,7 @@ class PauseAtBatch(Callback):
         self.epoch, self.batch, self.marker, self.seconds = epoch, batch, Path(marker), seconds
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if not self.testing and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             self.marker.write_text(f"epoch {trainer.current_epoch} batch {batch_idx} step {trainer.global_step}")
             time.sleep(self.seconds)
 
