@@ -29,13 +29,15 @@ def main() -> None:
     export = Path(args.export.removeprefix("export="))
     bundle = load_export(export)
     users, items = list(bundle.user_ids), list(bundle.item_ids)
+    scale = bundle.manifest.get("rating_scale", (1.0, 5.0))  # exports before it was recorded: stars
     log = Path(tempfile.mkdtemp(prefix="recsys-load-")) / "server.log"
     with ServerProcess(export, log) as server:
-        run_load(server.url, request_mix(users, items, args.warmup, seed=99, invalid_share=args.invalid_share),
-                 args.clients)
+        warmup = request_mix(users, items, args.warmup, seed=99, invalid_share=args.invalid_share, rating_scale=scale)
+        run_load(server.url, warmup, args.clients)
         before = server.rss_mb()
         result = run_load(server.url, request_mix(users, items, args.requests, seed=0,
-                                                  invalid_share=args.invalid_share), args.clients)
+                                                  invalid_share=args.invalid_share, rating_scale=scale),
+                          args.clients)
         after = server.rss_mb()
     s = result.summary()
     table = "\n".join([

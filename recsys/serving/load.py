@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +42,11 @@ def _json(obj: object) -> bytes:
 
 
 def request_mix(user_ids: list[str], item_ids: list[str], count: int, seed: int = 0,
-                invalid_share: float = 0.3) -> list[LoadRequest]:
-    """``count`` requests, ``invalid_share`` of them invalid, kinds drawn at random (seeded)."""
+                invalid_share: float = 0.3, rating_scale: Sequence[float] = (1.0, 5.0)) -> list[LoadRequest]:
+    """``count`` requests, ``invalid_share`` of them invalid, kinds drawn at random (seeded); the
+    reviews' ratings are whole numbers on the export's ``rating_scale``, the invalid one above it."""
     rng = np.random.default_rng(seed)
+    lowest, highest = math.ceil(rating_scale[0]), math.floor(rating_scale[1])
 
     def words(n: int) -> str:
         return " ".join(rng.choice(WORDS, size=n))
@@ -57,7 +61,7 @@ def request_mix(user_ids: list[str], item_ids: list[str], count: int, seed: int 
         "user": lambda: ("POST", "/recommend", _json({"user_id": user(), "k": int(rng.integers(1, 51))})),
         "query": lambda: ("POST", "/recommend", _json({"query": words(int(rng.integers(1, 12))), "k": 10})),
         "reviews": lambda: ("POST", "/recommend", _json({
-            "reviews": [{"text": words(20), "item_id": item(), "rating": float(rng.integers(1, 6))}
+            "reviews": [{"text": words(20), "item_id": item(), "rating": float(rng.integers(lowest, highest + 1))}
                         for _ in range(int(rng.integers(1, 4)))], "k": 10})),
         "item": lambda: ("GET", f"/items/{item()}", None),
         "health": lambda: ("GET", "/health", None),
@@ -72,7 +76,8 @@ def request_mix(user_ids: list[str], item_ids: list[str], count: int, seed: int 
         "two_ways": lambda: ("POST", "/recommend", _json({"user_id": user(), "query": "guitar"})),
         "no_way": lambda: ("POST", "/recommend", _json({"k": 5})),
         "extra_field": lambda: ("POST", "/recommend", _json({"query": "guitar", "admin": True})),
-        "rating_seven": lambda: ("POST", "/recommend", _json({"reviews": [{"text": "fine", "rating": 7}]})),
+        "rating_off_scale": lambda: ("POST", "/recommend", _json({"reviews": [{"text": "fine",
+                                                                               "rating": rating_scale[1] + 2}]})),
         "text_too_long": lambda: ("POST", "/recommend", _json({"query": "a" * 20_000})),
         "empty_body": lambda: ("POST", "/recommend", b""),
         "malformed_json": lambda: ("POST", "/recommend", b'{"user_id": '),

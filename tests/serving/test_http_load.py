@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -20,6 +21,19 @@ def test_request_mix_is_seeded_and_covers_every_kind():
     kinds = Counter(r.kind for r in mix)
     assert len(kinds) == 22 and min(kinds.values()) > 20
     assert 0.25 < sum(not r.valid for r in mix) / len(mix) < 0.35
+
+
+def test_the_reviews_ratings_are_on_the_exports_scale_and_the_invalid_one_off_it():
+    mix = request_mix(["u1"], ["i1"], 3000, seed=1, rating_scale=(2.0, 10.0))
+    ratings = {review["rating"] for r in mix if r.kind in ("reviews", "rating_off_scale")
+               for review in json.loads(r.body)["reviews"]}
+    valid = {review["rating"] for r in mix if r.kind == "reviews" for review in json.loads(r.body)["reviews"]}
+    assert valid == {float(n) for n in range(2, 11)}  # 1 is off this scale, and 7 on it
+    assert ratings - valid == {12.0}
+    # On stars, the same draws as before the scale was a setting.
+    stars = request_mix(["u1"], ["i1"], 3000, seed=1)
+    assert {review["rating"] for r in stars if r.kind == "reviews" for review in json.loads(r.body)["reviews"]} == \
+        {1.0, 2.0, 3.0, 4.0, 5.0}
 
 
 def test_ten_thousand_requests_no_5xx_invalid_get_4xx_memory_flat(tiny_export, tmp_path):
