@@ -2,9 +2,11 @@
 
 Lightning ends an interrupted ``fit`` with ``SystemExit``: status 1 after Ctrl-C, and status 0 after
 SIGTERM (its ``SIGTERMException`` carries no code), so a scheduler read a killed run as finished.
-:func:`fit_or_explain_interruption` turns both into the shell's status for the signal and one line
-naming the checkpoint to resume from and the command that resumes it (every script's
-:func:`~recsys.cli.exit_on_user_error` does the first for any stopped Lightning run).
+:func:`explained_interruption` around ``fit`` turns both into the shell's status for the signal and
+one line naming the checkpoint to resume from and the command that resumes it
+(:func:`interruption_message`); around the test after training, the checkpoint to test
+(:func:`testing_interruption_message`). Every script's :func:`~recsys.cli.exit_on_user_error` does
+the first for any stopped Lightning run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,6 @@ def explained_interruption(message: Callable[[str], str], speaks: bool = True) -
         if speaks:
             log.error(message(signal_label(signalled)))
         sys.exit(128 + signalled)
-
-
-def fit_or_explain_interruption(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
-                                ckpt_path: str | None) -> None:
-    """``trainer.fit(module, datamodule, ckpt_path=ckpt_path)``; when Ctrl-C or SIGTERM stops it, say
-    what :func:`interruption_message` says (see :func:`explained_interruption`)."""
-    with explained_interruption(partial(interruption_message, trainer), trainer.is_global_zero):
-        trainer.fit(module, datamodule, ckpt_path=ckpt_path)
 
 
 def testing_interruption_message(best: str | None, cause: str) -> str:

@@ -26,7 +26,7 @@ from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint, run
 from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
 from recsys.training.interruption import (
     explained_interruption,
-    fit_or_explain_interruption,
+    interruption_message,
     testing_interruption_message,
 )
 from recsys.training.loggers import (
@@ -188,7 +188,8 @@ def train(cfg: DictConfig) -> float | None:
         run_config = plain_config(cfg)
         for logger in loggers:
             logger.log_hyperparams(run_config)
-        fit_or_explain_interruption(trainer, module, datamodule, resume)
+        with explained_interruption(partial(interruption_message, trainer), trainer.is_global_zero):
+            trainer.fit(module, datamodule, ckpt_path=resume)
         fit_minutes = (time.perf_counter() - started) / 60
         # Taken before testing: a test from the best checkpoint restores the callbacks' states too.
         trained_curves, last_step = curves.frame, trainer.global_step
