@@ -39,8 +39,6 @@ LIGHTNING_TIPS_LOGGER = "pytorch_lightning.utilities.rank_zero"
 LIGHTNING_TIP_PREFIX = "💡 Tip:"
 LIGHTNING_DEVICE_PREFIXES = ("GPU available:", "TPU available:", "HPU available:")
 
-# What a shell reports for a process ended by Ctrl-C (128 + SIGINT).
-INTERRUPTED_STATUS = 128 + signal.SIGINT
 # Errors whose message already tells the user what to do: no traceback needed.
 USER_ERRORS = (
     DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError, UnknownIdError,
@@ -89,6 +87,11 @@ def quiet_library_noise() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def exit_status(signalled: signal.Signals) -> int:
+    """What a shell reports for a process ended by the signal: 128 + its number."""
+    return 128 + signalled
+
+
 def signal_label(signalled: signal.Signals) -> str:
     """How a message names the signal: Ctrl-C for SIGINT, which is how users send it."""
     return "Ctrl-C (SIGINT)" if signalled == signal.SIGINT else signalled.name
@@ -118,17 +121,12 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
         try:
             with quiet_library_noise():
                 return main(*args, **kwargs)
-        except KeyboardInterrupt:
-            if os.environ.get("RECSYS_DEBUG"):
-                raise
-            log.error("Stopped by Ctrl-C (SIGINT)")
-            sys.exit(INTERRUPTED_STATUS)
-        except SystemExit as stopped:
-            signalled = lightning_interruption(stopped)
+        except (KeyboardInterrupt, SystemExit) as stopped:
+            signalled = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else lightning_interruption(stopped)
             if signalled is None or os.environ.get("RECSYS_DEBUG"):
                 raise
             log.error("Stopped by %s", signal_label(signalled))
-            sys.exit(128 + signalled)
+            sys.exit(exit_status(signalled))
         except MissingMandatoryValue as err:
             if os.environ.get("RECSYS_DEBUG"):
                 raise

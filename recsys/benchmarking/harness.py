@@ -17,7 +17,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.cli import INTERRUPTED_STATUS
+from recsys.cli import exit_status
 from recsys.data.sources import DatasetFiles
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _train_in_child(overrides: list[str], out: Path, threads: int | None, group:
     except Exception as err:  # the parent reports which run failed and why
         connection.send({"ok": False, "error": f"{type(err).__name__}: {err}"})
     except KeyboardInterrupt:  # Ctrl-C reaches the parent too, which says so: no traceback from here
-        sys.exit(INTERRUPTED_STATUS)
+        sys.exit(exit_status(signal.SIGINT))
 
 
 def best_checkpoint(run_dir: Path) -> Path:

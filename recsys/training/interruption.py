@@ -12,7 +12,6 @@ the first for any stopped Lightning run.
 from __future__ import annotations
 
 import logging
-import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,9 +21,9 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from recsys.cli import lightning_interruption, signal_label
+from recsys.cli import exit_status, lightning_interruption, signal_label
 from recsys.training.checkpoints import load_checkpoint_config
-from recsys.training.resume import started_with
+from recsys.training.resume import resume_command
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def explained_interruption(message: Callable[[str], str], speaks: bool = True) -
             raise
         if speaks:
             log.error(message(signal_label(signalled)))
-        sys.exit(128 + signalled)
+        sys.exit(exit_status(signalled))
 
 
 def testing_interruption_message(best: str | None, cause: str) -> str:
@@ -62,9 +61,7 @@ def interruption_message(trainer: pl.Trainer, cause: str) -> str:
                 "callbacks=none): run it again")
     epoch = _saved_epoch(latest)
     held = f" holds the end of epoch {epoch}" if epoch is not None else " is the newest checkpoint"
-    overrides = started_with(latest)
-    command = ("python scripts/train.py " + shlex.join([*overrides, f"ckpt_path={latest}"]) if overrides is not None
-               else f"python scripts/train.py <the run's overrides> ckpt_path={latest}")
+    command = resume_command(latest) or f"python scripts/train.py <the run's overrides> ckpt_path={latest}"
     return f"{stopped}; {latest}{held}. Resume it with: {command}"
 
 

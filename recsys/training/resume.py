@@ -44,9 +44,8 @@ def check_resumable(path: Path, cfg: DictConfig) -> ResumedCheckpoint:
                           differences[:MAX_DIFFERENCES_SHOWN])
         more = len(differences) - MAX_DIFFERENCES_SHOWN
         shown += f"; and {more} more" if more > 0 else ""
-        started = started_with(path)
-        remedy = (f"resume with the settings it was started with: python scripts/train.py {shlex.join(started)} "
-                  f"ckpt_path={path}" if started is not None else
+        command = resume_command(path)
+        remedy = (f"resume with the settings it was started with: {command}" if command is not None else
                   "give the same data, split and model settings as the run it comes from")
         raise ValueError(f"ckpt_path={path} was trained with other settings than this run's ({shown}): {remedy}")
     epochs = OmegaConf.select(stored, "trainer.max_epochs", default=None)
@@ -80,6 +79,13 @@ def setting_differences(stored: DictConfig, cfg: DictConfig) -> list[tuple[str, 
             if theirs[key] != ours[key]:
                 differences.append((key, theirs[key], ours[key]))
     return differences
+
+
+def resume_command(path: Path) -> str | None:
+    """The shell command that resumes from the checkpoint at ``path`` with the overrides its run was
+    started with (:func:`started_with`); None when they are not known."""
+    overrides = started_with(path)
+    return None if overrides is None else "python scripts/train.py " + shlex.join([*overrides, f"ckpt_path={path}"])
 
 
 def started_with(path: Path) -> list[str] | None:
