@@ -87,6 +87,43 @@ def quiet_library_noise() -> Iterator[None]:
             logger.setLevel(level)
 
 
+# The config groups that shape a training run (conf/<group>/). Scripts that read these settings
+# from a checkpoint or an export compose none of them, and Hydra would answer `data=magazine` with
+# "No match in the defaults list ... use +data=magazine", whose `+` then composes a group the
+# script never reads.
+TRAINING_GROUPS = ("data", "model", "trainer", "logger", "callbacks", "experiment")
+
+
+def sets_training_group(argument: str) -> bool:
+    """Whether a command-line ``argument`` sets or removes a training group or a key in one
+    (``data=magazine``, ``+model.text.trainable_layers=2``, ``~logger``)."""
+    if argument.startswith("-"):
+        return False
+    return argument.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("@", 1)[0] in TRAINING_GROUPS
+
+
+def settings_from(source: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
+    """Wrap a script's ``hydra.main`` so that an override of a :data:`TRAINING_GROUPS` group exits
+    with status 2 and a line saying that the script takes those settings from its ``source`` (a
+    checkpoint, an export), before Hydra composes anything."""
+
+    def decorate(main: Callable[[], T]) -> Callable[[], T]:
+        @wraps(main)
+        def wrapper() -> T:
+            script = os.path.basename(sys.argv[0])
+            for argument in sys.argv[1:]:
+                if sets_training_group(argument):
+                    print(f"{argument!r} does not apply here: {script} takes its data, model and training "
+                          f"settings from the {source} it is given. What it does take: "
+                          f"python scripts/{script} --help", file=sys.stderr)
+                    sys.exit(2)
+            return main()
+
+        return wrapper
+
+    return decorate
+
+
 def exit_status(signalled: signal.Signals) -> int:
     """What a shell reports for a process ended by the signal: 128 + its number."""
     return 128 + signalled

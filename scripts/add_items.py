@@ -10,10 +10,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from recsys.cli import exit_on_user_error
+from recsys.cli import exit_on_user_error, settings_from
 from recsys.settings import flag_setting
 
 
+@settings_from("export")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="add_items")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

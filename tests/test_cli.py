@@ -7,7 +7,7 @@ import pytest
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from recsys.cli import exit_on_user_error
+from recsys.cli import TRAINING_GROUPS, exit_on_user_error, sets_training_group
 
 BAD_SPLIT = {"_target_": "recsys.data.splits.SplitSpec", "strategy": "weird"}
 
@@ -101,3 +101,20 @@ def test_lightnings_ways_out_of_a_signal_end_with_the_shells_status(caplog, monk
         lightning_main(way_out)
     assert exited.value.code == status
     assert [r.getMessage() for r in caplog.records] == ([line] if line else [])
+
+
+def test_the_training_groups_are_the_config_groups_that_shape_a_run():
+    from tests.conftest import REPO_ROOT
+
+    groups = {path.name for path in (REPO_ROOT / "conf").iterdir() if path.is_dir()} - {"hydra", "paths"}
+    assert set(TRAINING_GROUPS) == groups
+
+
+@pytest.mark.parametrize(("argument", "refused"), [
+    ("data=magazine", True), ("+data=magazine", True), ("++model.text.trainable_layers=2", True),
+    ("~logger", True), ("experiment=smoke", True), ("callbacks@x=none", True),
+    ("ckpt=data.ckpt", False), ("paths.data_dir=/data", False), ("hydra.run.dir=model", False),
+    ("--cfg", False), ("datasets=1", False),
+])
+def test_which_arguments_set_a_training_group(argument, refused):
+    assert sets_training_group(argument) is refused

@@ -29,15 +29,39 @@ def test_train_cfg_job_prints_the_resolved_config(tmp_path: Path):
 
 
 def test_help_shows_the_usage_groups_config_and_where_errors_go():
-    for script, group, key in (("train.py", "model: bias, ease", "trainable_layers: 0"),
-                               ("evaluate.py", "paths: default", "ckpt: ???"), ("serve.py", None, "export: ???")):
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("python scripts/train.py [group=option ...] [key=value ...]\n")
+    assert "is powered by Hydra" not in result.stdout  # Hydra's own header, replaced
+    assert "model: bias, ease" in result.stdout and "trainable_layers: 0" in result.stdout
+    assert "RECSYS_DEBUG=1" in result.stdout
+
+
+def test_the_help_of_scripts_that_read_a_checkpoint_or_export_offers_no_training_groups():
+    # It listed every group of conf/ (data: custom, magazine, ...), none of which these scripts take.
+    for script, key in (("evaluate.py", "ckpt: ???"), ("export.py", "out: ???"), ("add_items.py", "items: ???"),
+                        ("serve.py", "export: ???"), ("recommend.py", "query_text_weight: 2.0")):
         result = run_script(script, "--help")
         assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith(f"python scripts/{script} [group=option ...] [key=value ...]\n")
-        assert "is powered by Hydra" not in result.stdout  # Hydra's own header, replaced
+        assert result.stdout.startswith(f"python scripts/{script} [key=value ...]\n"), script
+        assert "takes its data, model and training settings" in result.stdout
         assert key in result.stdout and "RECSYS_DEBUG=1" in result.stdout
-        if group:
-            assert group in result.stdout
+        assert "Configuration groups" not in result.stdout and "magazine" not in result.stdout, script
+
+
+def test_a_training_group_given_to_a_script_that_reads_a_checkpoint_is_refused_with_why(tmp_path: Path):
+    # Hydra answered "Could not override 'data'. No match in the defaults list. To append to your
+    # default list use +data=magazine" (status 1), and the + it suggested was then silently ignored.
+    for script, argument, source in (("evaluate.py", "data=magazine", "checkpoint"),
+                                     ("evaluate.py", "+data=magazine", "checkpoint"),
+                                     ("export.py", "model.text.trainable_layers=2", "checkpoint"),
+                                     ("recommend.py", "trainer=gpu", "export")):
+        result = run_script(script, "ckpt=absent.ckpt", argument, f"hydra.run.dir={tmp_path / 'run'}")
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        assert output.strip() == (f"{argument!r} does not apply here: {script} takes its data, model and "
+                                  f"training settings from the {source} it is given. What it does take: "
+                                  f"python scripts/{script} --help")
 
 
 def test_the_scripts_load_no_torch_before_their_task_runs():
