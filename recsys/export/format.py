@@ -29,6 +29,10 @@ from pathlib import Path
 
 from recsys.file_digest import file_sha256
 
+# The network an export holds: the baselines (mf, ease, bias, ...) have no towers with which to
+# place new users, new items or free-text queries, which serving needs.
+EXPORTABLE_NET = "recsys.models.two_tower.TwoTowerModel"
+
 FORMAT_VERSION = 2  # the newest version this recsys reads and writes
 COSINE_FORMAT_VERSION = 1  # an export without ease.safetensors, readable by older recsys
 MANIFEST = "manifest.json"
@@ -46,6 +50,11 @@ ENCODER_PREFIX = "item_tower.encoder.bert."
 
 class ExportError(RuntimeError):
     """An export directory is missing, incomplete, tampered with, or of an unknown format."""
+
+
+def exportable_net(net_target: str | None) -> bool:
+    """Whether a run whose ``model.net._target_`` is ``net_target`` can be exported for serving."""
+    return net_target == EXPORTABLE_NET
 
 
 def checksums(directory: Path) -> dict[str, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 import recsys
@@ -205,6 +205,12 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
 
     ckpt = Path(ckpt)
     cfg, checkpoint = load_checkpoint_config(ckpt)
+    net_target = OmegaConf.select(cfg, "model.net._target_")
+    if not fmt.exportable_net(net_target):
+        raise fmt.ExportError(
+            f"{ckpt} holds a {str(net_target).rsplit('.', 1)[-1]} (a baseline), which cannot be exported: serving "
+            "needs the two-tower model's towers to place new users, new items and queries. Export a run of "
+            "model=two_tower (the default); evaluate this one with python scripts/evaluate.py ckpt=...")
     # Data changed since training is exported with a warning: users' histories are then the
     # training reviews of the data as it is now, which serving can use.
     datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", consequence=EXPORT_ON_CHANGED_DATA,

@@ -21,6 +21,7 @@ from pytorch_lightning.loggers import Logger
 
 from recsys.benchmarking.error_breakdown import model_error_breakdown, write_breakdown
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
+from recsys.export.format import exportable_net
 from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint, run_progress_bar
 from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
@@ -263,20 +264,22 @@ def write_reports(outcome: FitOutcome, module: TwoTowerModule, datamodule: Revie
     write_recommendations(examples, out / "recommendations.md")
     log_run_reports(loggers, config, outcome.metrics, outcome.step, examples, curves)
     log.info("Run directory: %s\n\n%s%s", out, metrics_table(outcome.metrics),
-             next_steps(outcome.best, monitor, outcome.rating))
+             next_steps(outcome.best, monitor, outcome.rating, exportable_net(config["model"]["net"].get("_target_"))))
 
 
-def next_steps(best: str | None, monitor: str, rating: str | None) -> str:
-    """The commands that take a run's checkpoints further (evaluate, export), for the console:
-    ``best`` is the checkpoint of the best ``monitor``, ``rating`` the rating checkpoint (or None)."""
+def next_steps(best: str | None, monitor: str, rating: str | None, exportable: bool = True) -> str:
+    """The commands that take a run's checkpoints further (evaluate, and export where the model is
+    ``exportable``), for the console: ``best`` is the checkpoint of the best ``monitor``, ``rating``
+    the rating checkpoint (or None)."""
     if best is None:
         return ""
     lines = ["", "", f"Best checkpoint (by {monitor}): {best}"]
     if rating is not None and rating != best:
         lines.append(f"Rating checkpoint (lowest {RATING_MONITOR}): {rating}")
     run_name = Path(best).parent.parent.name
-    lines += [f"Evaluate it: python scripts/evaluate.py ckpt={best} split=test",
-              f"Export it for serving: python scripts/export.py ckpt={best} out=exports/{run_name}"]
+    lines.append(f"Evaluate it: python scripts/evaluate.py ckpt={best} split=test")
+    if exportable:
+        lines.append(f"Export it for serving: python scripts/export.py ckpt={best} out=exports/{run_name}")
     return "\n".join(lines)
 
 

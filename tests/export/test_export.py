@@ -314,3 +314,34 @@ def test_an_export_that_fine_tuned_its_review_encoder_serves_users_through_it(tu
     torch.testing.assert_close(asker.vector, by_hand, atol=1e-5, rtol=1e-5)
     assert (asker.vector - with_pretrained).abs().max() > 1e-4  # 20x the tolerance above
     torch.testing.assert_close(asker.review_vectors, pretrained, atol=1e-5, rtol=1e-5)
+
+
+def test_a_baseline_run_offers_no_export_and_its_checkpoint_is_refused_with_why(tmp_path, monkeypatch, caplog):
+    # Training model=mf printed "Export it for serving: python scripts/export.py ...", and that
+    # command ended in AttributeError: 'MatrixFactorization' object has no attribute 'item_text'.
+    from recsys.export import export_checkpoint
+    from recsys.training.run import train
+    from tests.conftest import tiny_reviews, write_lines
+    from tests.training.test_schedule import config
+
+    write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
+    out = tmp_path / "run"
+    monkeypatch.setattr("recsys.training.run.run_dir", lambda cfg: out)
+    caplog.set_level(logging.INFO, logger="recsys.training.run")
+    train(config("model=mf", "logger=none", "data.dataset.name=tiny", "data.dataset.subdir=tiny",
+                 "data.dataset.reviews=reviews.json.gz", f"paths.data_dir={tmp_path / 'data'}",
+                 f"paths.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1", "data.batch_size=8",
+                 f"trainer.default_root_dir={out}", f"callbacks.checkpoint.dirpath={out / 'checkpoints'}",
+                 f"callbacks.rating_checkpoint.dirpath={out / 'checkpoints'}",
+                 f"callbacks.last_checkpoint.dirpath={out / 'checkpoints'}"))
+    assert "Evaluate it: python scripts/evaluate.py" in caplog.text and "scripts/export.py" not in caplog.text
+    with pytest.raises(ExportError, match=r"holds a MatrixFactorization \(a baseline\), which cannot be exported"):
+        export_checkpoint(out / "checkpoints" / "last.ckpt", tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+def test_the_exportable_network_is_the_two_tower_model():
+    from recsys.models.two_tower import TwoTowerModel
+
+    assert f"{TwoTowerModel.__module__}.{TwoTowerModel.__qualname__}" == fmt.EXPORTABLE_NET
+    assert fmt.exportable_net(fmt.EXPORTABLE_NET) and not fmt.exportable_net("recsys.baselines.mf.MatrixFactorization")

@@ -49,6 +49,8 @@ def test_next_steps_name_the_checkpoints_and_the_commands_for_the_best():
     ]
     assert "Rating checkpoint" not in next_steps(best, "val/rmse", None)
     assert next_steps(None, "val/recall@10", rating) == ""  # no checkpoint kept
+    assert next_steps(best, "val/rmse", None, exportable=False).splitlines()[-1] == (
+        f"Evaluate it: python scripts/evaluate.py ckpt={best} split=test")  # a baseline: nothing to serve
 
 
 def _logged(rows: list[dict]) -> pd.DataFrame:
