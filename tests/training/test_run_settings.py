@@ -110,7 +110,7 @@ def test_every_trainer_setting_refuses_a_value_of_the_wrong_kind(tmp_path):
         check(["trainer.devices='0,x'"])
     # What Lightning refuses when it builds the trainer is named as a trainer setting.
     with pytest.raises(ValueError, match=r"^a trainer setting is not allowed: Precision 'bf17' is invalid"):
-        built_trainer(compose_run(tmp_path, ["+trainer.precision=bf17"]), logger=False)
+        built_trainer(compose_run(tmp_path, ["trainer.precision=bf17"]), logger=False)
 
 
 def test_a_baseline_without_a_test_split_runs_with_test_false(tmp_path):
