@@ -208,8 +208,8 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     net_target = OmegaConf.select(cfg, "model.net._target_")
     if not fmt.exportable_net(net_target):
         raise fmt.ExportError(
-            f"{ckpt} holds a {str(net_target).rsplit('.', 1)[-1]} (a baseline), which cannot be exported: serving "
-            "needs the two-tower model's towers to place new users, new items and queries. Export a run of "
+            f"{ckpt} holds a {str(net_target).rsplit('.', 1)[-1]}, not the two-tower model, so it cannot be "
+            "exported: serving needs the two towers to place new users, new items and queries. Export a run of "
             "model=two_tower (the default); evaluate this one with python scripts/evaluate.py ckpt=...")
     # Data changed since training is exported with a warning: users' histories are then the
     # training reviews of the data as it is now, which serving can use.

@@ -335,7 +335,7 @@ def test_a_baseline_run_offers_no_export_and_its_checkpoint_is_refused_with_why(
                  f"callbacks.rating_checkpoint.dirpath={out / 'checkpoints'}",
                  f"callbacks.last_checkpoint.dirpath={out / 'checkpoints'}"))
     assert "Evaluate it: python scripts/evaluate.py" in caplog.text and "scripts/export.py" not in caplog.text
-    with pytest.raises(ExportError, match=r"holds a MatrixFactorization \(a baseline\), which cannot be exported"):
+    with pytest.raises(ExportError, match="holds a MatrixFactorization, not the two-tower model, so it cannot"):
         export_checkpoint(out / "checkpoints" / "last.ckpt", tmp_path / "export")
     assert not (tmp_path / "export").exists()
 
