@@ -26,12 +26,3 @@ class Baseline(ABC):
     def predict_ratings(self, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
         """Predicted stars of (user, item) pairs, or None for a ranking-only model."""
         return None
-
-
-def training_matrix(datamodule: ReviewDataModule) -> np.ndarray:
-    """The binary users x items matrix of training interactions (float32)."""
-    data = datamodule.prepared
-    matrix = np.zeros((data.num_users, data.num_items), dtype=np.float32)
-    train = data.pairs["train"]
-    matrix[train.user, train.item] = 1.0
-    return matrix

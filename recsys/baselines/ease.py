@@ -6,24 +6,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recsys.baselines.base import Baseline, training_matrix
+from recsys.baselines.base import Baseline
 from recsys.data.datamodule import ReviewDataModule
 from recsys.models.embedding_cache import pretrained_embeddings
 from recsys.models.text_encoder import TextEncoder
 from recsys.settings import checked_flag, checked_number
 
 
-def ease_weights(matrix: np.ndarray, l2: float, side_gram: np.ndarray | None = None) -> np.ndarray:
-    """EASE's item-item weights [I, I] of a binary users x items ``matrix``: ``B = I - P
-    diagMat(1 / diag(P))`` with ``P = (X^T X + S + l2 I)^-1``, zero diagonal (float64).
+def ease_weights(gram: np.ndarray, l2: float, side_gram: np.ndarray | None = None) -> np.ndarray:
+    """EASE's item-item weights [I, I] from the Gram matrix ``X^T X`` of a binary users x items
+    matrix X (:meth:`UserItemSets.gram`): ``B = I - P diagMat(1 / diag(P))`` with
+    ``P = (X^T X + S + l2 I)^-1``, zero diagonal (float64).
 
     ``side_gram`` S [I, I] (default 0) brings item side information in as extra rows F [d, I] of
     X, as collective EASE does (Jeunen et al. 2020): S = F^T F."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    gram = matrix.T @ matrix
+    gram = np.asarray(gram, dtype=np.float64)
     if side_gram is not None:
         gram = gram + side_gram
-    inverse = np.linalg.inv(gram + l2 * np.eye(matrix.shape[1]))
+    inverse = np.linalg.inv(gram + l2 * np.eye(gram.shape[0]))
     weights = -inverse / np.diag(inverse)
     np.fill_diagonal(weights, 0.0)
     return weights
@@ -67,9 +67,9 @@ class EASE(Baseline):
         return pretrained_embeddings(self.encoder, [datamodule.item_tokens], self.embedding_cache_dir)[0]
 
     def fit(self, datamodule: ReviewDataModule) -> None:
-        self.matrix = training_matrix(datamodule).astype(np.float64)
+        self.train_items = datamodule.prepared.train_items
         side = text_gram(self.item_text(datamodule), self.text_weight) if self.text_weight else None
-        self.weights = ease_weights(self.matrix, self.l2, side)
+        self.weights = ease_weights(self.train_items.gram(), self.l2, side)
 
     def user_scores(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.matrix[users] @ self.weights).float()
+        return torch.from_numpy(self.train_items.rows(users).astype(np.float64) @ self.weights).float()

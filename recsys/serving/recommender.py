@@ -30,7 +30,7 @@ from recsys.serving.errors import InvalidRequestError, UnknownItemError, Unknown
 from recsys.serving.index import IndexConfig, ItemIndex
 from recsys.serving.text_backends import build_text_backend
 from recsys.settings import checked_number, is_whole_number
-from recsys.training.ranking import fused_scores
+from recsys.training.ranking import ease_scores, fused_scores
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,8 @@ class Recommender:
         cosines = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)) @ self.bundle.item_vectors.T
         reviewed = torch.from_numpy(history.rows(rows))
         candidates = ~reviewed if exclude_seen else torch.ones_like(reviewed)
-        scores = fused_scores(cosines, reviewed.float() @ self.bundle.ease_weights, candidates, self.bundle.ease_fusion)
+        scores = fused_scores(cosines, ease_scores(reviewed, self.bundle.ease_weights), candidates,
+                              self.bundle.ease_fusion)
         values, items = scores.masked_fill(~candidates, float("-inf")).topk(min(k, self.index.num_items), dim=1)
         return values.numpy(), torch.where(torch.isfinite(values), items, -1).numpy()
 

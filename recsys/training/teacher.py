@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from recsys.baselines.ease import ease_weights
 from recsys.data.negatives import UserItemSets
+from recsys.training.ranking import ease_scores
 
 MAX_TEACHER_ITEMS = 20_000
 
@@ -22,12 +22,11 @@ class EaseTeacher:
                 f"the EASE teacher needs a dense items x items matrix ({train_items.num_items:,} items; at most "
                 f"{MAX_TEACHER_ITEMS:,}): set model.module.loss.distill_weight=0 and model.module.ease_fusion=0 "
                 "for this catalog")
-        matrix = train_items.rows(np.arange(train_items.num_users))
-        self.weights = torch.from_numpy(ease_weights(matrix, l2)).float()
+        self.weights = torch.from_numpy(ease_weights(train_items.gram(), l2)).float()
 
     def scores(self, training_rows: torch.Tensor) -> torch.Tensor:
         """EASE scores [B, I] of every catalog item, from users' boolean training rows [B, I]
         (:meth:`UserItemSets.rows`; the caller has them already for its masks)."""
         if self.weights.device != training_rows.device:
             self.weights = self.weights.to(training_rows.device)  # once, on the first step on a GPU
-        return training_rows.float() @ self.weights
+        return ease_scores(training_rows, self.weights)

@@ -82,9 +82,11 @@ def test_side_gram_is_ease_on_side_rows_stacked_under_the_interactions():
     rng = np.random.default_rng(0)
     interactions = (rng.random((12, 5)) < 0.4).astype(np.float64)
     side = rng.normal(size=(3, 5))  # three side-information rows over the 5 items
-    stacked = ease_weights(np.vstack([interactions, side]), l2=2.0)
-    assert ease_weights(interactions, 2.0, side.T @ side) == pytest.approx(stacked, abs=1e-10)
-    assert not np.allclose(ease_weights(interactions, 2.0), stacked)
+    rows = np.vstack([interactions, side])
+    stacked = ease_weights(rows.T @ rows, l2=2.0)
+    gram = interactions.T @ interactions
+    assert ease_weights(gram, 2.0, side.T @ side) == pytest.approx(stacked, abs=1e-10)
+    assert not np.allclose(ease_weights(gram, 2.0), stacked)
 
 
 def test_text_gram_is_the_scaled_cosine_of_centred_text():
@@ -107,8 +109,7 @@ def test_text_ease_links_items_that_never_co_occur():
     assert float(plain.user_scores(user_4)[0, 2]) == 0.0
     scores = with_text.user_scores(user_4)[0]
     assert scores[2] > 0.1 and scores[2] > scores[3]  # reached through its text, above unrelated text
-    assert with_text.weights == pytest.approx(ease_weights(dm.data.train_items.rows(np.arange(5)), 1.0,
-                                                           text_gram(text, 1.0)))
+    assert with_text.weights == pytest.approx(ease_weights(dm.data.train_items.gram(), 1.0, text_gram(text, 1.0)))
     with pytest.raises(ValueError, match="text_weight"):
         EASE(text_weight=-1.0)
 

@@ -38,3 +38,12 @@ def test_user_with_every_item_is_a_clear_error():
     known = UserItemSets.from_pairs(np.zeros(3), np.arange(3), num_users=1, num_items=3)
     with pytest.raises(ValueError, match="every item"):
         sample_negatives(np.array([0]), np.array([0]), 1, known, np.random.default_rng(0))
+
+
+def test_the_gram_of_the_sets_is_that_of_their_dense_matrix():
+    rng = np.random.default_rng(0)
+    sets = UserItemSets.from_pairs(rng.integers(0, 50, 400), rng.integers(0, 30, 400), num_users=60, num_items=30)
+    dense = sets.rows(np.arange(60)).astype(np.float64)
+    gram = sets.gram()
+    assert gram.dtype == np.float64 and np.array_equal(gram, dense.T @ dense)
+    assert gram[np.diag_indices(30)] == pytest.approx(np.bincount(sets.keys % 30, minlength=30))
