@@ -34,7 +34,22 @@ class UserItemSets:
 
     def rows(self, users: np.ndarray) -> np.ndarray:
         """Dense boolean rows [len(users), num_items]: True where the user has the item."""
-        return self.contains(np.asarray(users, dtype=np.int64)[:, None], np.arange(self.num_items)[None, :])
+        where, items = self.pairs_of(users)
+        rows = np.zeros((len(users), self.num_items), dtype=bool)
+        rows[where, items] = True
+        return rows
+
+    def pairs_of(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in ``users``, item) of every item that the ``users`` have: two arrays, found
+        in O(len(users) log n + pairs), never by testing every item."""
+        users = np.asarray(users, dtype=np.int64)
+        low = np.searchsorted(self.keys, users * self.num_items)
+        counts = np.searchsorted(self.keys, (users + 1) * self.num_items) - low
+        # The keys of user j are keys[low[j] : low[j] + counts[j]]: the k-th pair overall is the
+        # (k - first pair of its user)-th key after its user's low.
+        first = np.cumsum(counts) - counts
+        positions = np.arange(int(counts.sum())) + np.repeat(low - first, counts)
+        return np.repeat(np.arange(len(users)), counts), self.keys[positions] % self.num_items
 
     def gram(self) -> np.ndarray:
         """``X^T X`` [num_items, num_items] (float64) of the binary users x items matrix ``X`` of these

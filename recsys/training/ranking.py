@@ -32,21 +32,12 @@ def top_k_from_scores(
     for start in range(0, len(users), chunk):
         scores = scores_of(start, min(start + chunk, len(users))).clone().float()
         if exclude is not None:
-            rows, cols = _pairs_of(exclude, users[start : start + chunk])
-            scores[rows, cols] = float("-inf")
+            rows, cols = exclude.pairs_of(users[start : start + chunk])
+            scores[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
         result[start : start + chunk] = scores.topk(k, dim=1).indices
     return result
 
 
-def _pairs_of(sets: UserItemSets, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row in ``users``, item) of every item the users have in ``sets``."""
-    low = np.searchsorted(sets.keys, users.astype(np.int64) * sets.num_items)
-    high = np.searchsorted(sets.keys, (users.astype(np.int64) + 1) * sets.num_items)
-    rows = np.repeat(np.arange(len(users)), high - low)
-    positions = np.concatenate([np.arange(a, b) for a, b in zip(low, high, strict=True)]) if len(users) \
-        else np.empty(0, dtype=np.int64)
-    items = sets.keys[positions.astype(np.int64)] % sets.num_items
-    return torch.from_numpy(rows), torch.from_numpy(items)
 
 
 def ranking_metrics(

@@ -47,3 +47,14 @@ def test_the_gram_of_the_sets_is_that_of_their_dense_matrix():
     gram = sets.gram()
     assert gram.dtype == np.float64 and np.array_equal(gram, dense.T @ dense)
     assert gram[np.diag_indices(30)] == pytest.approx(np.bincount(sets.keys % 30, minlength=30))
+
+
+def test_rows_and_pairs_of_equal_a_membership_test_of_every_item():
+    rng = np.random.default_rng(1)
+    sets = UserItemSets.from_pairs(rng.integers(0, 40, 300), rng.integers(0, 25, 300), num_users=50, num_items=25)
+    for users in (rng.integers(0, 50, 70), np.array([49, 3, 3, 0]), np.array([], dtype=np.int64)):
+        brute = sets.contains(users[:, None], np.arange(25)[None, :])
+        assert np.array_equal(sets.rows(users), brute)
+        where, items = sets.pairs_of(users)
+        assert sorted(zip(where.tolist(), items.tolist(), strict=True)) == sorted(zip(*np.nonzero(brute), strict=True))
+    assert not sets.rows(np.array([45])).any()  # a user with no items (ids 40..49 hold none)
