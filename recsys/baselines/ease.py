@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import sparse
 
 from recsys.baselines.base import Baseline
 from recsys.data.datamodule import ReviewDataModule
 from recsys.models.embedding_cache import pretrained_embeddings
 from recsys.models.text_encoder import TextEncoder
 from recsys.settings import checked_flag, checked_number
+from recsys.training.ranking import SPARSE_EASE_ITEMS
 
 
 def ease_weights(gram: np.ndarray, l2: float, side_gram: np.ndarray | None = None) -> np.ndarray:
@@ -72,4 +74,7 @@ class EASE(Baseline):
         self.weights = ease_weights(self.train_items.gram(), self.l2, side)
 
     def user_scores(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.train_items.rows(users).astype(np.float64) @ self.weights).float()
+        rows = self.train_items.rows(users).astype(np.float64)
+        if len(self.weights) >= SPARSE_EASE_ITEMS:  # as the teacher does (ease_scores)
+            return torch.from_numpy(np.asarray(sparse.csr_matrix(rows) @ self.weights)).float()
+        return torch.from_numpy(rows @ self.weights).float()
