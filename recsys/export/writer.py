@@ -210,7 +210,7 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
         raise fmt.ExportError(
             f"{ckpt} holds a {str(net_target).rsplit('.', 1)[-1]}, not the two-tower model, so it cannot be "
             "exported: serving needs the two towers to place new users, new items and queries. Export a run of "
-            "model=two_tower (the default); evaluate this one with python scripts/evaluate.py ckpt=...")
+            f"model=two_tower (the default); evaluate this one with python scripts/evaluate.py ckpt={ckpt}")
     # Data changed since training is exported with a warning: users' histories are then the
     # training reviews of the data as it is now, which serving can use.
     datamodule = checkpoint_datamodule(cfg, checkpoint, ckpt, "test", consequence=EXPORT_ON_CHANGED_DATA,

@@ -335,8 +335,9 @@ def test_a_baseline_run_offers_no_export_and_its_checkpoint_is_refused_with_why(
                  f"callbacks.rating_checkpoint.dirpath={out / 'checkpoints'}",
                  f"callbacks.last_checkpoint.dirpath={out / 'checkpoints'}"))
     assert "Evaluate it: python scripts/evaluate.py" in caplog.text and "scripts/export.py" not in caplog.text
-    with pytest.raises(ExportError, match="holds a MatrixFactorization, not the two-tower model, so it cannot"):
+    with pytest.raises(ExportError, match="holds a MatrixFactorization, not the two-tower model, so it cannot") as err:
         export_checkpoint(out / "checkpoints" / "last.ckpt", tmp_path / "export")
+    assert str(err.value).endswith(f"python scripts/evaluate.py ckpt={out / 'checkpoints' / 'last.ckpt'}")
     assert not (tmp_path / "export").exists()
 
 
