@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -83,14 +85,18 @@ class EmbeddingStore:
 
 def cached_embeddings(
     directory: Path | str | None, encoder_fingerprint: str, tokens: TokenizedTexts,
-    compute: Callable[[TokenizedTexts], torch.Tensor], shard_texts: int = SHARD_TEXTS,
+    compute: Callable[[TokenizedTexts, Callable[[int], None] | None], torch.Tensor], shard_texts: int = SHARD_TEXTS,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Embeddings [len(tokens), H] of the texts: read from the store under ``directory`` where an
-    earlier run encoded them, ``compute(missing)`` for the others (each distinct text once), which
-    join the store a shard of ``shard_texts`` at a time, shortest texts first, so that a run stopped
-    midway keeps what it encoded. With ``directory`` None nothing is kept and every text is computed."""
+    earlier run encoded them, ``compute(missing, on_batch)`` for the others (each distinct text
+    once), which join the store a shard of ``shard_texts`` at a time, shortest texts first, so that
+    a run stopped midway keeps what it encoded. With ``directory`` None nothing is kept and every
+    text is computed. ``progress``: one bar over every text to encode, which ``compute`` advances
+    through ``on_batch(n)`` (None without a bar)."""
     if directory is None or len(tokens) == 0:
-        return compute(tokens)
+        with encoding_progress(len(tokens) if progress else 0) as on_batch:
+            return compute(tokens, on_batch)
     store = EmbeddingStore(directory, encoder_fingerprint)
     digests = row_digests(tokens)
     found = store.lookup(digests)
@@ -100,11 +106,12 @@ def cached_embeddings(
             first_of.setdefault(key, row)
     lengths = tokens.lengths()
     missing = sorted(first_of, key=lambda key: lengths[first_of[key]])  # stable: ties keep the texts' order
-    for start in range(0, len(missing), shard_texts):
-        keys = missing[start : start + shard_texts]
-        computed = compute(tokens.subset([first_of[key] for key in keys]))
-        store.add(keys, computed)
-        found.update(zip(keys, computed, strict=True))
+    with encoding_progress(len(missing) if progress else 0) as on_batch:
+        for start in range(0, len(missing), shard_texts):
+            keys = missing[start : start + shard_texts]
+            computed = compute(tokens.subset([first_of[key] for key in keys]), on_batch)
+            store.add(keys, computed)
+            found.update(zip(keys, computed, strict=True))
     distinct = len(set(digests))
     log.info("Embeddings for %d texts (%d distinct): %d from cache, %d encoded", len(tokens), distinct,
              distinct - len(missing), len(missing))
@@ -119,7 +126,20 @@ def pretrained_embeddings(
     set, through the disk cache of :func:`cached_embeddings`; the weights are hashed once."""
     fingerprint = encoder.pretrained_fingerprint()
 
-    def encode(tokens: TokenizedTexts) -> torch.Tensor:
-        return encoder.encode(tokens, progress=progress, pretrained=True)
+    def encode(tokens: TokenizedTexts, on_batch: Callable[[int], None] | None) -> torch.Tensor:
+        return encoder.encode(tokens, pretrained=True, on_batch=on_batch)
 
-    return [cached_embeddings(directory, fingerprint, tokens, encode) for tokens in token_sets]
+    return [cached_embeddings(directory, fingerprint, tokens, encode, progress=progress) for tokens in token_sets]
+
+
+@contextmanager
+def encoding_progress(total: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over ``total`` texts while the block runs, as the function that advances it
+    by n texts; None (no bar) for 0. One bar spans every shard of the cache."""
+    if total == 0:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task(f"Encoding {total:,} texts", total=total)
+        yield lambda count: bar.advance(task, count)

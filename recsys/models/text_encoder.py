@@ -269,10 +269,12 @@ class TextEncoder(nn.Module):
 
     @torch.no_grad()
     def encode(
-        self, tokens: TokenizedTexts, batch_size: int = ENCODE_BATCH, progress: bool = False, pretrained: bool = False
+        self, tokens: TokenizedTexts, batch_size: int = ENCODE_BATCH, pretrained: bool = False,
+        on_batch: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Embeddings [len(tokens), H] of every text, in eval mode, in length-sorted batches
-        (sorting by length avoids most padding); ``pretrained`` uses the weights as loaded."""
+        (sorting by length avoids most padding); ``pretrained`` uses the weights as loaded;
+        ``on_batch(n)`` is told of each batch of n texts encoded (a progress bar's advance)."""
         if len(tokens) == 0:
             return torch.empty(0, self.hidden_size)
         self.check_tokens(tokens)
@@ -280,7 +282,8 @@ class TextEncoder(nn.Module):
         self.eval()
         try:
             return encode_in_length_order(self.forward_pretrained if pretrained else self.forward, tokens,
-                                          batch_size, progress, device=self.bert.device, max_width=self.max_tokens)
+                                          batch_size, device=self.bert.device, max_width=self.max_tokens,
+                                          on_batch=on_batch)
         finally:
             self.train(was_training)
 
@@ -303,27 +306,26 @@ class TextEncoder(nn.Module):
 @torch.no_grad()
 def encode_in_length_order(
     encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], tokens: TokenizedTexts,
-    batch_size: int = ENCODE_BATCH, progress: bool = False, pad_multiple: int = PAD_MULTIPLE,
+    batch_size: int = ENCODE_BATCH, pad_multiple: int = PAD_MULTIPLE,
     device: torch.device | str | None = None, max_width: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """``encode(input_ids, attention_mask)`` of every text [len(tokens), H] (on the CPU), run on
     batches of texts of similar length (sorting by length avoids most padding), each padded to a
     multiple of ``pad_multiple`` tokens (few distinct shapes) but to no more than ``max_width``
     (the encoder's positions), rows in the original order.
-    ``device``: where ``encode`` runs (the token batches are moved there; default the CPU)."""
+    ``device``: where ``encode`` runs (the token batches are moved there; default the CPU);
+    ``on_batch(n)`` is called after each batch of n texts."""
     order = torch.from_numpy(tokens.lengths().argsort(kind="stable"))
     output: torch.Tensor | None = None
-    starts: Iterable[int] = range(0, len(tokens), batch_size)
-    if progress:
-        from rich.progress import track
-
-        starts = track(starts, description=f"Encoding {len(tokens)} texts")
-    for start in starts:
+    for start in range(0, len(tokens), batch_size):
         rows = order[start : start + batch_size]
         embeddings = encode(*(t.to(device) for t in tokens.pad(rows.numpy(), pad_multiple, max_width)))
         if output is None:
             output = torch.empty(len(tokens), embeddings.shape[-1])
         output[rows] = embeddings.to(output.device)
+        if on_batch is not None:
+            on_batch(len(rows))
     if output is None:
         raise ValueError("encode_in_length_order needs at least one text")
     return output

@@ -98,7 +98,7 @@ def test_a_run_stopped_while_encoding_keeps_the_shards_it_wrote(tiny_bert_config
     texts = random_texts(120, seed=4)
     calls: list[int] = []
 
-    def stopped_at_the_third_shard(tokens: TokenizedTexts) -> torch.Tensor:
+    def stopped_at_the_third_shard(tokens: TokenizedTexts, on_batch) -> torch.Tensor:
         calls.append(len(tokens))
         if len(calls) == 3:
             raise KeyboardInterrupt
@@ -110,7 +110,7 @@ def test_a_run_stopped_while_encoding_keeps_the_shards_it_wrote(tiny_bert_config
     shortest = np.argsort(texts.lengths(), kind="stable")[:100]  # shards fill shortest texts first
     resumed: list[int] = []
 
-    def encode(tokens: TokenizedTexts) -> torch.Tensor:
+    def encode(tokens: TokenizedTexts, on_batch) -> torch.Tensor:
         resumed.append(len(tokens))
         return encoder.encode(tokens, pretrained=True)
 
@@ -119,3 +119,50 @@ def test_a_run_stopped_while_encoding_keeps_the_shards_it_wrote(tiny_bert_config
     assert torch.equal(embeddings, encoder.encode(texts, pretrained=True))
     cached_embeddings(tmp_path, fingerprint, texts.subset(shortest), encode)
     assert resumed == [20]  # the stopped run's shards hold the shortest 100
+
+
+def test_one_progress_bar_spans_every_shard_and_counts_each_text_once(tmp_path, tiny_bert_config, monkeypatch):
+    # Each shard of 16,384 texts drew its own bar ("Encoding 16384 texts"): a run that encoded
+    # 182,153 texts showed twelve bars in turn and no overall count or time left.
+    from recsys.models import embedding_cache
+
+    torch.manual_seed(0)
+    encoder = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=False)
+    texts = random_texts(120, seed=5)
+    bars: list[dict] = []
+
+    class RecordingProgress:
+        def __init__(self, *columns):
+            bars.append({"advanced": 0})
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, description, total):
+            bars[-1].update(description=description, total=total)
+            return 0
+
+        def advance(self, task, count):
+            bars[-1]["advanced"] += count
+
+    monkeypatch.setattr(embedding_cache, "Progress", RecordingProgress)
+    first = pretrained_embeddings(encoder, [texts.subset(np.arange(40))], tmp_path, progress=True)[0]
+    assert bars == [{"advanced": 40, "description": "Encoding 40 texts", "total": 40}]
+    shards: list[int] = []
+
+    def encode(tokens: TokenizedTexts, on_batch) -> torch.Tensor:
+        shards.append(len(tokens))
+        return encoder.encode(tokens, batch_size=16, pretrained=True, on_batch=on_batch)
+
+    fingerprint = encoder.pretrained_fingerprint()
+    everything = cached_embeddings(tmp_path, fingerprint, texts, encode, shard_texts=50, progress=True)
+    assert shards == [50, 30]  # 40 were cached
+    assert bars[1] == {"advanced": 80, "description": "Encoding 80 texts", "total": 80}
+    assert torch.equal(everything[:40], first)
+    pretrained_embeddings(encoder, [texts], tmp_path, progress=True)
+    assert len(bars) == 2  # nothing to encode: no bar
+    pretrained_embeddings(encoder, [texts], None, progress=False)
+    assert len(bars) == 2
