@@ -38,8 +38,6 @@ def top_k_from_scores(
     return result
 
 
-
-
 def ranking_metrics(
     top_items: torch.Tensor, users: np.ndarray, relevant: UserItemSets, ks: list[int] | tuple[int, ...],
 ) -> dict[str, float]:

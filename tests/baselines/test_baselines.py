@@ -201,8 +201,6 @@ def test_text_ridge_scores_every_item_as_it_predicts_each_pair(text):
 
 
 def test_ease_scores_a_large_catalog_by_a_sparse_product_equal_to_the_dense_one(monkeypatch):
-    from scipy.sparse import csr_matrix
-
     rng = np.random.default_rng(0)
     train = [(int(u), int(i), 5) for u, i in zip(rng.integers(0, 30, 200), rng.integers(0, 40, 200), strict=True)]
     dm = fake_datamodule(list({(u, i): (u, i, r) for u, i, r in train}.values()), 30, 40)
@@ -210,11 +208,12 @@ def test_ease_scores_a_large_catalog_by_a_sparse_product_equal_to_the_dense_one(
     model.fit(dm)
     users = np.arange(30)
     dense = model.user_scores(users)
-    monkeypatch.setattr("recsys.baselines.ease.SPARSE_EASE_ITEMS", 40)  # this catalog counts as large
-    made = []
-    monkeypatch.setattr("recsys.baselines.ease.sparse.csr_matrix", lambda rows: made.append(rows) or csr_matrix(rows))
-    sparse_scores = model.user_scores(users)
-    assert len(made) == 1
-    assert torch.allclose(sparse_scores, dense, atol=1e-6) and dense.abs().max() > 0.01
     by_hand = dm.data.train_items.rows(users).astype(np.float64) @ model.weights
-    assert dense.numpy() == pytest.approx(by_hand.astype(np.float32))
+    assert torch.equal(dense, torch.from_numpy(by_hand).float()) and dense.abs().max() > 0.01
+    monkeypatch.setattr("recsys.training.ranking.SPARSE_EASE_ITEMS", 40)  # this catalog counts as large
+    sparse_products = []
+    sparse_mm = torch.sparse.mm
+    monkeypatch.setattr(torch.sparse, "mm", lambda a, b: sparse_products.append(a.shape) or sparse_mm(a, b))
+    sparse_scores = model.user_scores(users)
+    assert sparse_products == [(30, 40)]
+    assert torch.allclose(sparse_scores, dense, atol=1e-6)
