@@ -87,6 +87,9 @@ def test_prepare_data_prints_stats_and_reuses_its_cache(tmp_path: Path):
     assert first.returncode == 0, first.stderr
     assert "| train | 40 | 10 |" in first.stdout and "| all | 50 | 10 | 12 |" in first.stdout
     assert "Median user history (training reviews, capped): 4" in first.stdout
+    header, train_row = (line for line in first.stdout.splitlines() if line.startswith(("| split |", "| train |")))
+    assert header.endswith("| with review text | with a new user | with a new item |")
+    assert train_row.endswith("| 100.00% | - | - |")  # held-out splits only
     second = run_script("prepare_data.py", *args)
     assert "Reusing split" in second.stderr + second.stdout
     assert "40 from cache, 0 tokenized" in second.stderr + second.stdout

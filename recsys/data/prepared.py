@@ -15,7 +15,14 @@ import pandas as pd
 from recsys.data.loading import load_tables
 from recsys.data.negatives import UserItemSets
 from recsys.data.sources import DatasetFiles, locate
-from recsys.data.splits import SPLIT_NAMES, SplitSpec, load_or_create_split, split_fingerprints
+from recsys.data.splits import (
+    SPLIT_NAMES,
+    SplitSpec,
+    cold_start_pairs,
+    describe_cold_start,
+    load_or_create_split,
+    split_fingerprints,
+)
 from recsys.data.texts import (
     TokenCounter,
     UserHistories,
@@ -112,6 +119,8 @@ def prepare_dataset(
     interactions = tables.interactions.copy()
     interactions["split"] = load_or_create_split(interactions, split, tables.cache_dir / "splits").to_numpy()
     fingerprints = split_fingerprints(split, tables.cache_dir / "splits")
+    if (cold_start := describe_cold_start(cold_start_pairs(interactions))) is not None:
+        log.info(cold_start)
 
     user_ids = pd.Index(np.sort(interactions["user_id"].unique().astype(str)), name="user_id")
     item_ids = pd.Index(np.sort(interactions["item_id"].unique().astype(str)), name="item_id")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.prepared import PreparedData
-from recsys.data.splits import SPLIT_NAMES
+from recsys.data.splits import SPLIT_NAMES, cold_start_pairs
 from recsys.data.tokenization import TokenizedTexts
 
 
@@ -32,6 +32,7 @@ def compute_stats(data: PreparedData, item_tokens: TokenizedTexts, max_reviews: 
     encoder's special tokens)."""
     table = data.interactions
     has_text = table["text"].fillna("").str.strip() != ""
+    cold_start = cold_start_pairs(table)
     rows = []
     for name in (*SPLIT_NAMES, "all"):
         part = table if name == "all" else table[table["split"] == name]
@@ -42,6 +43,11 @@ def compute_stats(data: PreparedData, item_tokens: TokenizedTexts, max_reviews: 
             "items": part["item_id"].nunique(),
             "mean rating": round(float(part["rating"].mean()), 3) if len(part) else float("nan"),
             "with review text": f"{100 * has_text[part.index].mean():.2f}%" if len(part) else "-",
+            **{
+                f"with a new {kind}": f"{100 * cold_start.at[name, f'new_{kind}'] / len(part):.2f}%"
+                if name in cold_start.index and len(part) else "-"
+                for kind in ("user", "item")
+            },
         })
     stars = table["rating"].round().astype(int)
     ratings = pd.crosstab(stars, table["split"]).reindex(index=range(1, 6), columns=list(SPLIT_NAMES), fill_value=0)
@@ -97,6 +103,7 @@ def render_stats(stats: DatasetStats) -> str:
         _markdown(stats.files),
         "",
         f"- Item documents by source (training split only): {sources}",
+        "- With a new user / item: held-out pairs whose user / item has no training review (cold start)",
         f"- Median user history (training reviews, capped): {stats.median_history_reviews:g}",
         f"- Median item document: {stats.median_item_document_tokens:g} tokens",
     ])

@@ -8,6 +8,8 @@ import pytest
 from recsys.data.errors import SplitMismatchError
 from recsys.data.splits import (
     SplitSpec,
+    cold_start_pairs,
+    describe_cold_start,
     interactions_fingerprint,
     load_or_create_split,
     random_split,
@@ -127,3 +129,22 @@ def test_kfold_tests_every_row_exactly_once_and_never_trains_on_its_test_fold(tm
     order = np.random.default_rng(3).permutation(n)
     assert set(np.flatnonzero(tested[0])) == set(order[: len(np.array_split(order, folds)[0])])
     assert len(list(tmp_path.glob("kfold-v*-seed3-fold*of4-val0.1.json"))) == folds
+
+
+def test_cold_start_pairs_count_held_out_pairs_whose_user_or_item_has_no_training_review():
+    interactions = pd.DataFrame(
+        [("a", "x", "train"), ("a", "y", "val"), ("b", "y", "test"), ("c", "x", "test"), ("c", "z", "test"),
+         ("d", "z", "val")],
+        columns=["user_id", "item_id", "split"],
+    )
+    counts = cold_start_pairs(interactions)
+    # Trained: user a, item x. val: (a, y) new item; (d, z) both new. test: (b, y) both; (c, x) user; (c, z) both.
+    assert counts.to_dict("index") == {"val": {"pairs": 2, "new_user": 1, "new_item": 2},
+                                       "test": {"pairs": 3, "new_user": 3, "new_item": 2}}
+    assert describe_cold_start(counts).startswith(
+        "Cold start: held-out pairs whose user has no training review: val 1 of 2 (50.0%) and test 3 of 3 "
+        "(100.0%); whose item has none: val 2 of 2 (100.0%) and test 2 of 3 (66.7%). The metrics include them")
+    warm = pd.DataFrame([("a", "x", "train"), ("b", "y", "train"), ("a", "y", "val"), ("b", "x", "test")],
+                        columns=["user_id", "item_id", "split"])
+    assert describe_cold_start(cold_start_pairs(warm)) is None
+    assert cold_start_pairs(warm).to_dict("index")["test"] == {"pairs": 1, "new_user": 0, "new_item": 0}
