@@ -111,6 +111,14 @@ def monitoring_checkpoint(trainer: pl.Trainer, monitor: str) -> ModelCheckpoint 
     return next((c for c in checkpoints if c.monitor == monitor), checkpoints[0] if checkpoints else None)
 
 
+def last_checkpoint_path(trainer: pl.Trainer) -> str | None:
+    """The checkpoint of the latest epoch (``callbacks.last_checkpoint``: no monitor), once written."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor is None and callback.best_model_path:
+            return callback.best_model_path
+    return None
+
+
 def rating_checkpoint_path(trainer: pl.Trainer, ranking: ModelCheckpoint | None) -> str | None:
     """The lowest-validation-RMSE checkpoint, when a checkpoint callback other than ``ranking``
     keeps one (``callbacks.rating_checkpoint``), else None (as when ``ranking`` monitors RMSE
@@ -211,13 +219,15 @@ def train(cfg: DictConfig) -> float | None:
 class FitOutcome:
     """What a fit left: its metrics (validation at the last epoch, the test figures of its
     checkpoints), the best checkpoint by the monitored metric and its value, the rating checkpoint,
-    the checkpoint files that the test metrics are of (``tested``, read by export.py), and the
+    the latest epoch's checkpoint (``last``, offered where no validation chose a best one), the
+    checkpoint files that the test metrics are of (``tested``, read by export.py), and the
     learning curves' rows (:class:`~recsys.training.callbacks.LearningCurves`) and the last step."""
 
     metrics: dict[str, float]
     best: str | None
     monitored: float | None
     rating: str | None
+    last: str | None = None
     tested: dict[str, str] = field(default_factory=dict)
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     step: int = 0  # the last optimiser step, where the test metrics are logged
@@ -235,7 +245,10 @@ def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewD
         best=best,
         monitored=float(score) if score is not None else None,
         rating=rating_checkpoint_path(trainer, checkpoint),
+        last=last_checkpoint_path(trainer),
     )
+    # Without a validation there is no best checkpoint: the latest one holds the weights the run ended with.
+    tested = best or outcome.last
     if testing:
         # A single-process test of its own; in a distributed run, evaluate.py tests it afterwards.
         if outcome.rating is not None and trainer.world_size == 1:
@@ -244,11 +257,12 @@ def fit_outcome(trainer: pl.Trainer, module: TwoTowerModule, datamodule: ReviewD
             outcome.tested[RATING_CHECKPOINT_KEY] = Path(outcome.rating).name
         if checkpoint is not None and not best:
             log.warning("No best checkpoint by %s: training ended (step %d) before any validation; testing the "
-                        "weights it ended with", monitor, trainer.global_step)
-        results = trainer.test(module, datamodule, ckpt_path=best, verbose=False)
+                        "weights it ended with%s", monitor, trainer.global_step,
+                        f" ({tested})" if tested else "")
+        results = trainer.test(module, datamodule, ckpt_path=tested, verbose=False)
         outcome.metrics.update(results[0] if results else {})
-        if best:
-            outcome.tested[CHECKPOINT_KEY] = Path(best).name
+        if tested:
+            outcome.tested[CHECKPOINT_KEY] = Path(tested).name
     return outcome
 
 
@@ -264,22 +278,27 @@ def write_reports(outcome: FitOutcome, module: TwoTowerModule, datamodule: Revie
     write_recommendations(examples, out / "recommendations.md")
     log_run_reports(loggers, config, outcome.metrics, outcome.step, examples, curves)
     log.info("Run directory: %s\n\n%s%s", out, metrics_table(outcome.metrics),
-             next_steps(outcome.best, monitor, outcome.rating, exportable_net(config["model"]["net"].get("_target_"))))
+             next_steps(outcome.best, monitor, outcome.rating, exportable_net(config["model"]["net"].get("_target_")),
+                        outcome.last))
 
 
-def next_steps(best: str | None, monitor: str, rating: str | None, exportable: bool = True) -> str:
+def next_steps(best: str | None, monitor: str, rating: str | None, exportable: bool = True,
+               last: str | None = None) -> str:
     """The commands that take a run's checkpoints further (evaluate, and export where the model is
     ``exportable``), for the console: ``best`` is the checkpoint of the best ``monitor``, ``rating``
-    the rating checkpoint (or None)."""
-    if best is None:
+    the rating checkpoint (or None), ``last`` the latest epoch's, offered where there is no ``best``
+    (no validation ran)."""
+    chosen = best or last
+    if chosen is None:
         return ""
-    lines = ["", "", f"Best checkpoint (by {monitor}): {best}"]
-    if rating is not None and rating != best:
+    lines = ["", "", f"Best checkpoint (by {monitor}): {best}" if best else
+             f"No validation ran, so no checkpoint is the best by {monitor}; the last one: {last}"]
+    if rating is not None and rating != chosen:
         lines.append(f"Rating checkpoint (lowest {RATING_MONITOR}): {rating}")
-    run_name = Path(best).parent.parent.name
-    lines.append(f"Evaluate it: python scripts/evaluate.py ckpt={best} split=test")
+    run_name = Path(chosen).parent.parent.name
+    lines.append(f"Evaluate it: python scripts/evaluate.py ckpt={chosen} split=test")
     if exportable:
-        lines.append(f"Export it for serving: python scripts/export.py ckpt={best} out=exports/{run_name}")
+        lines.append(f"Export it for serving: python scripts/export.py ckpt={chosen} out=exports/{run_name}")
     return "\n".join(lines)
 
 

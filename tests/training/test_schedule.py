@@ -94,13 +94,20 @@ def test_a_run_that_ends_before_any_validation_says_what_it_tested(tmp_path, mon
     from tests.training.test_learning_curves import train_tiny
 
     # 3 batches an epoch: 2 steps end training inside the first, before its validation.
-    with caplog.at_level(logging.WARNING, logger="recsys.training.run"):
+    with caplog.at_level(logging.INFO, logger="recsys.training.run"):
         out = train_tiny(tmp_path, monkeypatch, "logger=none", "trainer.max_epochs=-1", "trainer.max_steps=2")
+    last = out / "checkpoints" / "last.ckpt"
     assert ("No best checkpoint by val/recall@10: training ended (step 2) before any validation; testing the "
-            "weights it ended with") in caplog.text
+            f"weights it ended with ({last})") in caplog.text
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "checkpoint" not in metrics and not any(key.startswith("val/") for key in metrics)
-    assert 0 < metrics["test/rmse"] < 4
+    assert not any(key.startswith("val/") for key in metrics)
+    assert metrics["checkpoint"] == "last.ckpt" and 0 < metrics["test/rmse"] < 4  # what export.py reads
+    # The run named no checkpoint to take further; the last one holds the weights it tested.
+    assert (f"No validation ran, so no checkpoint is the best by val/recall@10; the last one: {last}\n"
+            f"Evaluate it: python scripts/evaluate.py ckpt={last} split=test\n"
+            f"Export it for serving: python scripts/export.py ckpt={last} out=exports/run") in caplog.text
+    from recsys.training.run import evaluate
+    assert evaluate(last, "test", tmp_path / "evaluated")["test/rmse"] == pytest.approx(metrics["test/rmse"], abs=1e-5)
 
 
 def test_a_resumed_run_keeps_the_earlier_best_epoch_and_brings_its_checkpoint(tmp_path, monkeypatch):
