@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 # Bins of the mean training interactions of a user's held-out items: (0, 5], (5, 10], (10, 20], > 20.
 POPULARITY_EDGES = (0.0, 5.0, 10.0, 20.0, math.inf)
+NEW_ITEMS_ONLY = "0 (new items only)"
 # EASE, the reference ranking, is dense: users x items for its input, items x items for its weights.
 EASE_MAX_ITEMS = 20_000
 EASE_MAX_CELLS = 50_000_000
@@ -93,11 +94,16 @@ def recall_by_popularity(users: np.ndarray, relevant: UserItemSets, item_counts:
                          edges: Sequence[float] = POPULARITY_EDGES) -> pd.DataFrame:
     """Recall@k of each ranking (name -> top items [len(users), >= k]) averaged over the users of
     each bin of :func:`held_out_popularity` (bins right-closed between ``edges``), and over every user
-    with a relevant item (the row ``all``, which is the ranking metrics' recall@k)."""
+    with a relevant item (the row ``all``, which is the ranking metrics' recall@k). Users whose
+    held-out items all have no training interaction (data that is not k-core) come first, in a row
+    of their own, where any are."""
     popularity = held_out_popularity(users, relevant, item_counts)
     ranked = ~np.isnan(popularity)
+    new_only = ranked & (popularity == 0)
     bins = np.digitize(popularity, edges[1:-1], right=True)
-    groups = [(label, ranked & (bins == index)) for index, label in enumerate(popularity_bin_labels(edges))]
+    groups = [(NEW_ITEMS_ONLY, new_only)] if new_only.any() else []
+    groups += [(label, ranked & ~new_only & (bins == index))
+               for index, label in enumerate(popularity_bin_labels(edges))]
     groups.append(("all", ranked))
     rows = []
     for label, chosen in groups:
@@ -169,8 +175,9 @@ def breakdown_markdown(breakdown: ErrorBreakdown, title: str) -> str:
         "Each star level's pairs, the mean prediction, the RMSE, and the level's share of the summed squared error "
         f"(user + item biases fitted on the training split beside the model).\n\n{markdown_table(rating)}\n"
         f"## Recall@{breakdown.k} by how popular the users' held-out items are\n\n"
-        "Users binned by the mean number of training interactions of their held-out (relevant) items; "
-        f"the row `all` is the split's recall@{breakdown.k}.\n\n{markdown_table(recall)}"
+        "Users binned by the mean number of training interactions of their held-out (relevant) items "
+        f"(`{NEW_ITEMS_ONLY}`: items with none, cold start); the row `all` is the split's "
+        f"recall@{breakdown.k}.\n\n{markdown_table(recall)}"
     )
 
 

@@ -56,6 +56,19 @@ def test_recall_by_popularity_by_hand():
     assert table.loc["all", "b: recall@2"] == pytest.approx(0.5)
 
 
+def test_users_whose_held_out_items_are_all_new_have_a_row_of_their_own():
+    # Items 0 and 1 have no training interaction. User 0 holds out {0} -> 0; user 1 {1, 2} -> (0 + 4) / 2 = 2,
+    # bin (0, 5]; user 2 {3} -> 30. They were counted in "(0, 5]", which does not hold 0.
+    item_counts = np.array([0, 0, 4, 30])
+    relevant = sets([(0, 0), (1, 1), (1, 2), (2, 3)], 3, 4)
+    top = {"a": np.array([[0, 3], [2, 3], [3, 2]])}
+    table = recall_by_popularity(np.arange(3), relevant, item_counts, top, k=2).set_index(
+        "held-out items' training interactions")
+    assert list(table.index) == ["0 (new items only)", "(0, 5]", "(5, 10]", "(10, 20]", "> 20", "all"]
+    assert table["users"].tolist() == [1, 1, 0, 0, 1, 3]
+    assert table["a: recall@2"].tolist()[:2] == [1.0, 0.5] and table.loc["all", "a: recall@2"] == pytest.approx(2.5 / 3)
+
+
 def test_bin_labels():
     assert popularity_bin_labels((0, 5, 10, 20, math.inf)) == ["(0, 5]", "(5, 10]", "(10, 20]", "> 20"]
 
