@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.atomic import atomic_write
+from recsys.cache_files import UNREADABLE, discard_unreadable
 from recsys.data.errors import EmptyDatasetError
 from recsys.data.readers import read_items, read_reviews
 from recsys.data.schema import INTERACTION_DTYPES, ITEM_DTYPES
@@ -59,13 +60,17 @@ def load_tables(files: LocatedFiles, on_bad_line: BadLinePolicy | str, cache_roo
     items_path = directory / "items.parquet"
     reports_path = directory / "read_reports.json"
     if interactions_path.exists() and reports_path.exists():
-        interactions = pd.read_parquet(interactions_path).astype(INTERACTION_DTYPES)
-        items = pd.read_parquet(items_path).astype(ITEM_DTYPES) if items_path.exists() else None
-        reports = [ReadReport.from_dict(r) for r in json.loads(reports_path.read_text())]
-        log.info("Read parsed tables from %s", directory)
-        for report in reports:
-            report.warn_absent_fields()
-        return LoadedTables(interactions, items, reports, directory)
+        try:
+            interactions = pd.read_parquet(interactions_path).astype(INTERACTION_DTYPES)
+            items = pd.read_parquet(items_path).astype(ITEM_DTYPES) if items_path.exists() else None
+            reports = [ReadReport.from_dict(r) for r in json.loads(reports_path.read_text())]
+        except UNREADABLE as error:
+            discard_unreadable([interactions_path, items_path, reports_path], error)
+        else:
+            log.info("Read parsed tables from %s", directory)
+            for report in reports:
+                report.warn_absent_fields()
+            return LoadedTables(interactions, items, reports, directory)
 
     reviews = read_reviews(files.reviews, policy, fields=files.review_fields)
     reviews.report.log_summary()

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.atomic import atomic_write
+from recsys.cache_files import UNREADABLE, discard_unreadable
 from recsys.data.errors import SplitMismatchError
 from recsys.settings import is_whole_number
 
@@ -209,9 +210,13 @@ def load_or_create_split(interactions: pd.DataFrame, spec: SplitSpec, directory:
     manifest_path = directory / f"{spec.file_stem()}.json"
     data_fingerprint = interactions_fingerprint(interactions)
     if table_path.exists() and manifest_path.exists():
-        split = _read_split(interactions, spec, table_path, manifest_path, data_fingerprint)
-        log.info("Reusing split %s", table_path)
-        return split
+        try:
+            split = _read_split(interactions, spec, table_path, manifest_path, data_fingerprint)
+        except UNREADABLE as error:  # a split of the same seed is the same split: it is made again
+            discard_unreadable([table_path, manifest_path], error)
+        else:
+            log.info("Reusing split %s", table_path)
+            return split
 
     split = assign_split(interactions, spec)
     names, counts = np.unique(split.astype(str), return_counts=True)

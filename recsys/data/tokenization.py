@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
 from recsys.atomic import atomic_write
+from recsys.cache_files import UNREADABLE, discard_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +182,17 @@ class TokenCache:
 
     @staticmethod
     def _load(path: Path) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+        nothing: tuple[list[bytes], np.ndarray, np.ndarray] = ([], np.zeros(0, dtype=np.int32),
+                                                                 np.zeros(1, dtype=np.int64))
         if not path.exists():
-            return [], np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
-        table = pq.read_table(path)
-        ids_column = table.column("input_ids").combine_chunks()
-        keys = table.column("text_sha256").to_pylist()
+            return nothing
+        try:
+            table = pq.read_table(path)
+            ids_column = table.column("input_ids").combine_chunks()
+            keys = table.column("text_sha256").to_pylist()
+        except UNREADABLE as error:
+            discard_unreadable([path], error)
+            return nothing
         offsets = ids_column.offsets.to_numpy().astype(np.int64)
         ids = ids_column.values.to_numpy().astype(np.int32)
         return keys, ids, offsets - offsets[0]

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from recsys.atomic import atomic_write
+from recsys.cache_files import UNREADABLE, discard_unreadable
 from recsys.data.tokenization import TokenizedTexts
 
 if TYPE_CHECKING:
@@ -63,16 +64,25 @@ class EmbeddingStore:
         wanted = set(digests)
         found: dict[bytes, torch.Tensor] = {}
         for path in self.shards():
-            with safe_open(str(path), framework="pt") as shard:
-                blob = shard.get_tensor("digests").numpy().tobytes()
-                keys = [blob[start : start + DIGEST_BYTES] for start in range(0, len(blob), DIGEST_BYTES)]
-                hits = {key: row for row, key in enumerate(keys) if key in wanted and key not in found}
-                if hits:
-                    rows = shard.get_tensor("embeddings")[list(hits.values())]
-                    found.update(zip(hits, rows, strict=True))
+            try:
+                found.update(self._hits(path, wanted - found.keys()))
+            except (*UNREADABLE, SafetensorError) as error:
+                discard_unreadable([path], error)
             if len(found) == len(wanted):
                 break
         return found
+
+    @staticmethod
+    def _hits(path: Path, wanted: set[bytes]) -> dict[bytes, torch.Tensor]:
+        """The embeddings that the shard at ``path`` holds of the ``wanted`` digests."""
+        with safe_open(str(path), framework="pt") as shard:
+            blob = shard.get_tensor("digests").numpy().tobytes()
+            keys = [blob[start : start + DIGEST_BYTES] for start in range(0, len(blob), DIGEST_BYTES)]
+            hits = {key: row for row, key in enumerate(keys) if key in wanted}
+            if not hits:
+                return {}
+            rows = shard.get_tensor("embeddings")[list(hits.values())]
+            return dict(zip(hits, rows, strict=True))
 
     def add(self, digests: Sequence[bytes], embeddings: torch.Tensor) -> Path:
         """Write a shard of ``embeddings`` [len(digests), H], named by its digests."""

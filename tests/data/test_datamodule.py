@@ -1,7 +1,9 @@
+import logging
 from pathlib import Path
 from unittest.mock import patch
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -189,3 +191,29 @@ def test_negatives_drawn_in_workers_depend_on_the_batch_not_on_the_worker_count(
         assert torch.equal(collate(positions.tolist()).negatives, collate(positions.tolist()).negatives)
         reversed_order = collate(positions[::-1].tolist()).negatives.flip(0)
         assert not torch.equal(collate(positions.tolist()).negatives, reversed_order)
+
+
+def test_cache_files_that_cannot_be_read_are_rebuilt_with_a_warning(tiny_dataset, tmp_path, caplog):
+    # A parsed table, the split or the tokens cut short (a full disk, a copy cut off) ended the run
+    # in pyarrow's "Parquet magic bytes not found"; each is a cache that the run can make again.
+    files, data_dir = tiny_dataset
+    cache = tmp_path / "cache"
+    first = make_datamodule(files, data_dir, cache)
+    damaged = sorted(cache.rglob("*.parquet")) + sorted(cache.rglob("*.json"))
+    assert {path.name for path in damaged} >= {"interactions.parquet", "read_reports.json",
+                                               "random-v2-seed0-0.8-0.1-0.1.parquet"}
+    assert any(path.name.startswith("tokens-") for path in damaged)
+    for path in damaged:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING, logger="recsys.cache_files"):
+        again = make_datamodule(files, data_dir, cache)
+    for path in damaged:
+        assert f"{path}" in caplog.text
+        assert path.exists()  # rebuilt whole
+    assert "removed; this run rebuilds it" in caplog.text
+    pd.testing.assert_frame_equal(again.data.interactions, first.data.interactions)
+    assert np.array_equal(again.item_tokens.ids, first.item_tokens.ids)
+    assert np.array_equal(again.review_tokens.ids, first.review_tokens.ids)
+    caplog.clear()
+    make_datamodule(files, data_dir, cache)
+    assert "Cannot read" not in caplog.text

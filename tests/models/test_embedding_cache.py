@@ -1,8 +1,11 @@
 """Pretrained embeddings kept on disk: computed once per (weights, tokens), then read back."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from recsys.data.tokenization import TokenizedTexts
 from recsys.models.embedding_cache import cached_embeddings, pretrained_embeddings, row_digests
@@ -166,3 +169,33 @@ def test_one_progress_bar_spans_every_shard_and_counts_each_text_once(tmp_path, 
     assert len(bars) == 2  # nothing to encode: no bar
     pretrained_embeddings(encoder, [texts], None, progress=False)
     assert len(bars) == 2
+
+
+def test_a_shard_that_cannot_be_read_is_removed_and_only_its_texts_are_encoded_again(tiny_bert_config, tmp_path,
+                                                                                     caplog):
+    torch.manual_seed(0)
+    encoder = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=False)
+    fingerprint = encoder.pretrained_fingerprint()
+    texts = random_texts(120, seed=5)
+    encoded: list[int] = []
+
+    def encode(tokens: TokenizedTexts, on_batch) -> torch.Tensor:
+        encoded.append(len(tokens))
+        return encoder.encode(tokens, pretrained=True)
+
+    expected = cached_embeddings(tmp_path, fingerprint, texts, encode, shard_texts=50)
+    shards = sorted(tmp_path.glob("embeddings-*.safetensors"), key=lambda path: path.stat().st_mtime_ns)
+    assert encoded == [50, 50, 20] and len(shards) == 3
+    # The last shard (20 texts) cut short, the first one's embeddings fewer than its digests say.
+    shards[2].write_bytes(shards[2].read_bytes()[:100])
+    first = load_file(shards[0])
+    save_file({"digests": first["digests"], "embeddings": first["embeddings"][:10]}, shards[0])
+    with caplog.at_level(logging.WARNING, logger="recsys.cache_files"):
+        again = cached_embeddings(tmp_path, fingerprint, texts, encode, shard_texts=50)
+    assert encoded[3:] == [50, 20]  # the two damaged shards' texts, not the intact one's
+    assert torch.equal(again, expected)
+    assert f"Cannot read the cache {shards[2]} (SafetensorError: " in caplog.text
+    assert f"Cannot read the cache {shards[0]} (IndexError: " in caplog.text
+    caplog.clear()
+    cached_embeddings(tmp_path, fingerprint, texts, encode, shard_texts=50)
+    assert encoded[5:] == [] and "Cannot read" not in caplog.text
