@@ -13,10 +13,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
-from recsys.serving.recommender import Recommender, ReviewInput
+from recsys.serving.recommender import Recommender, ReviewInput, as_id
 
 MAX_K = 1000
 MAX_TEXT_CHARS = 5000
@@ -25,7 +25,9 @@ MAX_REVIEWS = 50
 MAX_ID_CHARS = 64
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+
+# A JSON whole number is taken for its text (an id 285 for "285"), as the data's ids are read.
+Identifier = Annotated[str, BeforeValidator(as_id), Field(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class ReviewBody(BaseModel):

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,12 @@ QUERY_RATING = 5.0  # a query states what the user likes
 # (scripts/benchmark_queries.py; README, "Free-text queries").
 QUERY_TEXT_WEIGHT = 2.0
 SNIPPET = 70
+
+
+def as_id(value: Any) -> Any:
+    """An id given as a whole number, as its decimal text (the data's ids are read as text: a file's
+    ``285`` is the user ``"285"``), so that callers may give either; other values as they are."""
+    return str(value) if isinstance(value, int | np.integer) and not isinstance(value, bool) else value
 
 
 @dataclass
@@ -171,6 +177,7 @@ class Recommender:
 
     # -- who asks ----------------------------------------------------------------------------
     def _known(self, user_id: str) -> _Asker:
+        user_id = as_id(user_id)
         if user_id not in self.user_position:
             raise UnknownUserError(f"unknown user {user_id!r}; ask with the user's reviews instead")
         rows = self.user_reviews.get(user_id, np.zeros(0, dtype=np.int64))
@@ -195,7 +202,7 @@ class Recommender:
         if any(not str(r.text).strip() for r in reviews):
             raise InvalidRequestError("a query is empty; give some text" if query
                                       else "a review's text is empty; give its text")
-        reviews = reviews[-self.max_reviews :]
+        reviews = [replace(r, item_id=as_id(r.item_id)) for r in reviews[-self.max_reviews :]]
         unknown = [r.item_id for r in reviews if r.item_id is not None and r.item_id not in self.item_position]
         if unknown:
             raise UnknownItemError(f"unknown item ids: {', '.join(map(str, unknown[:5]))}")
@@ -357,6 +364,7 @@ class Recommender:
         """Retrieval only, batched: ``(scores, item indices)`` [len(user_ids), k] of known users by
         their precomputed vectors, seen items excluded; no re-ranking or explanations. The scores
         are cosines (fused with EASE for such an export)."""
+        user_ids = [as_id(u) for u in user_ids]
         unknown = [u for u in user_ids if u not in self.user_position]
         if unknown:
             raise UnknownUserError(f"unknown user {unknown[0]!r}")
@@ -386,6 +394,7 @@ class Recommender:
 
     def item(self, item_id: str) -> dict:
         """The catalog entry of ``item_id`` (:class:`UnknownItemError` when unknown)."""
+        item_id = as_id(item_id)
         if item_id not in self.item_position:
             raise UnknownItemError(f"unknown item {item_id!r}")
         position = self.item_position[item_id]

@@ -84,6 +84,18 @@ def test_unknown_user_is_404(client):
     assert response.status_code == 404 and "unknown user" in response.json()["detail"]
 
 
+def test_an_id_sent_as_a_json_whole_number_is_read_as_its_text(client):
+    # A catalog of numeric ids (a CSV's item 1143 is the id "1143") answered {"item_id": 1143} with
+    # 422 "Input should be a valid string"; the ids of the tiny export are text, so these are unknown.
+    response = client.post("/recommend", json={"user_id": 7})
+    assert response.status_code == 404 and response.json()["detail"].startswith("unknown user '7'")
+    response = client.post("/recommend", json={"reviews": [{"text": "great", "item_id": 1143, "rating": 5}]})
+    assert response.status_code == 422 and response.json()["detail"] == "unknown item ids: 1143"
+    for wrong in (True, 7.5, [7]):  # not whole numbers: still refused as not text
+        response = client.post("/recommend", json={"user_id": wrong})
+        assert response.status_code == 422 and response.json()["detail"][0]["type"] == "string_type"
+
+
 def test_a_review_of_an_unknown_item_is_422_naming_it(client):
     response = client.post("/recommend", json={"reviews": [{"text": "great", "item_id": "X1", "rating": 5}]})
     assert response.status_code == 422 and response.json()["detail"] == "unknown item ids: X1"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recsys.serving.errors import InvalidRequestError, UnknownItemError, UnknownUserError
-from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommender, ReviewInput
+from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommender, ReviewInput, as_id
 from tests.conftest import REPO_ROOT, config_settings, wrong_kind_refusals
 
 
@@ -281,3 +281,18 @@ def test_the_export_records_the_scale_of_the_datas_review_fields():
 
     datamodule = SimpleNamespace(dataset=SimpleNamespace(review_fields=ReviewFields(rating_min=2, rating_max=10)))
     assert _rating_scale(datamodule) == [2.0, 10.0]
+
+
+def test_ids_given_as_whole_numbers_are_read_as_their_text(recommender):
+    # The data's ids are text (a CSV's item 1143 is "1143"): ReviewInput(item_id=1143) was refused as an
+    # unknown item though "1143" was in the catalog.
+    assert as_id(1143) == "1143" and as_id(np.int64(7)) == "7" and as_id("007") == "007"
+    assert as_id(True) is True and as_id(7.5) == 7.5 and as_id(None) is None  # not ids: left for the checks
+    with pytest.raises(UnknownUserError, match=r"^unknown user '7'"):
+        recommender.recommend_user(7)
+    with pytest.raises(UnknownUserError, match=r"^unknown user '7'"):
+        recommender.search([7])
+    with pytest.raises(UnknownItemError, match=r"^unknown item '3'"):
+        recommender.item(3)
+    with pytest.raises(UnknownItemError, match=r"^unknown item ids: 3$"):
+        recommender.recommend_reviews([ReviewInput("great strings", item_id=3, rating=5)])
