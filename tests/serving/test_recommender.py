@@ -206,10 +206,13 @@ def test_the_serve_entry_names_a_bad_port(tiny_export):
 
     from recsys.serving.cli import serve
 
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("serve", overrides=[f"export={tiny_export[0]}", "port=abc"])
-    with pytest.raises(ValueError, match=r"^port='abc' is not allowed: give a whole number >= 0, e.g. port=8000$"):
-        serve(cfg)
+    # port=99999 ended in uvicorn's "OverflowError: bind(): port must be 0-65535" traceback.
+    for port, shown in (("abc", "'abc'"), ("99999", "99999"), ("-1", "-1"), ("true", "True")):
+        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+            cfg = compose("serve", overrides=[f"export={tiny_export[0]}", f"port={port}"])
+        with pytest.raises(ValueError, match=rf"^port={shown} is not allowed: give a whole number from 0 to 65535, "
+                                             r"e.g. port=8000$"):
+            serve(cfg)
 
 
 @pytest.mark.parametrize("rating", [7, 0.5, float("nan"), "many"])
