@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback
-from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
 from recsys.settings import plain_config
 from recsys.training.report import markdown_table
@@ -135,6 +135,24 @@ def closing_loggers(loggers: list[Logger]) -> Iterator[list[Logger]]:
         finish_loggers(loggers, succeeded=False)
         raise
     finish_loggers(loggers, succeeded=True)
+
+
+def dashboard_lines(loggers: list[Logger]) -> list[str]:
+    """Where each logger keeps the run, for the console: the W&B run (with the command that
+    uploads an offline one), TensorBoard's command, the CSV file."""
+    lines = []
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+            run = logger.experiment
+            if getattr(run, "offline", False):
+                lines.append(f"W&B run (offline), to upload it: wandb sync {Path(run.dir).parent}")
+            elif getattr(run, "url", None):
+                lines.append(f"W&B run: {run.url}")
+        elif isinstance(logger, TensorBoardLogger):
+            lines.append(f"TensorBoard: tensorboard --logdir {logger.log_dir}")
+        elif isinstance(logger, CSVLogger):
+            lines.append(f"CSV log: {Path(logger.log_dir) / 'metrics.csv'}")
+    return lines
 
 
 def finish_loggers(loggers: list[Logger], succeeded: bool) -> None:

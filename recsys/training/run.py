@@ -33,6 +33,7 @@ from recsys.training.interruption import (
 from recsys.training.loggers import (
     closing_loggers,
     dashboard_identity,
+    dashboard_lines,
     instantiate_callbacks,
     instantiate_loggers,
     log_final_metrics,
@@ -277,9 +278,11 @@ def write_reports(outcome: FitOutcome, module: TwoTowerModule, datamodule: Revie
     examples = example_recommendations(module, datamodule)
     write_recommendations(examples, out / "recommendations.md")
     log_run_reports(loggers, config, outcome.metrics, outcome.step, examples, curves)
-    log.info("Run directory: %s\n\n%s%s", out, metrics_table(outcome.metrics),
-             next_steps(outcome.best, monitor, outcome.rating, exportable_net(config["model"]["net"].get("_target_")),
-                        outcome.last))
+    steps = next_steps(outcome.best, monitor, outcome.rating, exportable_net(config["model"]["net"].get("_target_")),
+                       outcome.last)
+    dashboards = "\n".join(dashboard_lines(loggers))
+    log.info("Run directory: %s\n\n%s%s%s", out, metrics_table(outcome.metrics), steps,
+             ("\n" if steps else "\n\n") + dashboards if dashboards else "")
 
 
 def next_steps(best: str | None, monitor: str, rating: str | None, exportable: bool = True,

@@ -188,3 +188,19 @@ def test_a_baseline_reaches_tensorboards_hparams_tab(tmp_path, monkeypatch):
     ranked = {key for key in records["hparam_metrics"] if key.startswith("test/recall@")}
     assert ranked == {"test/recall@5", "test/recall@10", "test/recall@20"}
     assert {"test/coverage@10", "test/popularity@10"} <= set(records["hparam_metrics"])
+
+
+def test_a_run_ends_by_saying_where_each_dashboard_keeps_it(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from tests.training.test_learning_curves import train_tiny
+
+    # An offline W&B run was silent about where it was and how to upload it.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with caplog.at_level(logging.INFO, logger="recsys.training.run"):
+        train_tiny(tmp_path, monkeypatch, "logger=wandb", f"logger.wandb.save_dir={tmp_path / 'dash'}",
+                   f"logger.csv.save_dir={tmp_path / 'dash'}", "trainer.max_epochs=1")
+    (wandb_run,) = (tmp_path / "dash" / "wandb").glob("offline-run-*")
+    (csv_file,) = (tmp_path / "dash").rglob("metrics.csv")
+    assert caplog.text.rstrip().endswith(f"CSV log: {csv_file}\nW&B run (offline), to upload it: wandb sync {wandb_run}")
+    assert offline_run(wandb_run).exit_code == 0 and "test/rmse" in csv_file.read_text()
