@@ -202,5 +202,6 @@ def test_a_run_ends_by_saying_where_each_dashboard_keeps_it(tmp_path, monkeypatc
                    f"logger.csv.save_dir={tmp_path / 'dash'}", "trainer.max_epochs=1")
     (wandb_run,) = (tmp_path / "dash" / "wandb").glob("offline-run-*")
     (csv_file,) = (tmp_path / "dash").rglob("metrics.csv")
-    assert caplog.text.rstrip().endswith(f"CSV log: {csv_file}\nW&B run (offline), to upload it: wandb sync {wandb_run}")
+    (summary,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Run directory: ")]
+    assert summary.endswith(f"CSV log: {csv_file}\nW&B run (offline), to upload it: wandb sync {wandb_run}")
     assert offline_run(wandb_run).exit_code == 0 and "test/rmse" in csv_file.read_text()
