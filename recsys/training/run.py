@@ -323,7 +323,8 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
     shown = {key: value for key, value in metrics.items() if shown_at(key, ks)}
     with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
         log_final_metrics(loggers, plain_config(cfg), shown)
-    log.info("Wrote %s\n\n%s", out / "metrics.json", metrics_table(shown))
+        dashboards = "\n".join(dashboard_lines(loggers))
+    log.info("Wrote %s\n\n%s%s", out / "metrics.json", metrics_table(shown), "\n\n" + dashboards if dashboards else "")
     return metrics.get(cfg.model.get("monitor", "val/recall@10"))
 
 

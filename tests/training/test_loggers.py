@@ -167,18 +167,23 @@ def test_tensorboard_compares_runs_by_their_results_and_shows_their_reports(tmp_
     assert recommendations == (out / "recommendations.md").read_text()
 
 
-def test_a_baseline_reaches_tensorboards_hparams_tab(tmp_path, monkeypatch):
+def test_a_baseline_reaches_tensorboards_hparams_tab(tmp_path, monkeypatch, caplog):
+    import logging
+
     write_lines(tmp_path / "data" / "tiny" / "reviews.json.gz", tiny_reviews())
     monkeypatch.setattr("recsys.training.run.run_dir", lambda cfg: tmp_path / "run")
     from recsys.training.run import train
     from tests.training.test_schedule import config
 
-    train(config("data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
-                 f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}", "model=ease",
-                 "logger=tensorboard", f"logger.tensorboard.save_dir={tmp_path / 'tb'}",
-                 f"trainer.default_root_dir={tmp_path}", "callbacks=none"))
+    with caplog.at_level(logging.INFO, logger="recsys.training.run"):
+        train(config("data.dataset.name=tiny", "data.dataset.subdir=tiny", "data.dataset.reviews=reviews.json.gz",
+                     f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}", "model=ease",
+                     "logger=tensorboard", f"logger.tensorboard.save_dir={tmp_path / 'tb'}",
+                     f"trainer.default_root_dir={tmp_path}", "callbacks=none"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     (log_dir,) = (tmp_path / "tb" / "tensorboard").iterdir()
+    (summary,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Wrote ")]
+    assert summary.endswith(f"\n\nTensorBoard: tensorboard --logdir {log_dir}")
     records = tensorboard_records(log_dir)
     assert "test/recall@10" in records["hparam_metrics"]
     assert records["scalars"]["test/recall@10"] == pytest.approx(metrics["test/recall@10"], abs=1e-6)
