@@ -94,10 +94,24 @@ def test_row_digests_tell_texts_apart_by_their_token_ids():
     assert digests[0] == digests[1] and len(set(digests)) == 3 and {len(d) for d in digests} == {32}
 
 
-def test_a_run_stopped_while_encoding_keeps_the_shards_it_wrote(tiny_bert_config, tmp_path):
+def frozen_encoder(config) -> tuple[TextEncoder, str]:
+    """A frozen fp32 encoder of ``config`` (seeded) and its fingerprint, the store's key."""
     torch.manual_seed(0)
-    encoder = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=False)
-    fingerprint = encoder.pretrained_fingerprint()
+    encoder = TextEncoder(config=config, trainable_layers=0, bf16=False)
+    return encoder, encoder.pretrained_fingerprint()
+
+
+def counting(encoder: TextEncoder, counts: list[int]):
+    """``cached_embeddings``' compute by ``encoder``, appending the size of each call to ``counts``."""
+    def encode(tokens: TokenizedTexts, on_batch) -> torch.Tensor:
+        counts.append(len(tokens))
+        return encoder.encode(tokens, pretrained=True)
+
+    return encode
+
+
+def test_a_run_stopped_while_encoding_keeps_the_shards_it_wrote(tiny_bert_config, tmp_path):
+    encoder, fingerprint = frozen_encoder(tiny_bert_config)
     texts = random_texts(120, seed=4)
     calls: list[int] = []
 
@@ -112,11 +126,7 @@ def test_a_run_stopped_while_encoding_keeps_the_shards_it_wrote(tiny_bert_config
     assert calls == [50, 50, 20] and len(list(tmp_path.glob("embeddings-*.safetensors"))) == 2
     shortest = np.argsort(texts.lengths(), kind="stable")[:100]  # shards fill shortest texts first
     resumed: list[int] = []
-
-    def encode(tokens: TokenizedTexts, on_batch) -> torch.Tensor:
-        resumed.append(len(tokens))
-        return encoder.encode(tokens, pretrained=True)
-
+    encode = counting(encoder, resumed)
     embeddings = cached_embeddings(tmp_path, fingerprint, texts, encode, shard_texts=50)
     assert resumed == [20]  # only the texts the stopped run had not stored
     assert torch.equal(embeddings, encoder.encode(texts, pretrained=True))
@@ -173,16 +183,10 @@ def test_one_progress_bar_spans_every_shard_and_counts_each_text_once(tmp_path, 
 
 def test_a_shard_that_cannot_be_read_is_removed_and_only_its_texts_are_encoded_again(tiny_bert_config, tmp_path,
                                                                                      caplog):
-    torch.manual_seed(0)
-    encoder = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=False)
-    fingerprint = encoder.pretrained_fingerprint()
+    encoder, fingerprint = frozen_encoder(tiny_bert_config)
     texts = random_texts(120, seed=5)
     encoded: list[int] = []
-
-    def encode(tokens: TokenizedTexts, on_batch) -> torch.Tensor:
-        encoded.append(len(tokens))
-        return encoder.encode(tokens, pretrained=True)
-
+    encode = counting(encoder, encoded)
     expected = cached_embeddings(tmp_path, fingerprint, texts, encode, shard_texts=50)
     shards = sorted(tmp_path.glob("embeddings-*.safetensors"), key=lambda path: path.stat().st_mtime_ns)
     assert encoded == [50, 50, 20] and len(shards) == 3
