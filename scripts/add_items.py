@@ -25,14 +25,16 @@ def main(cfg: DictConfig) -> None:
     from recsys.data.readers import read_items
     from recsys.data.texts import metadata_document
     from recsys.export.new_items import add_items
+    from recsys.export.reader import read_manifest
 
-    fields = hydra.utils.instantiate(cfg.item_fields)
+    fields = hydra.utils.instantiate(cfg.item_fields, setting="item_fields")  # named so in messages
     read = read_items(Path(cfg["items"]), cfg.on_bad_line, fields=fields)  # cfg.items is DictConfig.items()
     read.report.log_summary()
     documents = pd.DataFrame({"item_id": read.table["item_id"],
                               "document": [metadata_document(row) for row in read.table.itertuples(index=False)]})
+    before = read_manifest(Path(cfg.export))["num_items"]  # read first: out may be the export itself
     out = add_items(cfg.export, documents, cfg.out, overwrite=overwrite, skip_empty=cfg.on_bad_line == "skip")
-    print(f"Added {len(documents)} items: {out}")
+    print(f"Added {read_manifest(out)['num_items'] - before} items: {out}")  # on_bad_line=skip leaves some out
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import ClassVar
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 ISO_DATE = "iso"
 STARS_MIN, STARS_MAX = 1.0, 5.0
@@ -59,8 +59,6 @@ class ReviewFields:
     a bad line.
     """
 
-    SETTING: ClassVar[str] = "data.dataset.review_fields"
-
     user: str = "reviewerID"
     item: str = "asin"
     rating: str = "overall"
@@ -71,6 +69,11 @@ class ReviewFields:
     date_format: str = "%m %d, %Y"
     rating_min: float = 1.0
     rating_max: float = 5.0
+
+    @property
+    def setting(self) -> str:
+        """The config key of this mapping, named in messages."""
+        return "data.dataset.review_fields"
 
     def __post_init__(self) -> None:
         for name in ("user", "item", "rating"):
@@ -110,7 +113,7 @@ class ReviewFields:
 
     def key(self) -> str:
         """A stable text of the mapping, for cache keys."""
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(mapping(self), sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -121,17 +124,17 @@ class ItemFields:
     release says ``category``, the 2014 one ``categories``).
     """
 
-    SETTING: ClassVar[str] = "data.dataset.item_fields"
-
     item: str = "asin"
     title: str | None = "title"
     description: str | None = "description"
     categories: Sequence[str] = ("category", "categories")
     brand: str | None = "brand"
+    # The config key of this mapping, named in messages: scripts/add_items.py takes it as item_fields.
+    setting: str = field(default="data.dataset.item_fields", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.item:
-            raise ValueError(f"data.dataset.item_fields.item must name a field, got {self.item!r}")
+            raise ValueError(f"{self.setting}.item must name a field, got {self.item!r}")
         # Hydra hands lists over as ListConfig; a single name is accepted for one field.
         names = (self.categories,) if isinstance(self.categories, str) else tuple(self.categories or ())
         object.__setattr__(self, "categories", tuple(str(name) for name in names))
@@ -152,13 +155,19 @@ class ItemFields:
 
     def key(self) -> str:
         """A stable text of the mapping, for cache keys."""
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(mapping(self), sort_keys=True)
+
+
+def mapping(fields: ReviewFields | ItemFields) -> dict[str, Any]:
+    """Which field holds each role (and the rating scale, the date format): the dataclass's
+    fields less where it is configured."""
+    return {role: value for role, value in asdict(fields).items() if role != "setting"}
 
 
 def settings_naming(fields: ReviewFields | ItemFields, names: tuple[str, ...]) -> list[str]:
     """The config keys that map ``names`` (file field names), e.g. ``data.dataset.review_fields.user``."""
     return [
-        f"{fields.SETTING}.{role}" for role, value in asdict(fields).items()
+        f"{fields.setting}.{role}" for role, value in mapping(fields).items()
         if (value in names if isinstance(value, str) else isinstance(value, tuple | list) and set(value) & set(names))
     ]
 

@@ -222,7 +222,7 @@ def _read_records(
         report.record_bad_line(number + 1, BadLine("truncated_file", str(err) or type(err).__name__), policy)
     if rows:
         for role, names in unseen.items():
-            report.absent_fields[f"{fields.SETTING}.{role}"] = _absent_field_detail(names, sorted(file_fields))
+            report.absent_fields[f"{fields.setting}.{role}"] = _absent_field_detail(names, sorted(file_fields))
     return rows, line_numbers, report
 
 

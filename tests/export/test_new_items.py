@@ -107,3 +107,14 @@ def test_the_script_reads_an_items_file_and_answers_errors_with_a_message(tiny_e
     again = run_script("add_items.py", f"export={tmp_path / 'grown'}", f"items={items}", f"out={tmp_path / 'x'}",
                        "item_fields.item=sku")
     assert again.returncode == 2 and "already in the export's catalog, e.g. 'm1'" in again.stdout + again.stderr
+    # Items without text are left out under on_bad_line=skip: the script said "Added 2 items" for one.
+    # The warning names the script's own setting (it named data.dataset.item_fields.brand, which it does not take).
+    new = pd.DataFrame({"sku": ["m3", "m4"], "title": ["Ocarina", ""], "categories": ["Winds", ""]})
+    new.to_csv(items, index=False)
+    skipped = run_script("add_items.py", f"export={export}", f"items={items}", f"out={tmp_path / 'y'}",
+                         "item_fields.item=sku", "item_fields.brand=maker", "on_bad_line=skip")
+    assert skipped.returncode == 0, skipped.stderr
+    assert f"Added 1 items: {tmp_path / 'y'}" in skipped.stdout
+    assert load_export(tmp_path / "y").item_ids[-1] == "m3"
+    assert "item_fields.brand names 'maker'" in skipped.stdout + skipped.stderr
+    assert "data.dataset.item_fields" not in skipped.stdout + skipped.stderr
