@@ -28,7 +28,8 @@ def main(cfg: DictConfig) -> None:
     from recsys.export.reader import read_manifest
 
     fields = hydra.utils.instantiate(cfg.item_fields, setting="item_fields")  # named so in messages
-    read = read_items(Path(cfg["items"]), cfg.on_bad_line, fields=fields)  # cfg.items is DictConfig.items()
+    read = read_items(Path(cfg["items"]), cfg.on_bad_line, fields=fields,  # cfg["items"]: cfg.items is a method
+                      policy_setting="on_bad_line")
     read.report.log_summary()
     documents = pd.DataFrame({"item_id": read.table["item_id"],
                               "document": [metadata_document(row) for row in read.table.itertuples(index=False)]})

@@ -12,14 +12,15 @@ class DataFormatError(ValueError):
     :data:`recsys.data.validation.BAD_LINE_REASONS` plus a human detail).
     """
 
-    def __init__(self, path: Path | str, line_number: int, reason: str, detail: str) -> None:
+    def __init__(self, path: Path | str, line_number: int, reason: str, detail: str,
+                 policy_setting: str = "data.on_bad_line") -> None:
         self.path = Path(path)
         self.line_number = line_number
         self.reason = reason
         self.detail = detail
         super().__init__(
             f"{self.path}:{line_number}: {reason}: {detail}\n"
-            "Fix or remove the line, or set data.on_bad_line=skip to skip bad lines and count them."
+            f"Fix or remove the line, or set {policy_setting}=skip to skip bad lines and count them."
         )
 
 

@@ -193,7 +193,7 @@ def parse_item(obj: dict[str, Any], fields: ItemFields = AMAZON_ITEM_FIELDS) -> 
 
 def _read_records(
     path: Path, parse: Callable[[dict[str, Any]], tuple], policy: BadLinePolicy, max_line_bytes: int,
-    fields: ReviewFields | ItemFields,
+    fields: ReviewFields | ItemFields, policy_setting: str = "data.on_bad_line",
 ) -> tuple[list[tuple], list[int], ReadReport]:
     report = ReadReport(path=str(path))
     rows: list[tuple] = []
@@ -216,10 +216,11 @@ def _read_records(
                 rows.append(parse(record))
                 line_numbers.append(number)
             except BadLine as bad:
-                report.record_bad_line(number, _with_field_names(bad, record, fields), policy)
+                report.record_bad_line(number, _with_field_names(bad, record, fields), policy, policy_setting)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         report.lines_read += 1
-        report.record_bad_line(number + 1, BadLine("truncated_file", str(err) or type(err).__name__), policy)
+        report.record_bad_line(number + 1, BadLine("truncated_file", str(err) or type(err).__name__), policy,
+                               policy_setting)
     if rows:
         for role, names in unseen.items():
             report.absent_fields[f"{fields.setting}.{role}"] = _absent_field_detail(names, sorted(file_fields))
@@ -284,11 +285,14 @@ def read_items(
     on_bad_line: BadLinePolicy | str = BadLinePolicy.ERROR,
     max_line_bytes: int = MAX_LINE_BYTES,
     fields: ItemFields = AMAZON_ITEM_FIELDS,
+    policy_setting: str = "data.on_bad_line",
 ) -> ReadResult:
-    """Read a metadata file into the items table; repeated item ids keep their first row."""
+    """Read a metadata file into the items table; repeated item ids keep their first row. Messages
+    name ``policy_setting``, where ``on_bad_line`` is set."""
     path = Path(path)
-    policy = BadLinePolicy.parse(on_bad_line)
-    rows, _, report = _read_records(path, lambda record: parse_item(record, fields), policy, max_line_bytes, fields)
+    policy = BadLinePolicy.parse(on_bad_line, policy_setting)
+    rows, _, report = _read_records(path, lambda record: parse_item(record, fields), policy, max_line_bytes, fields,
+                                    policy_setting)
     table = pd.DataFrame(rows, columns=list(ITEM_DTYPES)).astype(ITEM_DTYPES)
     unique = table.drop_duplicates("item_id", keep="first").reset_index(drop=True)
     report.duplicates_dropped = len(table) - len(unique)

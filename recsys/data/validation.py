@@ -41,14 +41,14 @@ class BadLinePolicy(str, Enum):
     SKIP = "skip"
 
     @classmethod
-    def parse(cls, value: str | BadLinePolicy) -> BadLinePolicy:
-        """Turn a config value into a policy, with an error that lists the allowed values."""
+    def parse(cls, value: str | BadLinePolicy, setting: str = "data.on_bad_line") -> BadLinePolicy:
+        """Turn a config value (set at ``setting``) into a policy, with an error that lists the allowed values."""
         try:
             return cls(value)
         except ValueError:
             allowed = ", ".join(p.value for p in cls)
             raise ValueError(
-                f"data.on_bad_line={value!r} is not allowed; use one of: {allowed}"
+                f"{setting}={value!r} is not allowed; use one of: {allowed}"
             ) from None
 
 
@@ -90,11 +90,12 @@ class ReadReport:
         return self.lines_read == accounted
 
     def record_bad_line(
-        self, line_number: int, bad: BadLine, policy: BadLinePolicy
+        self, line_number: int, bad: BadLine, policy: BadLinePolicy, policy_setting: str = "data.on_bad_line"
     ) -> None:
-        """Raise under ``error``; count the line and keep an example under ``skip``."""
+        """Raise under ``error`` (naming ``policy_setting``, where the policy is set); count the line
+        and keep an example under ``skip``."""
         if policy is BadLinePolicy.ERROR:
-            raise DataFormatError(self.path, line_number, bad.reason, bad.detail)
+            raise DataFormatError(self.path, line_number, bad.reason, bad.detail, policy_setting)
         self.skipped[bad.reason] += 1
         examples = self.examples.setdefault(bad.reason, [])
         if len(examples) < MAX_EXAMPLES_PER_REASON:

@@ -118,3 +118,13 @@ def test_the_script_reads_an_items_file_and_answers_errors_with_a_message(tiny_e
     assert load_export(tmp_path / "y").item_ids[-1] == "m3"
     assert "item_fields.brand names 'maker'" in skipped.stdout + skipped.stderr
     assert "data.dataset.item_fields" not in skipped.stdout + skipped.stderr
+    items.write_text("sku,title\nm5,Harp\nm6,Lute,extra\n")
+    bad = run_script("add_items.py", f"export={export}", f"items={items}", f"out={tmp_path / 'z'}",
+                     "item_fields.item=sku", "item_fields.categories=null", "item_fields.description=null")
+    assert bad.returncode == 2
+    assert (f"{items}:3: wrong_field_count: 3 fields where the header has 2\nFix or remove the line, or set "
+            "on_bad_line=skip to skip bad lines") in bad.stdout + bad.stderr
+    wrong = run_script("add_items.py", f"export={export}", f"items={items}", f"out={tmp_path / 'z'}",
+                       "on_bad_line=ignore")
+    assert "on_bad_line='ignore' is not allowed; use one of: error, skip" in wrong.stdout + wrong.stderr
+    assert "data.on_bad_line" not in bad.stdout + bad.stderr + wrong.stdout + wrong.stderr
