@@ -10,6 +10,8 @@ from rich.table import Table
 from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommendation, Recommender
 from recsys.settings import flag_setting, is_whole_number, whole_number_setting
 
+MAX_PORT = 65_535  # TCP's
+
 
 def recommender_from_config(cfg: DictConfig) -> Recommender:
     """The :class:`Recommender` of ``cfg.export`` with the serving settings of ``cfg`` (which it checks)."""
@@ -50,9 +52,6 @@ def recommend(cfg: DictConfig) -> list[Recommendation]:
     scale = recommender.rating_scale
     Console(width=160).print(render(answer, title, "stars" if scale.is_stars else f"rating {scale}"))
     return answer
-
-
-MAX_PORT = 65_535
 
 
 def port_setting(cfg: DictConfig) -> int:
