@@ -149,7 +149,8 @@ def create_app(recommender: Recommender) -> FastAPI:
                               format_version=manifest["format_version"], ease_fusion=recommender.bundle.ease_fusion,
                               rating_scale=[recommender.rating_scale.minimum, recommender.rating_scale.maximum])
 
-    @app.get("/items/{item_id}", responses={404: {"model": ErrorResponse, "description": "Unknown item"}})
+    # ":path": an id of one's own data may hold a slash ("strings/10-46"); it is the rest of the path.
+    @app.get("/items/{item_id:path}", responses={404: {"model": ErrorResponse, "description": "Unknown item"}})
     def item(item_id: str) -> CatalogItem:
         """The catalog entry of one item."""
         try:

@@ -84,6 +84,12 @@ def test_unknown_user_is_404(client):
     assert response.status_code == 404 and "unknown user" in response.json()["detail"]
 
 
+def test_an_item_id_with_a_slash_is_looked_up_whole(client):
+    # It was routed nowhere: Starlette's bare "Not Found", not the catalog's answer.
+    response = client.get("/items/strings/10-46")
+    assert response.status_code == 404 and response.json()["detail"] == "unknown item 'strings/10-46'"
+
+
 def test_an_id_sent_as_a_json_whole_number_is_read_as_its_text(client):
     # A catalog of numeric ids (a CSV's item 1143 is the id "1143") answered {"item_id": 1143} with
     # 422 "Input should be a valid string"; the ids of the tiny export are text, so these are unknown.
