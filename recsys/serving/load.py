@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def request_mix(user_ids: list[str], item_ids: list[str], count: int, seed: int 
         "reviews": lambda: ("POST", "/recommend", _json({
             "reviews": [{"text": words(20), "item_id": item(), "rating": float(rng.integers(lowest, highest + 1))}
                         for _ in range(int(rng.integers(1, 4)))], "k": 10})),
-        "item": lambda: ("GET", f"/items/{item()}", None),
+        "item": lambda: ("GET", f"/items/{quote(item(), safe='')}", None),  # any id of one's own data
         "health": lambda: ("GET", "/health", None),
     }
     invalid = {
