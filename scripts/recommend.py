@@ -11,7 +11,7 @@ from recsys.cli import exit_on_user_error, settings_from
 
 
 @settings_from("export")
-@hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="recommend")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     # Imported here, so that --help and Hydra's own errors answer before torch loads (~6 s).

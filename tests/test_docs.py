@@ -19,7 +19,7 @@ from tests.conftest import REPO_ROOT
 # override but their own options (prefix.key=...) to the training config.
 CONFIG_OF_SCRIPT = {
     "train": "train", "prepare_data": "train", "evaluate": "evaluate", "export": "export", "serve": "serve",
-    "recommend": "serve", "add_items": "add_items", "cross_validate": "train", "benchmark": "train",
+    "recommend": "recommend", "add_items": "add_items", "cross_validate": "train", "benchmark": "train",
     "benchmark_cold_items": "train",
 }
 DRIVER_OPTIONS = ("cv.", "cold.")

@@ -47,6 +47,10 @@ def test_the_help_of_scripts_that_read_a_checkpoint_or_export_offers_no_training
         assert "takes its data, model and training settings" in result.stdout
         assert key in result.stdout and "RECSYS_DEBUG=1" in result.stdout
         assert "Configuration groups" not in result.stdout and "magazine" not in result.stdout, script
+        # Each shows only its own keys: recommend.py listed the server's host and port, serve.py user and k.
+        own, other = {"serve.py": ("port: 8000", "user: null"), "recommend.py": ("user: null", "port: 8000")}.get(
+            script, (key, "\0"))
+        assert own in result.stdout and other not in result.stdout, script
 
 
 def test_a_training_group_given_to_a_script_that_reads_a_checkpoint_is_refused_with_why(tmp_path: Path):

@@ -174,7 +174,7 @@ def test_the_recommend_entry_names_a_bad_setting(tiny_export, override, message)
     from recsys.serving.cli import recommend
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("serve", overrides=[f"export={tiny_export[0]}", "user=U0", override])
+        cfg = compose("recommend", overrides=[f"export={tiny_export[0]}", "user=U0", override])
     with pytest.raises(ValueError, match=message):
         recommend(cfg)
 
@@ -189,12 +189,12 @@ def test_every_serving_setting_refuses_a_value_of_the_wrong_kind(tiny_export):
 
     def answer(overrides: list[str]) -> None:
         with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-            recommend(compose("serve", overrides=overrides))
+            recommend(compose("recommend", overrides=overrides))
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        defaults = OmegaConf.to_container(compose("serve", overrides=[f"export={tiny_export[0]}"]))
-    # Which export and user, the host (any name), and the HTTP server's own (the next test's).
-    settings = config_settings(defaults, skip=frozenset({"export", "user", "query", "host", "port", "access_log"}))
+        defaults = OmegaConf.to_container(compose("recommend", overrides=[f"export={tiny_export[0]}"]))
+    # Which export, user and query (any name); the HTTP server's own are serve.py's (the next test's).
+    settings = config_settings(defaults, skip=frozenset({"export", "user", "query"}))
     assert {"k", "rerank_top", "order", "text_backend", "index.nlist"} <= {key for key, _ in settings}
     answer([f"export={tiny_export[0]}", "user=U0"])  # the defaults themselves pass
     wrong = wrong_kind_refusals(answer, settings, [f"export={tiny_export[0]}", "user=U0"])
@@ -261,7 +261,7 @@ def test_the_recommend_entry_names_the_rating_column_by_the_scale(tiny_export, t
 
     _export_on_scale(tiny_export, tmp_path, [0.0, 10.0])
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("serve", overrides=[f"export={tmp_path / 'export'}", "user=U0", "k=2"])
+        cfg = compose("recommend", overrides=[f"export={tmp_path / 'export'}", "user=U0", "k=2"])
     answer = recommend(cfg)
     printed = capsys.readouterr().out
     assert "rating 0..10" in printed and "stars" not in printed
