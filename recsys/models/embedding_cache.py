@@ -65,7 +65,7 @@ class EmbeddingStore:
         found: dict[bytes, torch.Tensor] = {}
         for path in self.shards():
             try:
-                found.update(self._hits(path, wanted - found.keys()))
+                found.update(self._hits(path, wanted, found))
             except (*UNREADABLE, SafetensorError) as error:
                 discard_unreadable([path], error)
             if len(found) == len(wanted):
@@ -73,12 +73,12 @@ class EmbeddingStore:
         return found
 
     @staticmethod
-    def _hits(path: Path, wanted: set[bytes]) -> dict[bytes, torch.Tensor]:
-        """The embeddings that the shard at ``path`` holds of the ``wanted`` digests."""
+    def _hits(path: Path, wanted: set[bytes], found: dict[bytes, torch.Tensor]) -> dict[bytes, torch.Tensor]:
+        """The embeddings that the shard at ``path`` holds of the ``wanted`` digests not ``found`` yet."""
         with safe_open(str(path), framework="pt") as shard:
             blob = shard.get_tensor("digests").numpy().tobytes()
             keys = [blob[start : start + DIGEST_BYTES] for start in range(0, len(blob), DIGEST_BYTES)]
-            hits = {key: row for row, key in enumerate(keys) if key in wanted}
+            hits = {key: row for row, key in enumerate(keys) if key in wanted and key not in found}
             if not hits:
                 return {}
             rows = shard.get_tensor("embeddings")[list(hits.values())]

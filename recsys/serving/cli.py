@@ -8,7 +8,7 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommendation, Recommender
-from recsys.settings import flag_setting, is_whole_number, whole_number_setting
+from recsys.settings import checked_whole_number, flag_setting, whole_number_setting
 
 MAX_PORT = 65_535  # TCP's
 
@@ -54,21 +54,13 @@ def recommend(cfg: DictConfig) -> list[Recommendation]:
     return answer
 
 
-def port_setting(cfg: DictConfig) -> int:
-    """``cfg.port``, or a ValueError naming the override where it is not a TCP port (0: a free one)."""
-    port = cfg.get("port")
-    if not is_whole_number(port) or not 0 <= port <= MAX_PORT:
-        raise ValueError(f"port={port!r} is not allowed: give a whole number from 0 to {MAX_PORT}, e.g. port=8000")
-    return int(port)
-
-
 def serve(cfg: DictConfig) -> None:
     """Run the HTTP app with uvicorn on ``cfg.host:cfg.port``."""
     import uvicorn
 
     from recsys.serving.http import create_app
 
-    port = port_setting(cfg)
+    port = checked_whole_number("port", cfg.get("port"), least=0, most=MAX_PORT, note="(0: any free port; e.g. 8000)")
     access_log = flag_setting(cfg, "access_log") if "access_log" in cfg else True
     uvicorn.run(create_app(recommender_from_config(cfg)), host=cfg.host, port=port, log_level="info",
                 access_log=access_log)

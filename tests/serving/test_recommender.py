@@ -210,8 +210,8 @@ def test_the_serve_entry_names_a_bad_port(tiny_export):
     for port, shown in (("abc", "'abc'"), ("99999", "99999"), ("-1", "-1"), ("true", "True")):
         with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
             cfg = compose("serve", overrides=[f"export={tiny_export[0]}", f"port={port}"])
-        with pytest.raises(ValueError, match=rf"^port={shown} is not allowed: give a whole number from 0 to 65535, "
-                                             r"e.g. port=8000$"):
+        with pytest.raises(ValueError, match=rf"^port={shown} is not allowed: give a whole number in \[0, 65535\] "
+                                             r"\(0: any free port; e\.g\. 8000\)$"):
             serve(cfg)
 
 
