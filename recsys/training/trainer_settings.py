@@ -40,16 +40,27 @@ def share_cpu_threads(trainer: pl.Trainer) -> None:
 
 def check_monitor(cfg: DictConfig) -> None:
     """Refuse a ``model.monitor`` that validation does not log, or a ``model.monitor_mode`` other
-    than min / max, naming what is allowed (Lightning finds out only after the first epoch)."""
+    than min / max, naming what is allowed (Lightning finds out only after the first epoch); and
+    the same of each callback's own ``monitor`` and ``mode`` (``callbacks.rating_checkpoint.monitor``,
+    or an early-stopping callback added with ``+callbacks.<name>``)."""
     ks = cfg.model.module.get("ks", [5, 10, 20])
     ks = list(ks) if isinstance(ks, ListConfig) else ks
     check_cutoffs(ks)
     allowed = TwoTowerModule.evaluation_metric_names("val", ks)
-    if cfg.model.monitor not in allowed:
-        raise ValueError(f"model.monitor={cfg.model.monitor} is not a validation metric of this model; "
-                         f"choose one of {', '.join(allowed)}")
-    if cfg.model.monitor_mode not in ("min", "max"):
-        raise ValueError(f"model.monitor_mode={cfg.model.monitor_mode} is not allowed; use min or max")
+    monitors = [("model.monitor", cfg.model.monitor, "model.monitor_mode", cfg.model.monitor_mode)]
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        # A training metric (early stopping on train/loss) is the callback's business: what the
+        # training step logs varies with the losses in use.
+        if (isinstance(callback, DictConfig) and callback.get("monitor") is not None
+                and not str(callback.monitor).startswith("train/")):
+            monitors.append((f"callbacks.{name}.monitor", callback.monitor,
+                             f"callbacks.{name}.mode", callback.get("mode", "min")))
+    for key, monitor, mode_key, mode in monitors:
+        if monitor not in allowed:
+            raise ValueError(f"{key}={monitor} is not a validation metric of this model; "
+                             f"choose one of {', '.join(allowed)}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"{mode_key}={mode} is not allowed; use min or max")
 
 
 def check_accelerator(cfg: DictConfig) -> None:

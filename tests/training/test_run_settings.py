@@ -16,6 +16,13 @@ from tests.training.test_schedule import config
     ("model.monitor=val/ndcg@50", "val/ndcg@5, .*val/ndcg@20"),  # the cut-offs are model.module.ks
     ("model.monitor=test/recall@10", "is not a validation metric"),
     ("model.monitor_mode=maximum", r"^model.monitor_mode=maximum is not allowed; use min or max$"),
+    # A callback's own monitor: Lightning failed at the end of the first epoch.
+    ("callbacks.checkpoint.monitor=val/recall@15",
+     r"^callbacks.checkpoint.monitor=val/recall@15 is not a validation metric of this model; choose one of val/loss"),
+    ("callbacks.rating_checkpoint.mode=lowest",
+     r"^callbacks.rating_checkpoint.mode=lowest is not allowed; use min or max$"),
+    ("+callbacks.stop._target_=pytorch_lightning.callbacks.EarlyStopping +callbacks.stop.monitor=val/rsme",
+     r"^callbacks.stop.monitor=val/rsme is not a validation metric"),
     # Not "monitor not logged":
     ("model.module.ks=[]", r"^model.module.ks=\[\] is not allowed: give a list of cut-offs >= 1"),
     ("seed=abc", r"^seed='abc' is not allowed: give a whole number"),
@@ -34,7 +41,7 @@ from tests.training.test_schedule import config
 ])
 def test_a_setting_that_cannot_work_is_refused_before_the_data(override, message, tmp_path):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
-        train(config(override, f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
+        train(config(*override.split(), f"paths.data_dir={tmp_path}", f"paths.output_dir={tmp_path}"))
 
 
 @pytest.mark.parametrize("model", ["two_tower", "mf"])
@@ -46,6 +53,15 @@ def test_the_default_monitors_are_allowed_and_ks_set_the_cut_offs(model):
     # With ks=[3] validation logs no @10 metric: the default monitor is refused, naming the @3 ones.
     with pytest.raises(ValueError, match=r"^model.monitor=val/recall@10 is not .*val/recall@3, .*val/mrr@3"):
         check_monitor(config(f"model={model}", "model.monitor=val/recall@10", "model.module.ks=[3]"))
+
+
+def test_a_callback_may_monitor_a_training_metric_or_any_validation_one():
+    from recsys.training.trainer_settings import check_monitor
+
+    stop = ["+callbacks.stop._target_=pytorch_lightning.callbacks.EarlyStopping", "+callbacks.stop.mode=min"]
+    check_monitor(config(*stop, "+callbacks.stop.monitor=train/loss"))  # what training logs is its own
+    check_monitor(config(*stop, "+callbacks.stop.monitor=val/mae", "callbacks.rating_checkpoint.monitor=val/loss"))
+    check_monitor(config("callbacks=none"))
 
 
 @pytest.mark.parametrize(("fractions", "test", "message"), [
