@@ -179,7 +179,7 @@ class Recommender:
     def _known(self, user_id: str) -> _Asker:
         user_id = as_id(user_id)
         if user_id not in self.user_position:
-            raise UnknownUserError(f"unknown user {user_id!r}; ask with the user's reviews instead")
+            raise self.unknown_user(user_id)
         rows = self.user_reviews.get(user_id, np.zeros(0, dtype=np.int64))
         ratings = torch.from_numpy(self.review_ratings[rows[-self.max_reviews :]])[None]
         offset = self.net.user_offset(ratings, torch.ones_like(ratings, dtype=torch.bool))
@@ -190,6 +190,20 @@ class Recommender:
             review_vectors=self.net.review_text[torch.from_numpy(rows)],
             review_label=lambda r: self._label(self.review_items[rows[r]], self.review_snippets[rows[r]]),
         )
+
+    def unknown_user(self, user_id: Any) -> UnknownUserError:
+        """The error for a user id that this export does not hold: the known id it differs from
+        only in case or surrounding spaces, if there is one (ids are matched exactly), else how
+        many users the export holds and two of them; and how to ask for a new user."""
+        wanted = str(user_id).strip().casefold()
+        near = next((u for u in self.user_position if str(u).casefold() == wanted), None)
+        if near is not None:
+            hint = f"did you mean {near!r}? ids are matched exactly"
+        else:
+            examples = " and ".join(repr(u) for u in list(self.user_position)[:2])
+            hint = f"this export holds {len(self.user_position):,} users, e.g. {examples}"
+        return UnknownUserError(f"unknown user {user_id!r} ({hint}); ask for a new user with their reviews "
+                                "instead (\"reviews\" in POST /recommend, or Recommender.recommend_reviews)")
 
     def _label(self, item: int, snippet: str) -> str:
         return f'your review of {self.item_id_list[item]} ({_short(self.item_snippets[item], 40)}): ' \
@@ -367,7 +381,7 @@ class Recommender:
         user_ids = [as_id(u) for u in user_ids]
         unknown = [u for u in user_ids if u not in self.user_position]
         if unknown:
-            raise UnknownUserError(f"unknown user {unknown[0]!r}")
+            raise self.unknown_user(unknown[0])
         positions = [self.user_position[u] for u in user_ids]
         queries = self.bundle.user_vectors.numpy()[positions]
         rows = np.asarray(positions, dtype=np.int64)

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -110,9 +111,18 @@ def test_unknown_ids_are_clear_errors(recommender):
     with pytest.raises(UnknownUserError) as unknown_user:
         recommender.recommend_user("nobody")
     # The message as written, not KeyError's repr of it in quotes.
-    assert str(unknown_user.value) == "unknown user 'nobody'; ask with the user's reviews instead"
-    with pytest.raises(UnknownUserError, match="unknown user 'nobody'"):
+    users = [str(u) for u in recommender.bundle.user_ids]
+    assert str(unknown_user.value) == (
+        f"unknown user 'nobody' (this export holds {len(users)} users, e.g. {users[0]!r} and {users[1]!r}); "
+        "ask for a new user with their reviews instead (\"reviews\" in POST /recommend, or "
+        "Recommender.recommend_reviews)")
+    with pytest.raises(UnknownUserError, match="unknown user 'nobody' \\(this export holds"):
         recommender.search(["nobody"])
+    # An id that differs from a known one in case or surrounding spaces is named, not matched.
+    for typed in (users[2].swapcase(), f" {users[2]}\n"):
+        with pytest.raises(UnknownUserError, match=rf"^unknown user {re.escape(repr(typed))} \(did you mean "
+                                                   rf"{re.escape(repr(users[2]))}\? ids are matched exactly\); "):
+            recommender.recommend_user(typed)
     with pytest.raises(UnknownItemError, match="unknown item ids: X1"):
         recommender.recommend_reviews([ReviewInput("text", "X1")])
     with pytest.raises(UnknownItemError, match="unknown item 'X1'"):
@@ -145,7 +155,8 @@ def test_the_recommend_script_answers_an_unknown_user_with_its_message(tiny_expo
          f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
-    assert "unknown user 'nobody'; ask with the user's reviews instead" in output
+    assert "unknown user 'nobody' (this export holds " in output
+    assert "ask for a new user with their reviews instead" in output
     assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output
     assert "faiss" not in output  # its loader's start-up lines: recsys.cli.QUIET_LOGGERS
 
