@@ -10,10 +10,11 @@ faiss index is then not used; EASE exports are for catalogs of up to 20,000 item
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,18 @@ def as_id(value: Any) -> Any:
     """An id given as a whole number, as its decimal text (the data's ids are read as text: a file's
     ``285`` is the user ``"285"``), so that callers may give either; other values as they are."""
     return str(value) if isinstance(value, int | np.integer) and not isinstance(value, bool) else value
+
+
+def unknown_id_hint(wanted: Any, known: Mapping[str, int], kind: str) -> str:
+    """What to say of an id not in ``known``: the known id it differs from only in case or
+    surrounding spaces, if there is one (ids are matched exactly), else how many ``kind`` there are
+    and two of them. One pass over the ids, on the error path only."""
+    folded = str(wanted).strip().casefold()
+    near = next((i for i in known if str(i).casefold() == folded), None)
+    if near is not None:
+        return f"did you mean {near!r}? ids are matched exactly"
+    examples = " and ".join(repr(i) for i in list(itertools.islice(known, 2)))
+    return f"this export holds {len(known):,} {kind}, e.g. {examples}"
 
 
 @dataclass
@@ -192,16 +205,9 @@ class Recommender:
         )
 
     def unknown_user(self, user_id: Any) -> UnknownUserError:
-        """The error for a user id that this export does not hold: the known id it differs from
-        only in case or surrounding spaces, if there is one (ids are matched exactly), else how
-        many users the export holds and two of them; and how to ask for a new user."""
-        wanted = str(user_id).strip().casefold()
-        near = next((u for u in self.user_position if str(u).casefold() == wanted), None)
-        if near is not None:
-            hint = f"did you mean {near!r}? ids are matched exactly"
-        else:
-            examples = " and ".join(repr(u) for u in list(self.user_position)[:2])
-            hint = f"this export holds {len(self.user_position):,} users, e.g. {examples}"
+        """The error for a user id that this export does not hold, with a hint
+        (:func:`unknown_id_hint`) and how to ask for a new user."""
+        hint = unknown_id_hint(user_id, self.user_position, "users")
         return UnknownUserError(f"unknown user {user_id!r} ({hint}); ask for a new user with their reviews "
                                 "instead (\"reviews\" in POST /recommend, or Recommender.recommend_reviews)")
 
@@ -410,7 +416,8 @@ class Recommender:
         """The catalog entry of ``item_id`` (:class:`UnknownItemError` when unknown)."""
         item_id = as_id(item_id)
         if item_id not in self.item_position:
-            raise UnknownItemError(f"unknown item {item_id!r}")
+            hint = unknown_id_hint(item_id, self.item_position, "items")
+            raise UnknownItemError(f"unknown item {item_id!r} ({hint})")
         position = self.item_position[item_id]
         row = self.bundle.items.iloc[position]
         return {"item_id": item_id, "snippet": str(row["snippet"]), "train_count": int(row["train_count"])}

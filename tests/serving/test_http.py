@@ -26,8 +26,15 @@ def test_health_and_items(client, tiny_export):
     item = str(tiny_export[2].data.item_ids[0])
     body = client.get(f"/items/{item}").json()
     assert body["item_id"] == item and body["train_count"] > 0 and body["snippet"]
+    items = [str(i) for i in tiny_export[2].data.item_ids]
     missing = client.get("/items/nope")
-    assert missing.status_code == 404 and missing.json()["detail"] == "unknown item 'nope'"
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == \
+        f"unknown item 'nope' (this export holds 10 items, e.g. {items[0]!r} and {items[1]!r})"
+    typed = client.get(f"/items/{item.swapcase()}")  # ids are matched exactly, and the near one named
+    assert typed.status_code == 404
+    assert typed.json()["detail"] == \
+        f"unknown item {item.swapcase()!r} (did you mean {item!r}? ids are matched exactly)"
     assert "/recommend" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
 
@@ -87,7 +94,7 @@ def test_unknown_user_is_404(client):
 def test_an_item_id_with_a_slash_is_looked_up_whole(client):
     # It was routed nowhere: Starlette's bare "Not Found", not the catalog's answer.
     response = client.get("/items/strings/10-46")
-    assert response.status_code == 404 and response.json()["detail"] == "unknown item 'strings/10-46'"
+    assert response.status_code == 404 and response.json()["detail"].startswith("unknown item 'strings/10-46' (")
 
 
 def test_an_id_sent_as_a_json_whole_number_is_read_as_its_text(client):
