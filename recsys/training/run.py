@@ -24,7 +24,7 @@ from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.export.format import exportable_net
 from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint, run_progress_bar
-from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
+from recsys.training.checkpoints import checkpoint_datamodule, folder_message, load_checkpoint_config
 from recsys.training.interruption import (
     explained_interruption,
     interruption_message,
@@ -166,6 +166,9 @@ def train(cfg: DictConfig) -> float | None:
         check_accelerator(cfg)
         check_trainer_settings(cfg)
         resume = _resolve_checkpoint(cfg.get("ckpt_path"), cfg)
+        if resume is not None and Path(resume).is_dir():
+            raise FileNotFoundError(f"{folder_message(Path(resume), 'ckpt_path')}. A run resumes from its "
+                                    "last.ckpt (ckpt_path=last: the newest run's)")
         if resume is not None and not Path(resume).is_file():
             raise FileNotFoundError(f"ckpt_path={resume}: no checkpoint there; give a run's checkpoints/last.ckpt, "
                                     "or ckpt_path=last for the newest one")

@@ -1,5 +1,8 @@
 """The run's two checkpoints: the best-ranking one and the lowest-validation-RMSE (rating) one."""
 
+import json
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -93,6 +96,37 @@ def test_a_file_that_is_not_a_recsys_checkpoint_says_what_it_is(tmp_path):
     for path in (tensor, listed):
         with pytest.raises(ValueError, match=f"{path.name} has no recsys config"):
             load_checkpoint_config(path)
+
+
+def fake_run(folder: Path) -> Path:
+    """A run directory as train.py leaves it: its checkpoints, and metrics.json naming two of them."""
+    (folder / "checkpoints").mkdir(parents=True)
+    for name in ("epoch03.ckpt", "last.ckpt", "rating-epoch01.ckpt"):
+        (folder / "checkpoints" / name).write_bytes(b"")
+    (folder / "metrics.json").write_text(json.dumps({
+        "test/rmse": 0.9, "best_val/ndcg@20": 0.2, "checkpoint": "epoch03.ckpt",
+        "rating_checkpoint": "rating-epoch01.ckpt"}))
+    return folder
+
+
+def test_a_folder_given_for_a_checkpoint_lists_the_checkpoints_in_it(tmp_path):
+    from recsys.training.checkpoints import load_checkpoint_config
+
+    run = fake_run(tmp_path / "run")
+    listed = (f"{run / 'checkpoints' / 'epoch03.ckpt'} (the best by val/ndcg@20); "
+              f"{run / 'checkpoints' / 'last.ckpt'} (the latest epoch); "
+              f"{run / 'checkpoints' / 'rating-epoch01.ckpt'} (the lowest validation RMSE)")
+    # The run directory, or its checkpoints/ folder: it used to be "No checkpoint at <folder>".
+    for folder in (run, run / "checkpoints"):
+        with pytest.raises(FileNotFoundError) as refused:
+            load_checkpoint_config(folder)
+        assert str(refused.value) == f"ckpt={folder} is a folder; give one checkpoint file in it: {listed}"
+    (run / "metrics.json").unlink()  # a folder of checkpoints alone: listed without what each is but the last
+    unnamed = r"epoch03.ckpt; .*last.ckpt \(the latest epoch\); .*rating-epoch01.ckpt$"
+    with pytest.raises(FileNotFoundError, match=unnamed):
+        load_checkpoint_config(run)
+    with pytest.raises(FileNotFoundError, match=r"^ckpt=.* is a folder that holds no .ckpt file"):
+        load_checkpoint_config(tmp_path)
 
 
 @pytest.mark.parametrize("value", ["four", True, 6.0])

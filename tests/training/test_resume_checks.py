@@ -65,6 +65,18 @@ def test_a_file_that_is_no_checkpoint_is_refused_before_the_data(tmp_path, monke
         resume(tmp_path, monkeypatch, not_a_checkpoint)
 
 
+def test_a_run_directory_given_to_resume_names_its_last_checkpoint(tmp_path, monkeypatch):
+    from tests.training.test_checkpoints import fake_run
+
+    run = fake_run(tmp_path / "run")
+    with pytest.raises(FileNotFoundError) as refused:
+        resume(tmp_path, monkeypatch, run)
+    message = str(refused.value)
+    assert message.startswith(f"ckpt_path={run} is a folder; give one checkpoint file in it: ")
+    assert message.endswith(f"{run / 'checkpoints' / 'rating-epoch01.ckpt'} (the lowest validation RMSE). "
+                            "A run resumes from its last.ckpt (ckpt_path=last: the newest run's)")
+
+
 def test_the_overrides_of_the_run_that_wrote_a_checkpoint_are_read_from_its_folder(tmp_path):
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert started_with(checkpoint) is None  # no .hydra folder: no hint
