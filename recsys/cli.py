@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -44,6 +45,17 @@ USER_ERRORS = (
     DataFormatError, DatasetNotFoundError, SplitMismatchError, ExportError, UnknownIdError,
     FileNotFoundError, FileExistsError, ValueError,
 )
+
+
+class _ScriptHelp(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The script's docstring as written (its usage lines and what it measures), and each
+    option's default after its help."""
+
+
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark script (those not configured through Hydra), whose
+    ``--help`` shows the script's docstring ``doc`` and each option's default."""
+    return argparse.ArgumentParser(description=doc, formatter_class=_ScriptHelp)
 
 
 class LightningInfoFilter(logging.Filter):

@@ -6,7 +6,6 @@ data, random split (per seed) and temporal split; write reports/<data>/results.m
     python scripts/benchmark.py data=magazine --models popularity ease two_tower trainer.max_epochs=2
 """
 
-import argparse
 import logging
 import shlex
 import sys
@@ -16,15 +15,15 @@ from pathlib import Path
 from recsys.benchmarking.harness import MODELS, run_benchmark
 from recsys.benchmarking.options import check_overrides
 from recsys.benchmarking.report import write_report
-from recsys.cli import exit_on_user_error
+from recsys.cli import exit_on_user_error, script_parser
 
 
 @exit_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Compare all models on one dataset.")
+    parser = script_parser(__doc__)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides: data=<name> and any other key=value")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="split seeds, one run of each model per seed")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="the models compared")
     parser.add_argument("--out", default="reports", help="reports go to <out>/<data>/")
     parser.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
     args, rest = parser.parse_known_args()

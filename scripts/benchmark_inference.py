@@ -5,23 +5,23 @@ the change in test recall@10 and RMSE when every review and item text is re-enco
     python scripts/benchmark_inference.py ckpt=... --backends fp32 int8 --out reports/inference_benchmark.md
 """
 
-import argparse
 import logging
 from pathlib import Path
 from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.cli import exit_on_user_error
+from recsys.cli import exit_on_user_error, script_parser
 from recsys.serving.backend_names import TEXT_BACKENDS
 
 
 @exit_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("ckpt", help="ckpt=PATH, a checkpoint written by scripts/train.py")
-    parser.add_argument("--backends", nargs="+", default=list(TEXT_BACKENDS), choices=TEXT_BACKENDS)
-    parser.add_argument("--out", default="reports/inference_benchmark.md")
+    parser.add_argument("--backends", nargs="+", default=list(TEXT_BACKENDS), choices=TEXT_BACKENDS,
+                        help="the text backends timed")
+    parser.add_argument("--out", default="reports/inference_benchmark.md", help="where the table is written")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 

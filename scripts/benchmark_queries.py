@@ -6,21 +6,22 @@ query-document text similarity (0: the towers' cosine alone; 'text only': zero-s
     python scripts/benchmark_queries.py export=exports/mi --weights 0 1 2 4 --out reports/query_benchmark.md
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from recsys.cli import exit_on_user_error
+from recsys.cli import exit_on_user_error, script_parser
 
 
 @exit_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("export", help="export=DIR, an export written by scripts/export.py")
-    parser.add_argument("--weights", nargs="+", type=float, default=[0.0, 1.0, 2.0, 3.0, 4.0])
-    parser.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"])
+    parser.add_argument("--weights", nargs="+", type=float, default=[0.0, 1.0, 2.0, 3.0, 4.0],
+                        help="query_text_weight values compared")
+    parser.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"],
+                        help="whose held-out reviews are read as queries")
     parser.add_argument("--data-dir", help="the data folder (default: the one the export's run read)")
-    parser.add_argument("--out", default="reports/query_benchmark.md")
+    parser.add_argument("--out", default="reports/query_benchmark.md", help="where the table is written")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import hydra

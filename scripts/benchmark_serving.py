@@ -3,21 +3,20 @@
     python scripts/benchmark_serving.py --export exports/mi --out reports/serving_benchmark.md
 """
 
-import argparse
 import platform
 from dataclasses import replace
 from pathlib import Path
 
-from recsys.cli import exit_on_user_error
+from recsys.cli import exit_on_user_error, script_parser
 
 
 @exit_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--export", required=True, help="export directory (scripts/export.py)")
-    parser.add_argument("--out", default="reports/serving_benchmark.md")
-    parser.add_argument("--synthetic-items", type=int, default=100_000)
-    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--out", default="reports/serving_benchmark.md", help="where the table is written")
+    parser.add_argument("--synthetic-items", type=int, default=100_000, help="items of the synthetic catalog")
+    parser.add_argument("--k", type=int, default=10, help="items asked for per request")
     args = parser.parse_args()
     # Imported here, so that --help and a bad option answer before torch loads.
     import torch

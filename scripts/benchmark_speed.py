@@ -11,20 +11,19 @@
    measured first, while this process is small (ru_maxrss survives fork+exec).
 """
 
-import argparse
 import logging
 import os
 from pathlib import Path
 
-from recsys.cli import exit_on_user_error
+from recsys.cli import exit_on_user_error, script_parser
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @exit_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Speed benchmark")
-    parser.add_argument("--out", default="reports/speed_benchmark.md")
+    parser = script_parser(__doc__)
+    parser.add_argument("--out", default="reports/speed_benchmark.md", help="where the table is written")
     parser.add_argument("--batches", type=int, default=2, help="timed batches per loop (the naive one is slow)")
     parser.add_argument("--skip-full-run", action="store_true", help="skip the peak-RSS training run")
     args = parser.parse_args()

@@ -5,22 +5,21 @@ from concurrent clients, and report requests/s, latency, errors and server memor
     python scripts/load_test_http.py export=exports/mi --requests 10000 --clients 8 --out reports/http_load.md
 """
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from recsys.cli import exit_on_user_error
+from recsys.cli import exit_on_user_error, script_parser
 
 
 @exit_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("export", help="export=DIR (a folder written by scripts/export.py)")
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=10_000, help="requests timed")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--warmup", type=int, default=500, help="requests sent before memory is measured")
-    parser.add_argument("--invalid-share", type=float, default=0.3)
-    parser.add_argument("--out", default="reports/http_load.md")
+    parser.add_argument("--invalid-share", type=float, default=0.3, help="share of invalid requests")
+    parser.add_argument("--out", default="reports/http_load.md", help="where the table is written")
     args = parser.parse_args()
     # Imported here, so that --help and a bad option answer before torch loads.
     from recsys.export.reader import load_export

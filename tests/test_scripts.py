@@ -1,5 +1,6 @@
 """The entry points, run as a user runs them."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -71,6 +72,18 @@ def test_a_training_group_given_to_a_script_that_reads_a_checkpoint_is_refused_w
         assert output.strip() == (f"{argument!r} does not apply here: {script} takes its data, model and "
                                   f"training settings from the {source} it is given. What it does take: "
                                   f"python scripts/{script} --help")
+
+
+def test_the_benchmark_scripts_help_shows_what_they_measure_and_each_default():
+    # It was the docstring's first line (benchmark_speed.py: "Speed benchmark"), and no defaults.
+    scripts = ("benchmark.py", "benchmark_inference.py", "benchmark_queries.py", "benchmark_serving.py",
+               "benchmark_speed.py", "load_test_http.py")
+    for script in scripts:
+        result = run_script(script, "--help")
+        assert result.returncode == 0, result.stderr
+        doc = ast.get_docstring(ast.parse((REPO_ROOT / "scripts" / script).read_text()))
+        assert doc is not None and " ".join(doc.split()) in " ".join(result.stdout.split()), script
+        assert "--out OUT" in result.stdout and "(default:" in result.stdout, script
 
 
 def test_the_scripts_load_no_torch_before_their_task_runs():
