@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import hydra
 from omegaconf import DictConfig
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommendation, Recommender
-from recsys.settings import checked_whole_number, flag_setting, whole_number_setting
+from recsys.settings import checked_choice, checked_whole_number, flag_setting, whole_number_setting
 
 MAX_PORT = 65_535  # TCP's
+OUTPUTS = ("table", "json")
 
 
 def recommender_from_config(cfg: DictConfig) -> Recommender:
@@ -37,11 +40,13 @@ def render(recommendations: list[Recommendation], title: str, rating: str = "sta
 
 
 def recommend(cfg: DictConfig) -> list[Recommendation]:
-    """Print a table of recommendations for ``cfg.user`` or ``cfg.query``."""
+    """Print the recommendations for ``cfg.user`` or ``cfg.query``: a table, or with
+    ``output=json`` one JSON object (what ``POST /recommend`` answers), for other programs."""
     if (cfg.user is None) == (cfg.query is None):
         raise ValueError("give exactly one of user=ID or query=\"text\"")
     whole_number_setting(cfg, "k", least=1, example=10, required=True)
     flag_setting(cfg, "exclude_seen")
+    output = checked_choice("output", cfg.get("output", "table"), OUTPUTS)
     recommender = recommender_from_config(cfg)
     if cfg.user is not None:
         answer = recommender.recommend_user(str(cfg.user), cfg.k, cfg.exclude_seen)
@@ -49,6 +54,9 @@ def recommend(cfg: DictConfig) -> list[Recommendation]:
     else:
         answer = recommender.recommend_query(str(cfg.query), cfg.k)
         title = f"Top {cfg.k} for \"{cfg.query}\""
+    if output == "json":
+        print(json.dumps({"items": [r.to_dict() for r in answer]}, ensure_ascii=False))
+        return answer
     scale = recommender.rating_scale
     Console(width=160).print(render(answer, title, "stars" if scale.is_stars else f"rating {scale}"))
     return answer

@@ -1,3 +1,4 @@
+import json
 import re
 import subprocess
 import sys
@@ -138,6 +139,20 @@ def test_batched_search_equals_the_full_path(recommender, tiny_export):
     for row, answer in enumerate(full):
         assert [str(recommender.bundle.item_ids[i]) for i in items[row]] == [a.item_id for a in answer]
         assert cosines[row].tolist() == pytest.approx([a.cosine for a in answer], abs=1e-5)
+
+
+def test_the_recommend_script_writes_json_equal_to_the_recommender_answer(recommender, tiny_export, tmp_path):
+    user = str(tiny_export[2].data.user_ids[3])
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "recommend.py"), f"export={tiny_export[0]}", f"user={user}",
+         "k=3", "output=json", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=REPO_ROOT,
+        timeout=300)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)  # stdout holds the one object and nothing else
+    expected = [r.to_dict() for r in recommender.recommend_user(user, k=3)]
+    assert [a["item_id"] for a in answer["items"]] == [e["item_id"] for e in expected]
+    assert [a["score"] for a in answer["items"]] == pytest.approx([e["score"] for e in expected], abs=1e-5)
+    assert answer["items"][0].keys() == expected[0].keys()
 
 
 def test_serving_does_not_import_lightning():
