@@ -105,6 +105,13 @@ class ReviewFields:
         return tuple(name for name in (self.rating, self.timestamp) if name)
 
     @property
+    def required(self) -> tuple[tuple[str, ...], ...]:
+        """The mapped fields a record must hold, each as the names of which it needs one: the user,
+        item and rating; the text or the summary; the timestamp or the date."""
+        groups = ((self.user,), (self.item,), (self.rating,), (self.text, self.summary), (self.timestamp, self.date))
+        return tuple(names for names in (tuple(n for n in group if n) for group in groups) if names)
+
+    @property
     def optional(self) -> dict[str, tuple[str, ...]]:
         """The mapped fields that a record may lack, by role: a file in which no record holds one
         is read as if the field were ``None``, so the mapping is checked against the whole file.
@@ -143,6 +150,11 @@ class ItemFields:
     def numeric(self) -> tuple[str, ...]:
         """The fields that hold numbers: none."""
         return ()
+
+    @property
+    def required(self) -> tuple[tuple[str, ...], ...]:
+        """The mapped fields a record must hold: the item id (its text may come from any field)."""
+        return ((self.item,),)
 
     @property
     def optional(self) -> dict[str, tuple[str, ...]]:

@@ -138,10 +138,11 @@ def parse_review(
     if not text and not summary:
         named = tuple(name for name in (fields.text, fields.summary) if name)
         names = " and ".join(f"'{name}'" for name in named)
-        raise BadLine(
-            "empty_text", f"{names} {'are both' if ' and ' in names else 'is'} missing, empty or whitespace",
-            missing=tuple(name for name in named if name not in obj),
-        )
+        detail = f"{names} {'are both' if ' and ' in names else 'is'} missing, empty or whitespace"
+        if not fields.summary:  # a review title, where the file has one, would give this record its text
+            detail += (f"; if the file has a second text (a review title), map it with {fields.setting}.summary="
+                       "<its name>: it is read where the text is empty")
+        raise BadLine("empty_text", detail, missing=tuple(name for name in named if name not in obj))
     return user_id, item_id, rating, text, summary, _timestamp(obj, fields)
 
 
@@ -249,6 +250,12 @@ def _with_field_names(bad: BadLine, record: dict[str, Any] | BadLine, fields: Re
     settings = settings_naming(fields, bad.missing)
     if settings:
         detail += f"; if the file names it otherwise, set {' or '.join(f'{key}=<its name>' for key in settings)}"
+    # Named all at once: a file whose names all differ from the mapping took a run per field.
+    others = [names for names in fields.required if set(names).isdisjoint([*record, *bad.missing])]
+    if others:
+        lacked = "; ".join(f"{' or '.join(map(repr, names))} ({' or '.join(settings_naming(fields, names))})"
+                           for names in others)
+        detail += f". It lacks these mapped fields too: {lacked}"
     return BadLine(bad.reason, detail, bad.missing)
 
 

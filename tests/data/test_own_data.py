@@ -233,11 +233,47 @@ def test_a_mapping_that_misses_the_file_names_the_fields_the_file_has(tmp_path: 
 def test_a_missing_field_names_the_setting_that_maps_it(tmp_path: Path, mapping: dict, setting: str):
     path = tmp_path / "reviews.csv"
     path.write_text("customer,product,stars,body,timestamp\nC1,P1,5,great,100\n")
-    fields = {"user": "customer", "item": "product", "rating": "stars", "text": "body", "date": None, **mapping}
+    fields = {"user": "customer", "item": "product", "rating": "stars", "text": "body", "timestamp": "timestamp",
+              "date": None, **mapping}
     with pytest.raises(DataFormatError) as caught:
         read_reviews(path, fields=ReviewFields(**fields))
     assert caught.value.reason == "missing_field"
     assert str(caught.value).splitlines()[0].endswith(f"; if the file names it otherwise, set {setting}")
+
+
+def test_every_mapped_field_a_record_lacks_is_named_in_one_message(tmp_path: Path):
+    # The file's names all differ from the defaults of data=custom: it took a run per field to learn them.
+    path = tmp_path / "reviews.csv"
+    path.write_text("reviewer,asin,overall,reviewText,summary,unixReviewTime\nC1,P1,5,great,Nice,100\n")
+    with pytest.raises(DataFormatError) as caught:
+        read_reviews(path, fields=ReviewFields(user="user_id", item="item_id", rating="rating", text="text",
+                                               summary=None, timestamp="timestamp", date=None))
+    assert str(caught.value).splitlines()[0].endswith(
+        "; if the file names it otherwise, set data.dataset.review_fields.user=<its name>. It lacks these mapped "
+        "fields too: 'item_id' (data.dataset.review_fields.item); 'rating' (data.dataset.review_fields.rating); "
+        "'text' (data.dataset.review_fields.text); 'timestamp' (data.dataset.review_fields.timestamp)")
+    # A pair of which one serves (the text or the summary, the timestamp or the date) is named as a pair.
+    with pytest.raises(DataFormatError) as caught:
+        read_reviews(path, fields=ReviewFields(user="reviewer", item="asin", rating="stars", text="body",
+                                               summary="title", timestamp="time", date="day"))
+    assert str(caught.value).splitlines()[0].endswith(
+        "set data.dataset.review_fields.rating=<its name>. It lacks these mapped fields too: 'body' or 'title' "
+        "(data.dataset.review_fields.text or data.dataset.review_fields.summary); 'time' or 'day' "
+        "(data.dataset.review_fields.timestamp or data.dataset.review_fields.date)")
+
+
+def test_an_empty_text_without_a_summary_mapping_says_how_to_map_one(tmp_path: Path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("reviewer,asin,overall,reviewText,summary,unixReviewTime\nC1,P1,5,,Nice,100\n")
+    fields = ReviewFields(user="reviewer", item="asin", rating="overall", text="reviewText", summary=None,
+                          timestamp="unixReviewTime", date=None)
+    with pytest.raises(DataFormatError) as caught:
+        read_reviews(path, fields=fields)
+    assert caught.value.reason == "empty_text"
+    assert "'reviewText' is missing, empty or whitespace; if the file has a second text (a review title), map it " \
+        "with data.dataset.review_fields.summary=<its name>: it is read where the text is empty" in str(caught.value)
+    mapped = read_reviews(path, fields=dataclasses.replace(fields, summary="summary")).table
+    assert mapped["summary"].tolist() == ["Nice"]
 
 
 def test_a_missing_item_id_in_the_item_file_names_the_item_mapping(tmp_path: Path):
