@@ -13,7 +13,13 @@ class UnknownIdError(KeyError):
 
 
 class UnknownUserError(UnknownIdError):
-    """The user id is not in the export (new users are asked for by their reviews)."""
+    """The user id is not in the export (new users are asked for by their reviews). The message
+    may name other users (for the operator at a command line); ``user_id`` is the id asked for
+    alone, for an answer to a client, which must not learn other users' ids."""
+
+    def __init__(self, message: str, user_id: object = None) -> None:
+        super().__init__(message)
+        self.user_id = user_id
 
 
 class UnknownItemError(UnknownIdError):

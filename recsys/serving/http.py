@@ -176,7 +176,9 @@ def create_app(recommender: Recommender) -> FastAPI:
             else:  # RecommendBody refuses a body without one of the three
                 raise HTTPException(status_code=422, detail="give exactly one of user_id, reviews, query")
         except UnknownUserError as err:
-            raise HTTPException(status_code=404, detail=str(err)) from None
+            # Not the recommender's message, which names other users' ids (or one that differs in case).
+            raise HTTPException(status_code=404, detail=f"unknown user {err.user_id!r}; ask for a new user with "
+                                "their reviews instead (\"reviews\" in this body)") from None
         except (UnknownItemError, InvalidRequestError) as err:  # in the body (an unknown item, a blank text)
             raise HTTPException(status_code=422, detail=str(err)) from None
         return RecommendResponse(items=[RecommendedItem.model_validate(entry) for entry in answer])

@@ -209,7 +209,7 @@ class Recommender:
         (:func:`unknown_id_hint`) and how to ask for a new user."""
         hint = unknown_id_hint(user_id, self.user_position, "users")
         return UnknownUserError(f"unknown user {user_id!r} ({hint}); ask for a new user with their reviews "
-                                "instead (\"reviews\" in POST /recommend, or Recommender.recommend_reviews)")
+                                "instead (\"reviews\" in POST /recommend, or Recommender.recommend_reviews)", user_id)
 
     def _label(self, item: int, snippet: str) -> str:
         return f'your review of {self.item_id_list[item]} ({_short(self.item_snippets[item], 40)}): ' \

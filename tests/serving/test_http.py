@@ -86,9 +86,15 @@ def test_recommend_three_ways(client, tiny_export):
     assert len(client.post("/recommend", json={"query": "bright tone", "k": 4}).json()["items"]) == 4
 
 
-def test_unknown_user_is_404(client):
-    response = client.post("/recommend", json={"user_id": "nobody"})
-    assert response.status_code == 404 and "unknown user" in response.json()["detail"]
+def test_unknown_user_is_404_and_names_no_other_user(client, tiny_export):
+    users = [str(u) for u in tiny_export[2].data.user_ids]
+    for asked in ("nobody", users[0].swapcase()):
+        response = client.post("/recommend", json={"user_id": asked})
+        assert response.status_code == 404
+        assert response.json()["detail"] == (f"unknown user {asked!r}; ask for a new user with their reviews "
+                                             "instead (\"reviews\" in this body)")
+    # The command line's message (the operator's) names them; a client must not learn them.
+    assert users[0] in str(Recommender.from_export(tiny_export[0]).unknown_user(users[0].swapcase()))
 
 
 def test_an_item_id_with_a_slash_is_looked_up_whole(client):
