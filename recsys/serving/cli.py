@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 
 import hydra
 from omegaconf import DictConfig
@@ -12,6 +14,7 @@ from rich.table import Table
 from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommendation, Recommender
 from recsys.settings import checked_choice, checked_whole_number, flag_setting, whole_number_setting
 
+log = logging.getLogger(__name__)
 MAX_PORT = 65_535  # TCP's
 OUTPUTS = ("table", "json")
 
@@ -62,6 +65,19 @@ def recommend(cfg: DictConfig) -> list[Recommendation]:
     return answer
 
 
+def exposure_warning(host: str) -> str | None:
+    """What to tell the operator of a server bound beyond this machine (``host`` not a loopback
+    address): it answers anyone who reaches it, and its answers quote users' reviews."""
+    try:
+        if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: other machines may reach it
+    return (f"host={host}: this server answers anyone who can reach it, without authentication, and its "
+            "answers for a known user quote that user's reviews; put it behind an authenticating proxy, "
+            "or keep host=127.0.0.1")
+
+
 def serve(cfg: DictConfig) -> None:
     """Run the HTTP app with uvicorn on ``cfg.host:cfg.port``."""
     import uvicorn
@@ -70,5 +86,8 @@ def serve(cfg: DictConfig) -> None:
 
     port = checked_whole_number("port", cfg.get("port"), least=0, most=MAX_PORT, note="(0: any free port; e.g. 8000)")
     access_log = flag_setting(cfg, "access_log") if "access_log" in cfg else True
+    warning = exposure_warning(str(cfg.host))
+    if warning:
+        log.warning(warning)
     uvicorn.run(create_app(recommender_from_config(cfg)), host=cfg.host, port=port, log_level="info",
                 access_log=access_log)

@@ -196,3 +196,16 @@ def test_a_fused_export_answers_with_its_fused_ranking(fused_export):
     body = fused_client.post("/recommend", json={"user_id": user, "k": 5}).json()
     _, expected = recommender.search([user], k=5)
     assert [r["item_id"] for r in body["items"]] == [recommender.item_id_list[i] for i in expected[0]]
+
+
+@pytest.mark.parametrize(("host", "warned"), [
+    ("127.0.0.1", False), ("localhost", False), ("::1", False), ("127.0.0.2", False),
+    ("0.0.0.0", True), ("::", True), ("192.168.1.5", True), ("recsys.example.org", True),
+])
+def test_a_server_bound_beyond_loopback_is_warned_of(host, warned):
+    from recsys.serving.cli import exposure_warning
+
+    warning = exposure_warning(host)
+    assert (warning is not None) == warned
+    if warned:
+        assert warning.startswith(f"host={host}: this server answers anyone who can reach it, without authentication")
