@@ -58,7 +58,7 @@ def recommend(cfg: DictConfig) -> list[Recommendation]:
         answer = recommender.recommend_query(str(cfg.query), cfg.k)
         title = f"Top {cfg.k} for \"{cfg.query}\""
     if output == "json":
-        print(json.dumps({"items": [r.to_dict() for r in answer]}, ensure_ascii=False))
+        print(json.dumps({"items": [r.to_dict() for r in answer]}))  # ASCII: safe in any terminal encoding
         return answer
     scale = recommender.rating_scale
     Console(width=160).print(render(answer, title, "stars" if scale.is_stars else f"rating {scale}"))
