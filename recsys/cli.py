@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -129,6 +130,36 @@ def settings_from(source: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
                           f"settings from the {source} it is given. What it does take: "
                           f"python scripts/{script} --help", file=sys.stderr)
                     sys.exit(2)
+            return main()
+
+        return wrapper
+
+    return decorate
+
+
+def hydra_quoted(text: str) -> str:
+    """``text`` as a quoted Hydra override value that reads back as ``text`` exactly: OmegaConf's
+    ``${`` escaped (with the backslashes before it), then the backslashes before a quote or at the
+    end doubled and the quotes escaped, as Hydra's grammar reads a quoted value."""
+    text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
+    text = re.sub(r"(\\+)(?='|\Z)", lambda m: m.group(1) * 2, text).replace("'", "\\'")
+    return f"'{text}'"
+
+
+def text_overrides(*keys: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
+    """Wrap a script's ``hydra.main`` so that the command-line values of ``keys`` are read as the
+    text given: Hydra's grammar refuses an unquoted ``query=café`` or ``query=bright, not dull``
+    (LexerNoViableAltException), and reads ``user=007`` as the number 7. A value that is already
+    quoted, or ``null``, is left to Hydra."""
+
+    def decorate(main: Callable[[], T]) -> Callable[[], T]:
+        @wraps(main)
+        def wrapper() -> T:
+            for position, argument in enumerate(sys.argv[1:], start=1):
+                key, equals, value = argument.partition("=")
+                quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+                if equals and key.lstrip("+") in keys and value != "null" and not quoted:
+                    sys.argv[position] = f"{key}={hydra_quoted(value)}"
             return main()
 
         return wrapper

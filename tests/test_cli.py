@@ -6,6 +6,8 @@ import sys
 import pytest
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsys.cli import TRAINING_GROUPS, exit_on_user_error, sets_training_group
 
@@ -118,3 +120,32 @@ def test_the_training_groups_are_the_config_groups_that_shape_a_run():
 ])
 def test_which_arguments_set_a_training_group(argument, refused):
     assert sets_training_group(argument) is refused
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text())
+def test_any_text_quoted_for_hydra_reads_back_as_itself(text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from recsys.cli import hydra_quoted
+
+    value = OverridesParser.create().parse_override(f"query={hydra_quoted(text)}").value()
+    assert OmegaConf.create({"query": value}).query == text  # interpolations resolved, as a script reads it
+
+
+@pytest.mark.parametrize("text", ["café", "bright, not dull (warm)", "don't", "a\\b'", "${oc.env:HOME}", "x\\${y}",
+                                  "ends\\", "line\\\n"])
+def test_texts_hydras_grammar_refuses_or_changes_read_back_as_themselves(text):
+    test_any_text_quoted_for_hydra_reads_back_as_itself.hypothesis.inner_test(text)
+
+
+def test_text_overrides_quote_only_the_keys_given_and_leave_quoted_or_null_values(monkeypatch):
+    from recsys.cli import text_overrides
+
+    seen = []
+    monkeypatch.setattr(sys, "argv", ["recommend.py", "export=/e", "user=007", "query=café, crème",
+                                      "k=5", "+query='kept'", "user=null"])
+    text_overrides("user", "query")(lambda: seen.extend(sys.argv))()
+    assert seen == ["recommend.py", "export=/e", "user='007'", "query='café, crème'", "k=5", "+query='kept'",
+                    "user=null"]
