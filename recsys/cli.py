@@ -146,20 +146,33 @@ def hydra_quoted(text: str) -> str:
     return f"'{text}'"
 
 
+# The keys of scripts/recommend.py whose values are free text or ids, read as given.
+RECOMMEND_TEXT_KEYS = ("user", "query")
+
+
+def quoted_text_values(arguments: list[str], keys: tuple[str, ...]) -> list[str]:
+    """``arguments`` with the values of ``keys`` quoted by :func:`hydra_quoted`, so that Hydra reads
+    them as the text given: its grammar refuses an unquoted ``query=café`` or ``query=bright, not
+    dull`` (LexerNoViableAltException), and reads ``user=007`` as the number 7. A value that is
+    already quoted, or ``null``, is left to Hydra."""
+    quoted = []
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        enclosed = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+        if equals and key.lstrip("+") in keys and value != "null" and not enclosed:
+            argument = f"{key}={hydra_quoted(value)}"
+        quoted.append(argument)
+    return quoted
+
+
 def text_overrides(*keys: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
     """Wrap a script's ``hydra.main`` so that the command-line values of ``keys`` are read as the
-    text given: Hydra's grammar refuses an unquoted ``query=café`` or ``query=bright, not dull``
-    (LexerNoViableAltException), and reads ``user=007`` as the number 7. A value that is already
-    quoted, or ``null``, is left to Hydra."""
+    text given (:func:`quoted_text_values`)."""
 
     def decorate(main: Callable[[], T]) -> Callable[[], T]:
         @wraps(main)
         def wrapper() -> T:
-            for position, argument in enumerate(sys.argv[1:], start=1):
-                key, equals, value = argument.partition("=")
-                quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
-                if equals and key.lstrip("+") in keys and value != "null" and not quoted:
-                    sys.argv[position] = f"{key}={hydra_quoted(value)}"
+            sys.argv[1:] = quoted_text_values(sys.argv[1:], keys)
             return main()
 
         return wrapper

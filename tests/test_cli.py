@@ -141,11 +141,11 @@ def test_texts_hydras_grammar_refuses_or_changes_read_back_as_themselves(text):
 
 
 def test_text_overrides_quote_only_the_keys_given_and_leave_quoted_or_null_values(monkeypatch):
-    from recsys.cli import text_overrides
+    from recsys.cli import RECOMMEND_TEXT_KEYS, text_overrides
 
     seen = []
     monkeypatch.setattr(sys, "argv", ["recommend.py", "export=/e", "user=007", "query=café, crème",
-                                      "k=5", "+query='kept'", "user=null"])
-    text_overrides("user", "query")(lambda: seen.extend(sys.argv))()
+                                      "k=5", "+query='kept'", "user=null", 'query="kept too"', "query"])
+    text_overrides(*RECOMMEND_TEXT_KEYS)(lambda: seen.extend(sys.argv))()
     assert seen == ["recommend.py", "export=/e", "user='007'", "query='café, crème'", "k=5", "+query='kept'",
-                    "user=null"]
+                    "user=null", 'query="kept too"', "query"]

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from recsys.cli import sets_training_group
+from recsys.cli import RECOMMEND_TEXT_KEYS, quoted_text_values, sets_training_group
 from tests.conftest import REPO_ROOT
 
 # The config each Hydra script composes; the drivers (cross-validation, benchmarks) pass every
@@ -78,6 +78,8 @@ def test_a_documented_command_composes(document, script, arguments):
     # The README's multi-GPU line (trainer=ddp trainer.accelerator=gpu ... trainer.precision=bf16-mixed)
     # was refused by Hydra: no trainer config named precision.
     overrides = overrides_of(arguments)
+    if script == "recommend":  # as the script reads them (recsys.cli.text_overrides)
+        overrides = quoted_text_values(overrides, RECOMMEND_TEXT_KEYS)
     if script in SETTINGS_FROM_CHECKPOINT_OR_EXPORT:
         assert not any(sets_training_group(argument) for argument in overrides), (document, arguments)
     composed(script, overrides)
