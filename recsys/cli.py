@@ -146,6 +146,50 @@ def hydra_quoted(text: str) -> str:
     return f"'{text}'"
 
 
+def override_syntax_error(argument: str) -> str | None:
+    """What is wrong with a command-line override that Hydra's grammar cannot read, and the same
+    override quoted (:func:`hydra_quoted`), which it can; None for one it reads. Hydra's own answer
+    (LexerNoViableAltException and a caret) says where, not what to do."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        OverridesParser.create().parse_overrides([argument])
+        return None
+    except HydraException as err:
+        lines = str(err).splitlines()
+    lexer = "LexerNoViableAltException: "
+    if lines[0].startswith(lexer) and len(lines) > 1 and "^" in lines[1]:  # a caret under the character
+        position = lines[1].index("^") - len(lexer)
+        reason = f"{argument[position]!r} at character {position + 1}" if 0 <= position < len(argument) else lines[0]
+    else:
+        reason = next((line.strip() for line in lines if line.strip() and not line.startswith(
+            ("Error parsing override", "See "))), lines[0])
+    key, _, value = argument.partition("=")
+    quoted = f"{key}={hydra_quoted(value)}"
+    shell = f' (in a shell: "{quoted}")' if not re.search(r'["$`\\!]', quoted) else ""
+    return (f"Cannot read the override {argument!r} ({reason}): outside quotes, Hydra reads accents, commas, "
+            f"brackets, parentheses and quotes in a value as its own syntax. A value that is text (a path, a "
+            f"query) wants quotes: {quoted}{shell}")
+
+
+def readable_overrides(main: Callable[[], T]) -> Callable[[], T]:
+    """Wrap a script's ``hydra.main`` so that an override Hydra's grammar cannot read exits with
+    status 2 and :func:`override_syntax_error`'s line, before Hydra composes anything."""
+
+    @wraps(main)
+    def wrapper() -> T:
+        for argument in sys.argv[1:]:
+            if "=" in argument and not argument.startswith("-"):  # an override, not a flag or its value
+                error = override_syntax_error(argument)
+                if error:
+                    print(error, file=sys.stderr)
+                    sys.exit(2)
+        return main()
+
+    return wrapper
+
+
 # The keys of scripts/recommend.py whose values are free text or ids, read as given.
 RECOMMEND_TEXT_KEYS = ("user", "query")
 

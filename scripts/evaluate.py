@@ -8,10 +8,11 @@
 import hydra
 from omegaconf import DictConfig
 
-from recsys.cli import exit_on_user_error, settings_from
+from recsys.cli import exit_on_user_error, readable_overrides, settings_from
 
 
 @settings_from("checkpoint")
+@readable_overrides
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

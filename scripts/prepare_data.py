@@ -7,9 +7,10 @@
 import hydra
 from omegaconf import DictConfig
 
-from recsys.cli import exit_on_user_error
+from recsys.cli import exit_on_user_error, readable_overrides
 
 
+@readable_overrides
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -7,11 +7,12 @@
 import hydra
 from omegaconf import DictConfig
 
-from recsys.cli import RECOMMEND_TEXT_KEYS, exit_on_user_error, settings_from, text_overrides
+from recsys.cli import RECOMMEND_TEXT_KEYS, exit_on_user_error, readable_overrides, settings_from, text_overrides
 
 
 @settings_from("export")
 @text_overrides(*RECOMMEND_TEXT_KEYS)  # free text and ids, as given: query=café, not dull; user=007
+@readable_overrides
 @hydra.main(version_base="1.3", config_path="../conf", config_name="recommend")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -1,6 +1,7 @@
 """recsys.cli: how the entry points answer errors a user can act on."""
 
 import logging
+import subprocess
 import sys
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsys.cli import TRAINING_GROUPS, exit_on_user_error, sets_training_group
+from tests.conftest import REPO_ROOT
 
 BAD_SPLIT = {"_target_": "recsys.data.splits.SplitSpec", "strategy": "weird"}
 
@@ -149,3 +151,33 @@ def test_text_overrides_quote_only_the_keys_given_and_leave_quoted_or_null_value
     text_overrides(*RECOMMEND_TEXT_KEYS)(lambda: seen.extend(sys.argv))()
     assert seen == ["recommend.py", "export=/e", "user='007'", "query='café, crème'", "k=5", "+query='kept'",
                     "user=null", 'query="kept too"', "query"]
+
+
+@pytest.mark.parametrize(("argument", "begins", "ends"), [
+    ("data.dataset.reviews=/data/mes données/r.csv",
+     "Cannot read the override 'data.dataset.reviews=/data/mes données/r.csv' ('é' at character 36): outside "
+     "quotes, Hydra reads accents, commas, brackets, parentheses and quotes in a value as its own syntax.",
+     "A value that is text (a path, a query) wants quotes: data.dataset.reviews='/data/mes données/r.csv' (in a "
+     "shell: \"data.dataset.reviews='/data/mes données/r.csv'\")"),
+    ("trainer.max_epochs=3)", "Cannot read the override 'trainer.max_epochs=3)' (extraneous input ')' expecting "
+     "<EOF>): ", "wants quotes: trainer.max_epochs='3)' (in a shell: \"trainer.max_epochs='3)'\")"),
+    ('ckpt=/runs/a"b.ckpt', "Cannot read the override", "wants quotes: ckpt='/runs/a\"b.ckpt'"),  # no shell form
+])
+def test_an_override_hydra_cannot_read_is_answered_with_the_quoted_one(argument, begins, ends):
+    from recsys.cli import override_syntax_error
+
+    error = override_syntax_error(argument)
+    assert error is not None and error.startswith(begins) and error.endswith(ends), error
+    for readable in ("trainer.max_epochs=3", "~logger", "+a.b=c", "paths.data_dir=${oc.env:HOME}/d", "k=1,2"):
+        assert override_syntax_error(readable) is None
+
+
+def test_every_hydra_script_answers_an_unreadable_override_before_composing(tmp_path):
+    scripts = sorted(p.name for p in (REPO_ROOT / "scripts").glob("*.py") if "@hydra.main(" in p.read_text())
+    assert len(scripts) == 7, scripts
+    for script in scripts:
+        result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), "out=/tmp/é (copy)"],
+                                capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert result.returncode == 2, (script, result.stderr)
+        assert result.stderr.startswith("Cannot read the override 'out=/tmp/é (copy)' ('é' at character 10)"), script
+        assert "HYDRA_FULL_ERROR" not in result.stderr and not list(tmp_path.iterdir()), script  # no run folder

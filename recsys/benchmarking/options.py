@@ -13,6 +13,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from recsys.benchmarking.harness import compose_training
+from recsys.cli import override_syntax_error
 
 
 def split_arguments(arguments: list[str], prefix: str, defaults: dict[str, str], optional: set[str],
@@ -46,6 +47,10 @@ def integer_option(options: dict[str, str], key: str) -> int:
 def check_overrides(overrides: list[str], work: Path) -> None:
     """Compose the ``train`` config of ``overrides`` so that a bad one fails before any run trains,
     as a ValueError that says so."""
+    for argument in overrides:
+        error = override_syntax_error(argument)
+        if error:
+            raise ValueError(error)
     try:
         compose_training(overrides, work)
     except (HydraException, OmegaConfBaseException) as err:

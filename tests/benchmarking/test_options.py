@@ -51,5 +51,9 @@ def test_a_driver_parses_numbers_folders_and_the_command(tmp_path, capsys):
     assert args.group == "cross_validate/my report"  # the W&B group of its runs, named by the report folder
     with pytest.raises(ValueError, match="bad override"):
         start_driver(["model=no_such_model"], "", "cross_validate", "cv", {"cv.folds": 5})
+    # One Hydra's grammar cannot read is answered as the Hydra scripts answer it (recsys.cli).
+    with pytest.raises(ValueError, match=r"^Cannot read the override 'paths.data_dir=/d/é' \('é' at character 19\)"
+                                         r".* wants quotes: paths.data_dir='/d/é'"):
+        start_driver(["paths.data_dir=/d/é"], "", "cross_validate", "cv", {"cv.folds": 5})
     with pytest.raises(ValueError, match="cv.seed is not an option of python scripts/cross_validate.py"):
         start_driver(["cv.seed=1"], "", "cross_validate", "cv", {"cv.folds": 5})
