@@ -4,7 +4,6 @@ Used by evaluation, export and the benchmarks."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -19,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from recsys.data.datamodule import ReviewDataModule
 from recsys.data.errors import ChangedDataError, DatasetNotFoundError
 from recsys.data.sources import locate
+from recsys.run_folder import folder_message
 from recsys.training.module import CONFIG_KEY
 
 log = logging.getLogger(__name__)
@@ -46,26 +46,6 @@ def load_checkpoint_config(path: Path) -> tuple[DictConfig, dict]:
     if not isinstance(config, DictConfig):
         raise ValueError(f"{path} has no recsys config: was it written by scripts/train.py?")
     return upgraded_config(config), checkpoint
-
-
-def folder_message(path: Path, key: str = "ckpt") -> str:
-    """What to say of a folder given as the setting ``key``, where a checkpoint file belongs: the
-    checkpoints in it (or in its ``checkpoints/``, a run directory's), each with what the run's
-    ``metrics.json`` says it is."""
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    files = sorted(folder.glob("*.ckpt"))
-    if not files:
-        return f"{key}={path} is a folder that holds no .ckpt file; give a checkpoint file from a run's checkpoints/"
-    roles = {"last.ckpt": "the latest epoch"}
-    try:
-        metrics = json.loads((folder.parent / "metrics.json").read_text())
-        monitored = next((name.removeprefix("best_") for name in metrics if name.startswith("best_")), None)
-        roles[metrics.get("rating_checkpoint")] = "the lowest validation RMSE"
-        roles[metrics.get("checkpoint")] = f"the best by {monitored}" if monitored else "the one the run tested"
-    except (OSError, ValueError, AttributeError):
-        pass  # a folder of checkpoints without the run's report: listed without what each is
-    listed = "; ".join(str(f) + (f" ({roles[f.name]})" if f.name in roles else "") for f in files)
-    return f"{key}={path} is a folder; give one checkpoint file in it: {listed}"
 
 
 def upgraded_config(cfg: DictConfig) -> DictConfig:

@@ -22,9 +22,10 @@ from pytorch_lightning.loggers import Logger
 from recsys.benchmarking.error_breakdown import model_error_breakdown, write_breakdown
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.export.format import exportable_net
+from recsys.run_folder import folder_message
 from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint, run_progress_bar
-from recsys.training.checkpoints import checkpoint_datamodule, folder_message, load_checkpoint_config
+from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
 from recsys.training.interruption import (
     explained_interruption,
     interruption_message,

@@ -96,6 +96,20 @@ def test_missing_file_is_refused(tiny_export, tmp_path):
         load_export(out)
 
 
+def test_a_training_run_given_as_an_export_names_the_export_command(tmp_path):
+    from tests.training.test_checkpoints import fake_run
+
+    run = fake_run(tmp_path / "2026-12-07_22-26-11")  # metrics.json names epoch03.ckpt as the one tested
+    with pytest.raises(ExportError) as refused:
+        load_export(run)
+    assert str(refused.value) == (
+        f"{run} is a training run, not an export: export its checkpoint first, e.g. python scripts/export.py "
+        f"ckpt={run / 'checkpoints' / 'epoch03.ckpt'} out=exports/2026-12-07_22-26-11")
+    (run / "metrics.json").unlink()  # then the first checkpoint there
+    with pytest.raises(ExportError, match=r"ckpt=\S+/checkpoints/epoch03.ckpt out=exports/2026-12-07_22-26-11$"):
+        load_export(run / "checkpoints")
+
+
 def test_newer_format_version_is_refused(tiny_export, tmp_path):
     out = copy_export(tiny_export[0], tmp_path)
     manifest = json.loads((out / fmt.MANIFEST).read_text())
