@@ -39,6 +39,9 @@ def folder_message(path: Path, key: str = "ckpt") -> str:
     """What to say of a folder given as the setting ``key``, where a checkpoint file belongs: the
     checkpoints in it, each with what it is (:func:`checkpoint_roles`)."""
     roles = checkpoint_roles(path)
+    if not roles and (path / "manifest.json").is_file():
+        return (f"{key}={path} is an export, not a checkpoint (its test metrics are in its manifest.json); give "
+                "the checkpoint it was exported from, a .ckpt file in its run's checkpoints/")
     if not roles:
         return f"{key}={path} is a folder that holds no .ckpt file; give a checkpoint file from a run's checkpoints/"
     listed = "; ".join(str(file) + (f" ({role})" if role else "") for file, role in roles.items())

@@ -127,6 +127,12 @@ def test_a_folder_given_for_a_checkpoint_lists_the_checkpoints_in_it(tmp_path):
         load_checkpoint_config(run)
     with pytest.raises(FileNotFoundError, match=r"^ckpt=.* is a folder that holds no .ckpt file"):
         load_checkpoint_config(tmp_path)
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=rf"^ckpt={export} is an export, not a checkpoint \(its test metrics "
+                                                r"are in its manifest.json\); give the checkpoint it was exported"):
+        load_checkpoint_config(export)
 
 
 @pytest.mark.parametrize("value", ["four", True, 6.0])
