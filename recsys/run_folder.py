@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from recsys.export.format import MANIFEST
+
 
 def _checkpoints_and_report(path: Path) -> tuple[list[Path], dict]:
     """The ``.ckpt`` files in ``path`` (or in its ``checkpoints/``, a run directory's), sorted, and
@@ -28,6 +30,12 @@ def checkpoint_roles(path: Path) -> dict[Path, str | None]:
     return {file: roles.get(file.name) for file in files}
 
 
+def run_name(checkpoint: Path) -> str:
+    """The name of the run folder that holds ``checkpoint`` (in its ``checkpoints/``, or directly)."""
+    folder = checkpoint.parent
+    return folder.parent.name if folder.name == "checkpoints" else folder.name
+
+
 def tested_checkpoint(path: Path) -> Path | None:
     """The checkpoint whose test figures the run reported (its best by the monitored metric), else
     the first checkpoint there, else None."""
@@ -39,8 +47,8 @@ def folder_message(path: Path, key: str = "ckpt") -> str:
     """What to say of a folder given as the setting ``key``, where a checkpoint file belongs: the
     checkpoints in it, each with what it is (:func:`checkpoint_roles`)."""
     roles = checkpoint_roles(path)
-    if not roles and (path / "manifest.json").is_file():
-        return (f"{key}={path} is an export, not a checkpoint (its test metrics are in its manifest.json); give "
+    if not roles and (path / MANIFEST).is_file():
+        return (f"{key}={path} is an export, not a checkpoint (its test metrics are in its {MANIFEST}); give "
                 "the checkpoint it was exported from, a .ckpt file in its run's checkpoints/")
     if not roles:
         return f"{key}={path} is a folder that holds no .ckpt file; give a checkpoint file from a run's checkpoints/"

@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase
 from recsys.export import format as fmt
 from recsys.models.two_tower import TwoTowerModel
 from recsys.pretrained import load_tokenizer
-from recsys.run_folder import tested_checkpoint
+from recsys.run_folder import run_name, tested_checkpoint
 
 NET_SETTINGS = ("dim", "item", "user", "head", "biases", "bias_shrinkage")
 
@@ -56,9 +56,8 @@ def read_manifest(directory: Path) -> dict:
     if not path.is_file():
         best = tested_checkpoint(directory)
         if best is not None:
-            run_name = best.parent.parent.name if best.parent.name == "checkpoints" else best.parent.name
             raise fmt.ExportError(f"{directory} is a training run, not an export: export its checkpoint first, e.g. "
-                                  f"python scripts/export.py ckpt={best} out=exports/{run_name}")
+                                  f"python scripts/export.py ckpt={best} out=exports/{run_name(best)}")
         raise fmt.ExportError(f"{directory} has no {fmt.MANIFEST}: not an export, or an incomplete one")
     manifest = json.loads(path.read_text())
     version = manifest.get("format_version")
