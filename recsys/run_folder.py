@@ -48,9 +48,20 @@ def folder_message(path: Path, key: str = "ckpt") -> str:
     checkpoints in it, each with what it is (:func:`checkpoint_roles`)."""
     roles = checkpoint_roles(path)
     if not roles and (path / MANIFEST).is_file():
-        return (f"{key}={path} is an export, not a checkpoint (its test metrics are in its {MANIFEST}); give "
-                "the checkpoint it was exported from, a .ckpt file in its run's checkpoints/")
+        return f"{key}={path} is an export, not a checkpoint (its test metrics are in its {MANIFEST}); " \
+            f"give the checkpoint it was exported from: {_exported_from(path / MANIFEST)}"
     if not roles:
         return f"{key}={path} is a folder that holds no .ckpt file; give a checkpoint file from a run's checkpoints/"
     listed = "; ".join(str(file) + (f" ({role})" if role else "") for file, role in roles.items())
     return f"{key}={path} is a folder; give one checkpoint file in it: {listed}"
+
+
+def _exported_from(manifest: Path) -> str:
+    """The checkpoint an export's manifest records as its source, in words."""
+    try:
+        source = json.loads(manifest.read_text()).get("source") or {}
+    except (OSError, ValueError, AttributeError):
+        source = {}
+    if not isinstance(source, dict) or not source.get("checkpoint"):  # exports made before it was recorded
+        return "a .ckpt file in its run's checkpoints/"
+    return f"{source['checkpoint']} (epoch {source.get('epoch', '?')}, step {source.get('global_step', '?')})"

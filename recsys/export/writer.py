@@ -41,7 +41,7 @@ def snippet(text: str) -> str:
 
 @torch.no_grad()
 def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewDataModule, config: dict,
-                    metrics: dict, serving: ServingOptions) -> None:
+                    metrics: dict, serving: ServingOptions, source: dict | None = None) -> None:
     net = module.net.eval()
     data = datamodule.prepared
     item_vectors = net.catalog_vectors(data.num_items).float().contiguous()
@@ -94,6 +94,7 @@ def _write_contents(directory: Path, module: TwoTowerModule, datamodule: ReviewD
         "num_items": int(data.num_items),
         "num_users": int(data.num_users),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        **({"source": source} if source else {}),
         "serving": {"text_backend": serving.text_backend(net.encoder.bf16)},
         # The data's rating scale: served ratings, given and predicted, are on it (the model's are stars).
         "rating_scale": _rating_scale(datamodule),
@@ -130,8 +131,10 @@ class ServingOptions:
 
 
 def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path | str, config: dict,
-                 metrics: dict | None = None, overwrite: bool = False, serving: ServingOptions | None = None) -> Path:
-    """Write the export of a trained ``module`` (catalog attached) to ``out``.
+                 metrics: dict | None = None, overwrite: bool = False, serving: ServingOptions | None = None,
+                 source: dict | None = None) -> Path:
+    """Write the export of a trained ``module`` (catalog attached) to ``out``; ``source``, where the
+    weights come from (a checkpoint's path, epoch and step), is recorded in the manifest.
 
     Everything is written into a temporary directory next to ``out`` and renamed into place when
     complete: an interrupted export leaves nothing at ``out``, and an existing export there is
@@ -139,7 +142,7 @@ def write_export(module: TwoTowerModule, datamodule: ReviewDataModule, out: Path
     """
     publish_atomically(
         out, lambda partial: _write_contents(partial, module, datamodule, config, metrics or {},
-                                             serving or ServingOptions()), overwrite)
+                                             serving or ServingOptions(), source), overwrite)
     log.info("Exported %d items and %d users to %s", datamodule.num_items, datamodule.num_users, out)
     return Path(out)
 
@@ -220,4 +223,6 @@ def export_checkpoint(ckpt: Path | str, out: Path | str, overwrite: bool = False
     module.attach(datamodule.catalog())
     metrics = recorded_test_metrics(ckpt)
     config = plain_config(cfg)
-    return write_export(module, datamodule, out, config, metrics, overwrite, serving)
+    source = {"checkpoint": str(ckpt.resolve()), "epoch": int(checkpoint.get("epoch", -1)),
+              "global_step": int(checkpoint.get("global_step", -1))}
+    return write_export(module, datamodule, out, config, metrics, overwrite, serving, source)

@@ -129,9 +129,15 @@ def test_a_folder_given_for_a_checkpoint_lists_the_checkpoints_in_it(tmp_path):
         load_checkpoint_config(tmp_path)
     export = tmp_path / "export"
     export.mkdir()
-    (export / "manifest.json").write_text("{}")
+    (export / "manifest.json").write_text("{}")  # made before exports recorded their source
     with pytest.raises(FileNotFoundError, match=rf"^ckpt={export} is an export, not a checkpoint \(its test metrics "
-                                                r"are in its manifest.json\); give the checkpoint it was exported"):
+                                                r"are in its manifest.json\); give the checkpoint it was exported "
+                                                r"from: a .ckpt file in its run's checkpoints/$"):
+        load_checkpoint_config(export)
+    source = {"checkpoint": "/runs/mi/checkpoints/epoch04.ckpt", "epoch": 4, "global_step": 325}
+    (export / "manifest.json").write_text(json.dumps({"source": source}))
+    with pytest.raises(FileNotFoundError, match=r"give the checkpoint it was exported from: "
+                                                r"/runs/mi/checkpoints/epoch04.ckpt \(epoch 4, step 325\)$"):
         load_checkpoint_config(export)
 
 

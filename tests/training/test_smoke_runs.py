@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from tests.conftest import REPO_ROOT, script_env
 
@@ -133,6 +134,9 @@ def test_export_serves_the_trained_test_metrics(env, csv_run, tmp_path, real_dat
     metrics = json.loads((out / "metrics.json").read_text())
     manifest = json.loads((export / "manifest.json").read_text())
     assert manifest["metrics"]["test/recall@10"] == pytest.approx(metrics["test/recall@10"])
+    saved = torch.load(best, map_location="cpu", weights_only=True)  # the export names the weights it holds
+    assert manifest["source"] == {"checkpoint": str(best.resolve()), "epoch": saved["epoch"],
+                                  "global_step": saved["global_step"]}
 
     reviews = read_reviews(real_data_dir / MAGAZINE.subdir / MAGAZINE.reviews).table
     reviews["split"] = random_split(reviews, 0)
