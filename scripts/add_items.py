@@ -5,6 +5,7 @@
         item_fields.item=sku item_fields.categories=[path]
 """
 
+import json
 from pathlib import Path
 
 import hydra
@@ -25,8 +26,8 @@ def main(cfg: DictConfig) -> None:
 
     from recsys.data.readers import read_items
     from recsys.data.texts import metadata_document
+    from recsys.export.format import MANIFEST
     from recsys.export.new_items import add_items
-    from recsys.export.reader import read_manifest
 
     fields = hydra.utils.instantiate(cfg.item_fields, setting="item_fields")  # named so in messages
     read = read_items(Path(cfg["items"]), cfg.on_bad_line, fields=fields,  # cfg["items"]: cfg.items is a method
@@ -34,9 +35,10 @@ def main(cfg: DictConfig) -> None:
     read.report.log_summary()
     documents = pd.DataFrame({"item_id": read.table["item_id"],
                               "document": [metadata_document(row) for row in read.table.itertuples(index=False)]})
-    before = read_manifest(Path(cfg.export))["num_items"]  # read first: out may be the export itself
     out = add_items(cfg.export, documents, cfg.out, overwrite=overwrite, skip_empty=cfg.on_bad_line == "skip")
-    print(f"Added {read_manifest(out)['num_items'] - before} items: {out}")  # on_bad_line=skip leaves some out
+    # The count the new manifest records: on_bad_line=skip leaves items without text out.
+    added = json.loads((out / MANIFEST).read_text())["added_items"][-1]["count"]
+    print(f"Added {added} items: {out}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Where a dataset's bad-line policy is set, named in messages (scripts/add_items.py names its own: on_bad_line).
+ON_BAD_LINE_SETTING = "data.on_bad_line"
+
 
 class DataFormatError(ValueError):
     """A line of a data file cannot be used.
@@ -13,7 +16,7 @@ class DataFormatError(ValueError):
     """
 
     def __init__(self, path: Path | str, line_number: int, reason: str, detail: str,
-                 policy_setting: str = "data.on_bad_line") -> None:
+                 policy_setting: str = ON_BAD_LINE_SETTING) -> None:
         self.path = Path(path)
         self.line_number = line_number
         self.reason = reason

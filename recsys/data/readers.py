@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from recsys.data.errors import ON_BAD_LINE_SETTING
 from recsys.data.fields import (
     AMAZON_ITEM_FIELDS,
     AMAZON_REVIEW_FIELDS,
@@ -194,7 +195,7 @@ def parse_item(obj: dict[str, Any], fields: ItemFields = AMAZON_ITEM_FIELDS) -> 
 
 def _read_records(
     path: Path, parse: Callable[[dict[str, Any]], tuple], policy: BadLinePolicy, max_line_bytes: int,
-    fields: ReviewFields | ItemFields, policy_setting: str = "data.on_bad_line",
+    fields: ReviewFields | ItemFields, policy_setting: str = ON_BAD_LINE_SETTING,
 ) -> tuple[list[tuple], list[int], ReadReport]:
     report = ReadReport(path=str(path))
     rows: list[tuple] = []
@@ -292,7 +293,7 @@ def read_items(
     on_bad_line: BadLinePolicy | str = BadLinePolicy.ERROR,
     max_line_bytes: int = MAX_LINE_BYTES,
     fields: ItemFields = AMAZON_ITEM_FIELDS,
-    policy_setting: str = "data.on_bad_line",
+    policy_setting: str = ON_BAD_LINE_SETTING,
 ) -> ReadResult:
     """Read a metadata file into the items table; repeated item ids keep their first row. Messages
     name ``policy_setting``, where ``on_bad_line`` is set."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from recsys.data.errors import DataFormatError
+from recsys.data.errors import ON_BAD_LINE_SETTING, DataFormatError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class BadLinePolicy(str, Enum):
     SKIP = "skip"
 
     @classmethod
-    def parse(cls, value: str | BadLinePolicy, setting: str = "data.on_bad_line") -> BadLinePolicy:
+    def parse(cls, value: str | BadLinePolicy, setting: str = ON_BAD_LINE_SETTING) -> BadLinePolicy:
         """Turn a config value (set at ``setting``) into a policy, with an error that lists the allowed values."""
         try:
             return cls(value)
@@ -90,7 +90,7 @@ class ReadReport:
         return self.lines_read == accounted
 
     def record_bad_line(
-        self, line_number: int, bad: BadLine, policy: BadLinePolicy, policy_setting: str = "data.on_bad_line"
+        self, line_number: int, bad: BadLine, policy: BadLinePolicy, policy_setting: str = ON_BAD_LINE_SETTING
     ) -> None:
         """Raise under ``error`` (naming ``policy_setting``, where the policy is set); count the line
         and keep an example under ``skip``."""

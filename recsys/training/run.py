@@ -284,9 +284,14 @@ def write_reports(outcome: FitOutcome, module: TwoTowerModule, datamodule: Revie
     log_run_reports(loggers, config, outcome.metrics, outcome.step, examples, curves)
     steps = next_steps(outcome.best, monitor, outcome.rating, exportable_net(config["model"]["net"].get("_target_")),
                        outcome.last)
-    dashboards = "\n".join(dashboard_lines(loggers))
-    log.info("Run directory: %s\n\n%s%s%s", out, metrics_table(outcome.metrics), steps,
-             ("\n" if steps else "\n\n") + dashboards if dashboards else "")
+    log.info("Run directory: %s\n\n%s", out, console_summary(
+        metrics_table(outcome.metrics), "\n".join(filter(None, [steps, *dashboard_lines(loggers)]))))
+
+
+def console_summary(*blocks: str) -> str:
+    """The end-of-run summary: the non-empty ``blocks`` (the metrics table, what to do next) one
+    blank line apart."""
+    return "\n\n".join(block for block in blocks if block)
 
 
 def next_steps(best: str | None, monitor: str, rating: str | None, exportable: bool = True,
@@ -298,7 +303,7 @@ def next_steps(best: str | None, monitor: str, rating: str | None, exportable: b
     chosen = best or last
     if chosen is None:
         return ""
-    lines = ["", "", f"Best checkpoint (by {monitor}): {best}" if best else
+    lines = [f"Best checkpoint (by {monitor}): {best}" if best else
              f"No validation ran, so no checkpoint is the best by {monitor}; the last one: {last}"]
     if rating is not None and rating != chosen:
         lines.append(f"Rating checkpoint (lowest {RATING_MONITOR}): {rating}")
@@ -328,7 +333,7 @@ def fit_baseline(cfg: DictConfig, datamodule: ReviewDataModule, out: Path, start
     with closing_loggers(instantiate_loggers(cfg.get("logger"), dashboard_identity(cfg, out))) as loggers:
         log_final_metrics(loggers, plain_config(cfg), shown)
         dashboards = "\n".join(dashboard_lines(loggers))
-    log.info("Wrote %s\n\n%s%s", out / "metrics.json", metrics_table(shown), "\n\n" + dashboards if dashboards else "")
+    log.info("Wrote %s\n\n%s", out / "metrics.json", console_summary(metrics_table(shown), dashboards))
     return metrics.get(cfg.model.get("monitor", "val/recall@10"))
 
 

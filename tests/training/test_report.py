@@ -41,7 +41,6 @@ def test_next_steps_name_the_checkpoints_and_the_commands_for_the_best():
 
     best, rating = "/r/run1/checkpoints/epoch03.ckpt", "/r/run1/checkpoints/rating-epoch02.ckpt"
     assert next_steps(best, "val/recall@10", rating).splitlines() == [
-        "", "",
         f"Best checkpoint (by val/recall@10): {best}",
         f"Rating checkpoint (lowest val/rmse): {rating}",
         f"Evaluate it: python scripts/evaluate.py ckpt={best} split=test",
