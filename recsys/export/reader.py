@@ -52,7 +52,9 @@ def read_manifest(directory: Path) -> dict:
     directory = Path(directory)
     path = directory / fmt.MANIFEST
     if not directory.is_dir():
-        raise ExportErrorMissing(f"No export directory at {directory}")
+        where = "" if directory.is_absolute() else f" (read from {Path.cwd()})"
+        raise ExportErrorMissing(f"No export directory at {directory}{where}: make one from a run's checkpoint with "
+                                 f"python scripts/export.py ckpt=<run>/checkpoints/<best>.ckpt out={directory}")
     if not path.is_file():
         best = tested_checkpoint(directory)
         if best is not None:

@@ -10,6 +10,7 @@ import torch
 from recsys.data.negatives import UserItemSets
 from recsys.export import ExportError, load_export, write_export
 from recsys.export import format as fmt
+from recsys.export.reader import ExportErrorMissing
 from recsys.serving.recommender import Recommender, ReviewInput
 from recsys.training.ranking import fused_scores, top_k_from_scores
 from recsys.training.teacher import EaseTeacher
@@ -108,6 +109,17 @@ def test_a_training_run_given_as_an_export_names_the_export_command(tmp_path):
     (run / "metrics.json").unlink()  # then the first checkpoint there
     with pytest.raises(ExportError, match=r"ckpt=\S+/checkpoints/epoch03.ckpt out=exports/2026-12-07_22-26-11$"):
         load_export(run / "checkpoints")
+
+
+def test_a_missing_export_says_where_it_was_looked_for_and_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ExportErrorMissing) as refused:
+        load_export("exports/mi")
+    assert str(refused.value) == (
+        f"No export directory at exports/mi (read from {tmp_path}): make one from a run's checkpoint with "
+        "python scripts/export.py ckpt=<run>/checkpoints/<best>.ckpt out=exports/mi")
+    with pytest.raises(ExportErrorMissing, match=f"^No export directory at {tmp_path / 'nope'}: make one"):
+        load_export(tmp_path / "nope")  # an absolute path needs no working directory
 
 
 def test_newer_format_version_is_refused(tiny_export, tmp_path):
