@@ -190,8 +190,8 @@ def readable_overrides(main: Callable[[], T]) -> Callable[[], T]:
     return wrapper
 
 
-# The keys of scripts/recommend.py whose values are free text or ids, read as given.
-RECOMMEND_TEXT_KEYS = ("user", "query")
+# The keys of scripts/recommend.py whose values are free text, ids or paths, read as given.
+RECOMMEND_TEXT_KEYS = ("user", "query", "users", "out")
 
 
 def quoted_text_values(arguments: list[str], keys: tuple[str, ...]) -> list[str]:

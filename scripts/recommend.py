@@ -1,7 +1,8 @@
-"""Print recommendations for a known user or a text query.
+"""Print recommendations for a known user or a text query, or write those of many users to a file.
 
     python scripts/recommend.py export=DIR user=A2IBPI20UZIR0U k=10
     python scripts/recommend.py export=DIR query="warm sounding strings for an acoustic guitar"
+    python scripts/recommend.py export=DIR users=all out=recommendations.parquet   # or users=ids.txt; .csv, .jsonl
 """
 
 import hydra

@@ -184,10 +184,11 @@ def test_every_hydra_script_answers_an_unreadable_override_before_composing(tmp_
     assert len(scripts) == 7, scripts
     outputs = tmp_path / "outputs"
     for script in scripts:
-        result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), "out=/tmp/é (copy)"],
+        # A key that no script reads as text (recommend.py quotes its out=, a path).
+        result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), "dir=/tmp/é (copy)"],
                                 capture_output=True, text=True, cwd=tmp_path, timeout=120,
                                 env={**os.environ, "RECSYS_OUTPUT_DIR": str(outputs)})
         assert result.returncode == 2, (script, result.stderr)
-        assert result.stderr.startswith("Cannot read the override 'out=/tmp/é (copy)' ('é' at character 10)"), script
+        assert result.stderr.startswith("Cannot read the override 'dir=/tmp/é (copy)' ('é' at character 10)"), script
         assert "HYDRA_FULL_ERROR" not in result.stderr, script
     assert not list(tmp_path.iterdir())  # no run folder, no log: refused before Hydra composed anything

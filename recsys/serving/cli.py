@@ -5,12 +5,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 
+from recsys.serving.batch import SUFFIXES, output_suffix, users_to_recommend, write_recommendations
 from recsys.serving.recommender import QUERY_TEXT_WEIGHT, Recommendation, Recommender
 from recsys.settings import checked_choice, checked_whole_number, flag_setting, whole_number_setting
 
@@ -44,11 +47,22 @@ def render(recommendations: list[Recommendation], title: str, rating: str = "sta
 
 def recommend(cfg: DictConfig) -> list[Recommendation]:
     """Print the recommendations for ``cfg.user`` or ``cfg.query``: a table, or with
-    ``output=json`` one JSON object (what ``POST /recommend`` answers), for other programs."""
-    if (cfg.user is None) == (cfg.query is None):
-        raise ValueError("give exactly one of user=ID or query=\"text\"")
+    ``output=json`` one JSON object (what ``POST /recommend`` answers), for other programs. With
+    ``cfg.users`` (``all`` or a file of ids), write theirs to the file ``cfg.out`` instead
+    (:func:`recommend_to_file`; nothing is returned)."""
+    asked = [key for key in ("user", "query", "users") if cfg.get(key) is not None]
+    if len(asked) != 1:
+        raise ValueError("give exactly one of user=ID, query=\"text\" or users=all|FILE (the file of ids: one a "
+                         f"line) with out=FILE; got {', '.join(asked) or 'none'}")
     whole_number_setting(cfg, "k", least=1, example=10, required=True)
     flag_setting(cfg, "exclude_seen")
+    flag_setting(cfg, "overwrite")
+    if asked == ["users"]:
+        recommend_to_file(cfg)
+        return []
+    if cfg.get("out") is not None:
+        raise ValueError(f"out={cfg.out} is where users=all|FILE writes its recommendations; for one user or "
+                         "query they are printed (output=table or json)")
     output = checked_choice("output", cfg.get("output", "table"), OUTPUTS)
     recommender = recommender_from_config(cfg)
     if cfg.user is not None:
@@ -63,6 +77,26 @@ def recommend(cfg: DictConfig) -> list[Recommendation]:
     scale = recommender.rating_scale
     Console(width=160).print(render(answer, title, "stars" if scale.is_stars else f"rating {scale}"))
     return answer
+
+
+def recommend_to_file(cfg: DictConfig) -> int:
+    """Write the top ``cfg.k`` of each user that ``cfg.users`` names (``all``, or a file of ids) to
+    ``cfg.out`` (:func:`recsys.serving.batch.write_recommendations`), say where and how fast, and
+    return the number of rows. The settings are checked before the export is loaded."""
+    if cfg.get("out") is None:
+        formats = f"{', '.join(SUFFIXES[:-1])} or {SUFFIXES[-1]}"
+        raise ValueError(f"users={cfg.users} writes a file: add out=recommendations.parquet ({formats})")
+    output_suffix(cfg.out)
+    if Path(cfg.out).exists() and not cfg.overwrite:
+        raise FileExistsError(f"out={cfg.out} exists; add overwrite=true to replace it")
+    recommender = recommender_from_config(cfg)
+    users = users_to_recommend(recommender, cfg.users)
+    started = time.perf_counter()
+    rows = write_recommendations(recommender, users, cfg.out, cfg.k, cfg.exclude_seen)
+    seconds = time.perf_counter() - started
+    print(f"Wrote {rows:,} recommendations (top {cfg.k} of {len(users):,} users) to {cfg.out} in {seconds:.1f} s "
+          f"({len(users) / max(seconds, 1e-9):,.0f} users/s)")
+    return rows
 
 
 def exposure_warning(host: str) -> str | None:

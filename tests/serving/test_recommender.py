@@ -228,8 +228,9 @@ def test_every_serving_setting_refuses_a_value_of_the_wrong_kind(tiny_export):
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         defaults = OmegaConf.to_container(compose("recommend", overrides=[f"export={tiny_export[0]}"]))
-    # Which export, user and query (any name); the HTTP server's own are serve.py's (the next test's).
-    settings = config_settings(defaults, skip=frozenset({"export", "user", "query"}))
+    # Which export, user and query (any name), users and out (paths); the HTTP server's own are
+    # serve.py's (the next test's).
+    settings = config_settings(defaults, skip=frozenset({"export", "user", "query", "users", "out"}))
     assert {"k", "rerank_top", "order", "text_backend", "index.nlist"} <= {key for key, _ in settings}
     answer([f"export={tiny_export[0]}", "user=U0"])  # the defaults themselves pass
     wrong = wrong_kind_refusals(answer, settings, [f"export={tiny_export[0]}", "user=U0"])
