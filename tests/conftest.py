@@ -209,3 +209,31 @@ def tuned_reviews_export(tmp_path_factory):
 def fused_export(tmp_path_factory):
     """The same, ranking by cosine fused with EASE (``ease_fusion`` 0.7)."""
     return build_tiny_export(tmp_path_factory.mktemp("fused_export"), ease_fusion=0.7)
+
+
+def recorded_progress_bars(monkeypatch) -> list[dict]:
+    """The progress bars that recsys draws from now on (:mod:`recsys.progress`), each as a dict of its
+    ``description``, ``total`` and how far it was ``advanced``, instead of drawn."""
+    from recsys import progress
+
+    bars: list[dict] = []
+
+    class RecordingProgress:
+        def __init__(self, *columns):
+            bars.append({"advanced": 0})
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, description, total):
+            bars[-1].update(description=description, total=total)
+            return 0
+
+        def advance(self, task, count):
+            bars[-1]["advanced"] += count
+
+    monkeypatch.setattr(progress, "Progress", RecordingProgress)
+    return bars

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from recsys.atomic import atomic_write
 from recsys.cache_files import UNREADABLE, discard_unreadable
 from recsys.data.tokenization import TokenizedTexts
+from recsys.progress import progress_bar
 
 if TYPE_CHECKING:
     from recsys.models.text_encoder import TextEncoder
@@ -149,7 +149,5 @@ def encoding_progress(total: int) -> Iterator[Callable[[int], None] | None]:
     if total == 0:
         yield None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn()) as bar:
-        task = bar.add_task(f"Encoding {total:,} texts", total=total)
-        yield lambda count: bar.advance(task, count)
+    with progress_bar(total, f"Encoding {total:,} texts") as advance:
+        yield advance

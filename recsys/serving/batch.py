@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from recsys.atomic import atomic_write
+from recsys.progress import progress_bar
 from recsys.serving.recommender import Recommendation, Recommender, unknown_id_hint
 
 ALL_USERS = "all"
@@ -128,7 +128,5 @@ def _progress(total: int, shown: bool) -> Iterator[Callable[[int], None]]:
     if not shown:
         yield lambda count: None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn()) as bar:
-        task = bar.add_task(f"Recommending for {total:,} users", total=total)
-        yield lambda count: bar.advance(task, count)
+    with progress_bar(total, f"Recommending for {total:,} users") as advance:
+        yield advance

@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from recsys.data.tokenization import TokenizedTexts
 from recsys.models.embedding_cache import cached_embeddings, pretrained_embeddings, row_digests
 from recsys.models.text_encoder import TextEncoder
+from tests.conftest import recorded_progress_bars
 
 REVIEWS = TokenizedTexts(ids=np.array([101, 2000, 2001, 102, 101, 3000, 102]), offsets=np.array([0, 4, 7]))
 DOCUMENTS = TokenizedTexts(ids=np.array([101, 4000, 102]), offsets=np.array([0, 3]))
@@ -137,31 +138,10 @@ def test_a_run_stopped_while_encoding_keeps_the_shards_it_wrote(tiny_bert_config
 def test_one_progress_bar_spans_every_shard_and_counts_each_text_once(tmp_path, tiny_bert_config, monkeypatch):
     # Each shard of 16,384 texts drew its own bar ("Encoding 16384 texts"): a run that encoded
     # 182,153 texts showed twelve bars in turn and no overall count or time left.
-    from recsys.models import embedding_cache
-
     torch.manual_seed(0)
     encoder = TextEncoder(config=tiny_bert_config, trainable_layers=0, bf16=False)
     texts = random_texts(120, seed=5)
-    bars: list[dict] = []
-
-    class RecordingProgress:
-        def __init__(self, *columns):
-            bars.append({"advanced": 0})
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def add_task(self, description, total):
-            bars[-1].update(description=description, total=total)
-            return 0
-
-        def advance(self, task, count):
-            bars[-1]["advanced"] += count
-
-    monkeypatch.setattr(embedding_cache, "Progress", RecordingProgress)
+    bars = recorded_progress_bars(monkeypatch)
     first = pretrained_embeddings(encoder, [texts.subset(np.arange(40))], tmp_path, progress=True)[0]
     assert bars == [{"advanced": 40, "description": "Encoding 40 texts", "total": 40}]
     shards: list[int] = []

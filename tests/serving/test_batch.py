@@ -8,7 +8,7 @@ import pytest
 
 from recsys.serving.batch import COLUMNS, users_to_recommend, write_recommendations
 from recsys.serving.recommender import Recommender
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, recorded_progress_bars
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,11 @@ def test_the_script_writes_every_users_recommendations(recommender, tiny_export,
     users = len(recommender.bundle.user_ids)
     assert f"Wrote {2 * users} recommendations (top 2 of {users} users) to {out} in " in result.stdout
     assert len(read_back(out)) == 2 * users
+
+
+def test_one_progress_bar_counts_every_user(recommender, tmp_path, monkeypatch):
+    bars = recorded_progress_bars(monkeypatch)
+    users = [str(u) for u in recommender.bundle.user_ids]
+    write_recommendations(recommender, users, tmp_path / "r.csv", k=1, batch_users=5)
+    assert bars == [{"advanced": len(users), "description": f"Recommending for {len(users)} users",
+                     "total": len(users)}]
