@@ -24,7 +24,7 @@ from recsys.serving.recommender import Recommendation, Recommender, unknown_id_h
 ALL_USERS = "all"
 COLUMNS = ("user_id", "rank", "item_id", "score", "cosine", "predicted_rating", "like_probability", "explanation")
 SUFFIXES = (".parquet", ".csv", ".jsonl")
-BATCH_USERS = 256  # users answered per call: one matrix product and one head pass each
+BATCH_USERS = 256  # users answered per call (one batched search) and written per part of the file
 
 
 def users_to_recommend(recommender: Recommender, users: str | Path) -> list[str]:
@@ -33,19 +33,22 @@ def users_to_recommend(recommender: Recommender, users: str | Path) -> list[str]
     id the export does not hold is refused with its file and line."""
     if str(users) == ALL_USERS:
         return [str(u) for u in recommender.bundle.user_ids]
-    path = Path(users)
+    path = Path(users).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"users={users}: no such file; give {ALL_USERS} or a text file of user ids, one a line")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM, as spreadsheet programs write, is not part of an id
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8, one user id a line") from None
     chosen: dict[str, None] = {}
-    with path.open(encoding="utf-8-sig") as lines:  # a BOM, as spreadsheet programs write, is not part of an id
-        for number, line in enumerate(lines, start=1):
-            user = line.strip()
-            if not user:
-                continue
-            if user not in recommender.user_position:
-                hint = unknown_id_hint(user, recommender.user_position, "users")
-                raise ValueError(f"{path}, line {number}: unknown user {user!r} ({hint})")
-            chosen.setdefault(user)
+    for number, line in enumerate(text.splitlines(), start=1):
+        user = line.strip()
+        if not user:
+            continue
+        if user not in recommender.user_position:
+            hint = unknown_id_hint(user, recommender.user_position, "users")
+            raise ValueError(f"{path}, line {number}: unknown user {user!r} ({hint})")
+        chosen.setdefault(user)
     if not chosen:
         raise ValueError(f"{path} holds no user id; give one a line")
     return list(chosen)

@@ -57,6 +57,9 @@ def test_a_file_of_ids_is_read_as_written_and_an_unknown_one_is_named_by_its_lin
     ids.write_text("\n \n")
     with pytest.raises(ValueError, match="holds no user id"):
         users_to_recommend(recommender, ids)
+    ids.write_bytes(f"{first}\n".encode() + "Müller\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"^{ids} is not UTF-8 text \(byte {len(first) + 2}\); save it as UTF-8"):
+        users_to_recommend(recommender, ids)
     with pytest.raises(FileNotFoundError, match="users=absent.txt: no such file; give all or a text file"):
         users_to_recommend(recommender, "absent.txt")
 
