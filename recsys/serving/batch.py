@@ -22,7 +22,11 @@ from recsys.progress import progress_bar
 from recsys.serving.recommender import Recommendation, Recommender, unknown_id_hint
 
 ALL_USERS = "all"
-COLUMNS = ("user_id", "rank", "item_id", "score", "cosine", "predicted_rating", "like_probability", "explanation")
+# The file's columns: the user's id, then the fields of a Recommendation but its snippet.
+SCHEMA = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()), ("score", pa.float64()),
+                    ("cosine", pa.float64()), ("predicted_rating", pa.float64()), ("like_probability", pa.float64()),
+                    ("explanation", pa.string())])
+COLUMNS = tuple(SCHEMA.names)
 SUFFIXES = (".parquet", ".csv", ".jsonl")
 BATCH_USERS = 256  # users answered per call (one batched search) and written per part of the file
 
@@ -56,8 +60,7 @@ def users_to_recommend(recommender: Recommender, users: str | Path) -> list[str]
 
 def recommendation_rows(user_ids: list[str], answers: list[list[Recommendation]]) -> pd.DataFrame:
     """The table of ``answers`` (one list per user of ``user_ids``): one row per (user, rank)."""
-    rows = [(user, r.rank, r.item_id, r.score, r.cosine, r.predicted_rating, r.like_probability, r.explanation)
-            for user, answer in zip(user_ids, answers, strict=True) for r in answer]
+    rows = [{"user_id": user, **r.to_dict()} for user, answer in zip(user_ids, answers, strict=True) for r in answer]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -100,14 +103,14 @@ class _TableWriter:
 
     def __enter__(self) -> _TableWriter:
         if self.suffix == ".parquet":
-            self.parquet = pq.ParquetWriter(self.path, _schema())
+            self.parquet = pq.ParquetWriter(self.path, SCHEMA)
         else:
             self.path.write_text("")
         return self
 
     def write(self, rows: pd.DataFrame) -> None:
         if self.parquet is not None:
-            self.parquet.write_table(pa.Table.from_pandas(rows, schema=_schema(), preserve_index=False))
+            self.parquet.write_table(pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False))
         elif self.suffix == ".csv":
             rows.to_csv(self.path, mode="a", header=not self.started, index=False)
         else:
@@ -117,12 +120,6 @@ class _TableWriter:
     def __exit__(self, *exc: object) -> None:
         if self.parquet is not None:
             self.parquet.close()
-
-
-def _schema() -> pa.Schema:
-    return pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
-                      ("score", pa.float64()), ("cosine", pa.float64()), ("predicted_rating", pa.float64()),
-                      ("like_probability", pa.float64()), ("explanation", pa.string())])
 
 
 @contextmanager

@@ -30,6 +30,7 @@ def test_the_file_holds_each_users_answer_as_the_recommender_gives_it(recommende
     written = write_recommendations(recommender, users, out, k=3, batch_users=5, progress=False)
     table = read_back(out)
     assert list(table.columns) == list(COLUMNS) and written == len(table) == 3 * len(users)
+    assert set(COLUMNS) == {"user_id", *recommender.recommend_user(users[0], k=1)[0].to_dict()} - {"snippet"}
     for user, rows in table.groupby("user_id", sort=False):
         expected = recommender.recommend_user(user, k=3)
         assert rows["rank"].tolist() == [1, 2, 3]
