@@ -94,7 +94,8 @@ def recommend_to_file(cfg: DictConfig) -> int:
     started = time.perf_counter()
     rows = write_recommendations(recommender, users, cfg.out, cfg.k, cfg.exclude_seen)
     seconds = time.perf_counter() - started
-    print(f"Wrote {rows:,} recommendations (top {cfg.k} of {len(users):,} users) to {cfg.out} in {seconds:.1f} s "
+    whom = f"{len(users):,} users" if len(users) != 1 else "1 user"
+    print(f"Wrote {rows:,} recommendations (top {cfg.k} of {whom}) to {cfg.out} in {seconds:.1f} s "
           f"({len(users) / max(seconds, 1e-9):,.0f} users/s)")
     return rows
 

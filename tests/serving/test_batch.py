@@ -119,6 +119,14 @@ def test_the_script_writes_every_users_recommendations(recommender, tiny_export,
     users = len(recommender.bundle.user_ids)
     assert f"Wrote {2 * users} recommendations (top 2 of {users} users) to {out} in " in result.stdout
     assert len(read_back(out)) == 2 * users
+    ids = tmp_path / "one user.txt"
+    ids.write_text(f"{recommender.bundle.user_ids[0]}\n")
+    one = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "recommend.py"), f"export={tiny_export[0]}", f"users={ids}",
+         f"out={out}", "overwrite=true", "k=2", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True,
+        cwd=REPO_ROOT, timeout=300)
+    assert one.returncode == 0, one.stderr
+    assert "Wrote 2 recommendations (top 2 of 1 user) to " in one.stdout and len(read_back(out)) == 2
 
 
 def test_one_progress_bar_counts_every_user(recommender, tmp_path, monkeypatch):
