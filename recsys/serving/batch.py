@@ -9,8 +9,6 @@ or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -81,7 +79,8 @@ def write_recommendations(recommender: Recommender, user_ids: list[str], out: st
 
     def write(path: Path) -> None:
         nonlocal written
-        with _TableWriter(path, suffix) as table, _progress(len(user_ids), progress) as advance:
+        with _TableWriter(path, suffix) as table, \
+                progress_bar(len(user_ids), f"Recommending for {len(user_ids):,} users", progress) as advance:
             for start in range(0, len(user_ids), batch_users):
                 batch = user_ids[start : start + batch_users]
                 rows = recommendation_rows(batch, recommender.recommend_users(batch, k, exclude_seen))
@@ -121,12 +120,3 @@ class _TableWriter:
         if self.parquet is not None:
             self.parquet.close()
 
-
-@contextmanager
-def _progress(total: int, shown: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar over ``total`` users, as the function that advances it; none when not ``shown``."""
-    if not shown:
-        yield lambda count: None
-        return
-    with progress_bar(total, f"Recommending for {total:,} users") as advance:
-        yield advance

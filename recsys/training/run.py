@@ -22,7 +22,7 @@ from pytorch_lightning.loggers import Logger
 from recsys.benchmarking.error_breakdown import model_error_breakdown, write_breakdown
 from recsys.data.datamodule import ReviewDataModule, check_relevance_min_rating
 from recsys.export.format import exportable_net
-from recsys.run_folder import folder_message
+from recsys.run_folder import folder_message, run_name
 from recsys.settings import checked_flag, flag_setting, plain_config, whole_number_setting
 from recsys.training.callbacks import LearningCurves, RandomStateCheckpoint, run_progress_bar
 from recsys.training.checkpoints import checkpoint_datamodule, load_checkpoint_config
@@ -307,10 +307,10 @@ def next_steps(best: str | None, monitor: str, rating: str | None, exportable: b
              f"No validation ran, so no checkpoint is the best by {monitor}; the last one: {last}"]
     if rating is not None and rating != chosen:
         lines.append(f"Rating checkpoint (lowest {RATING_MONITOR}): {rating}")
-    run_name = Path(chosen).parent.parent.name
     lines.append(f"Evaluate it: python scripts/evaluate.py ckpt={chosen} split=test")
     if exportable:
-        lines.append(f"Export it for serving: python scripts/export.py ckpt={chosen} out=exports/{run_name}")
+        out = f"exports/{run_name(Path(chosen))}"
+        lines.append(f"Export it for serving: python scripts/export.py ckpt={chosen} out={out}")
     return "\n".join(lines)
 
 

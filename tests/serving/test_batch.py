@@ -132,6 +132,8 @@ def test_the_script_writes_every_users_recommendations(recommender, tiny_export,
 def test_one_progress_bar_counts_every_user(recommender, tmp_path, monkeypatch):
     bars = recorded_progress_bars(monkeypatch)
     users = [str(u) for u in recommender.bundle.user_ids]
+    write_recommendations(recommender, users, tmp_path / "quiet.csv", k=1, progress=False)
+    assert bars == []
     write_recommendations(recommender, users, tmp_path / "r.csv", k=1, batch_users=5)
     assert bars == [{"advanced": len(users), "description": f"Recommending for {len(users)} users",
                      "total": len(users)}]
